@@ -1,0 +1,22 @@
+"""Thin handlers: one function per operation, from validated input to the output shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.authorities import Authorities
+from shared.identity import Caller
+from shared.issuance import Issuance
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler may use: who calls, and the domain services."""
+
+    caller: Caller
+    authorities: Authorities
+    issuance: Issuance
+
+
+Handler = Callable[[Context, dict], "dict | None"]

@@ -1,0 +1,1 @@
+"""The pcaq domain: ARNs, serials, records, the key vault, profiles and validity rules."""

@@ -1,0 +1,48 @@
+"""The work queue: Celery's configuration and the names of the tasks, shared by API and worker.
+
+The API publishes by task name so that it never imports worker code; the worker builds its Celery
+app from :func:`make_celery` so both sides agree on broker, serializer and delivery guarantees.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+
+ISSUE_TASK = "pcaq.issue_batch"
+CREATE_CA_KEY_TASK = "pcaq.create_ca_key"
+SWEEP_TASK = "pcaq.sweep"
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured for pcaq's delivery guarantees (design.md, "Celery on Redis")."""
+    app = Celery("pcaq", broker=settings.effective_redis_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # clients read our records, not Celery results
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,  # with acks_late, a killed child's message is redelivered
+        worker_prefetch_multiplier=settings.prefetch_multiplier,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        task_default_queue="pcaq",
+    )
+    return app
+
+
+class Queue:
+    """Publishes work for the workers. Publishing failures surface as the broker's own errors."""
+
+    def __init__(self, celery: Celery):
+        self.celery = celery
+
+    def issue(self, members: list[str]) -> None:
+        """Ask a worker to sign these pending certificate requests."""
+        self.celery.send_task(ISSUE_TASK, args=[members])
+
+    def create_ca_key(self, ca_id: str) -> None:
+        """Ask a worker to generate a new CA's key and CSR."""
+        self.celery.send_task(CREATE_CA_KEY_TASK, args=[ca_id])

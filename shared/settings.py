@@ -1,0 +1,78 @@
+"""Every setting pcaq reads, from the environment, in one place, each with a safe default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"pcaq: {name} must be a whole number, got {raw!r}") from exc
+
+
+def _default_data_dir(env: dict[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pcaq"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """pcaq's configuration. Build it with :func:`load`; never read ``os.environ`` elsewhere."""
+
+    redis_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: _default_data_dir(dict(os.environ)))
+    master_key: str | None = field(default=None, repr=False)
+    master_key_file: Path | None = None
+    partition: str = "aws"
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    public_host: str = "127.0.0.1:8080"
+    max_body_bytes: int = 3 * 1024 * 1024  # a 2 MiB chain is about 2.7 MiB once base64-encoded
+    idempotency_ttl: int = 300
+    visibility_timeout: int = 3600
+    prefetch_multiplier: int = 16
+    batch_size: int = 100
+    lease_seconds: int = 120
+    sweep_interval: int = 30
+    stale_after: int = 60
+    max_attempts: int = 5
+    log_level: str = "INFO"
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The Redis URL processes connect to (``pcaq up`` sets ``REDIS_URL`` for its children)."""
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (the process environment by default)."""
+    env = dict(os.environ if env is None else env)
+    data_dir = Path(env["PCAQ_DATA_DIR"]) if env.get("PCAQ_DATA_DIR") else _default_data_dir(env)
+    key_file = env.get("PCAQ_MASTER_KEY_FILE")
+    return Settings(
+        redis_url=env.get("REDIS_URL") or None,
+        data_dir=data_dir,
+        master_key=env.get("PCAQ_MASTER_KEY") or None,
+        master_key_file=Path(key_file) if key_file else None,
+        partition=env.get("PCAQ_PARTITION", "aws"),
+        region=env.get("PCAQ_REGION", "us-east-1"),
+        account_id=env.get("PCAQ_ACCOUNT_ID", "123456789012"),
+        public_host=env.get("PCAQ_PUBLIC_HOST", "127.0.0.1:8080"),
+        max_body_bytes=_int(env, "PCAQ_MAX_BODY_BYTES", 3 * 1024 * 1024),
+        idempotency_ttl=_int(env, "PCAQ_IDEMPOTENCY_TTL", 300),
+        visibility_timeout=_int(env, "PCAQ_VISIBILITY_TIMEOUT", 3600),
+        prefetch_multiplier=_int(env, "PCAQ_PREFETCH", 16),
+        batch_size=_int(env, "PCAQ_BATCH_SIZE", 100),
+        lease_seconds=_int(env, "PCAQ_LEASE_SECONDS", 120),
+        sweep_interval=_int(env, "PCAQ_SWEEP_INTERVAL", 30),
+        stale_after=_int(env, "PCAQ_STALE_AFTER", 60),
+        max_attempts=_int(env, "PCAQ_MAX_ATTEMPTS", 5),
+        log_level=env.get("PCAQ_LOG_LEVEL", "INFO").upper(),
+    )
