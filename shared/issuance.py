@@ -1,0 +1,141 @@
+"""The front half of issuance: cheap checks, a PENDING record, the enqueue; and reading results.
+
+Only cheap work happens here (design.md): the CSR is parsed but its signature is checked by the
+worker, which also builds and signs the certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from shared import certificates, keys, profiles, validity
+from shared.arns import parse_ca_arn, parse_certificate_arn, parse_template_arn
+from shared.authorities import ACTIVE, PENDING_CERTIFICATE, Authorities, effective_status
+from shared.errors import InProgress, InvalidArgument, InvalidState, NotFound, RequestFailed
+from shared.identity import Caller
+from shared.queue import Queue
+from shared.records import Store, member_of
+
+ROOT_TEMPLATES = frozenset({"RootCACertificate", "RootCACertificate_APIPassthrough"})
+
+
+def new_serial() -> int:
+    """A random positive serial of up to 127 bits (>= 64 bits of entropy, DER at most 16 bytes)."""
+    while True:
+        serial = secrets.randbits(127)
+        if serial >> 64:  # keep at least 64 significant bits
+            return serial
+
+
+def encode_request(csr_der: bytes, params: dict, template: str, not_before: datetime, not_after: datetime) -> bytes:
+    """The compact request document a worker signs from."""
+    doc = {
+        "csr": base64.b64encode(csr_der).decode(),
+        "alg": params["SigningAlgorithm"],
+        "tpl": template,
+        "nb": int(not_before.timestamp()),
+        "na": int(not_after.timestamp()),
+    }
+    if params.get("ApiPassthrough"):
+        doc["api"] = params["ApiPassthrough"]
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_request(raw: bytes) -> dict:
+    """Inverse of :func:`encode_request` (datetimes back as aware UTC, CSR back as DER)."""
+    doc = json.loads(raw)
+    doc["csr"] = base64.b64decode(doc["csr"])
+    doc["nb"] = datetime.fromtimestamp(doc["nb"], UTC)
+    doc["na"] = datetime.fromtimestamp(doc["na"], UTC)
+    return doc
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass
+class Issuance:
+    """IssueCertificate and GetCertificate."""
+
+    store: Store
+    queue: Queue
+    authorities: Authorities
+
+    def issue(self, caller: Caller, params: dict) -> str:
+        """Accept a certificate request; returns its ARN before any signing happens."""
+        ca_arn = params["CertificateAuthorityArn"]
+        template = parse_template_arn(params["TemplateArn"]) if params.get("TemplateArn") else None
+        template = template or profiles.DEFAULT_TEMPLATE
+        profile = profiles.get_profile(template)
+        doc = self.authorities.load(caller, ca_arn)
+        status = effective_status(doc)
+        config = doc["CertificateAuthorityConfiguration"]
+        csr = certificates.parse_csr(params["Csr"])
+        if template in ROOT_TEMPLATES:
+            if doc["Type"] != "ROOT":
+                raise InvalidArgument(f"The template {template} can only be used by a ROOT certificate authority.")
+            if status not in (PENDING_CERTIFICATE, ACTIVE):
+                raise InvalidState("The certificate authority is not in a valid state for issuing certificates.")
+            if _spki(csr.public_key()) != _spki(keys.load_public_key_pem(doc["internal"]["public_key_pem"])):
+                raise InvalidArgument(f"The template {template} signs only the certificate authority's own CSR.")
+        elif status != ACTIVE:
+            raise InvalidState("The certificate authority is not in a valid state for issuing certificates.")
+        keys.check_signing_algorithm(config["KeyAlgorithm"], params["SigningAlgorithm"])
+        now = datetime.now(UTC).replace(microsecond=0)
+        ca_bounds = (None, None) if profile.is_root else (doc.get("NotAfter"), doc.get("NotBefore"))
+        not_before, not_after = validity.compute_window(
+            params["Validity"],
+            params.get("ValidityNotBefore"),
+            now,
+            datetime.fromtimestamp(ca_bounds[0], UTC) if ca_bounds[0] else None,
+            datetime.fromtimestamp(ca_bounds[1], UTC) if ca_bounds[1] else None,
+            doc.get("UsageMode") == "SHORT_LIVED_CERTIFICATE",
+        )
+        request = encode_request(
+            csr.public_bytes(serialization.Encoding.DER), params, template, not_before, not_after
+        )
+        ca_id = parse_ca_arn(ca_arn).ca_id
+        token = params.get("IdempotencyToken")
+        while True:
+            submission = self.store.submit_certificate(
+                ca_id, caller.account, format(new_serial(), "x"), request, token
+            )
+            if submission is not None:
+                break
+        if submission.created:
+            try:
+                self.queue.issue([member_of(ca_id, submission.serial_hex)])
+            except Exception:  # noqa: BLE001 - the record is in the outbox; the sweeper re-sends it
+                pass
+        return f"{ca_arn}/certificate/{submission.serial_hex}"
+
+    def get(self, caller: Caller, ca_arn: str, certificate_arn: str) -> tuple[str, str | None]:
+        """The issued certificate (PEM) and its chain (PEM, None for a root's own certificate)."""
+        doc = self.authorities.load(caller, ca_arn)
+        cert_ca, serial_hex = parse_certificate_arn(certificate_arn)
+        if str(cert_ca) != ca_arn:
+            raise NotFound(f"Could not find certificate {certificate_arn} issued by {ca_arn}.")
+        record = self.store.get_certificate(cert_ca.ca_id, serial_hex)
+        if record is None:
+            raise NotFound(f"Could not find certificate {certificate_arn}.")
+        if record.status == "PENDING":
+            raise InProgress("The certificate is still being issued.")
+        if record.status == "FAILED":
+            raise RequestFailed(f"The certificate could not be issued: {record.failure}")
+        cert = x509.load_der_x509_certificate(record.certificate_der)
+        pem = certificates.certificate_pem(cert)
+        ca_cert_pem = doc["internal"].get("certificate_pem")
+        if cert.issuer == cert.subject and _spki(cert.public_key()) == _spki(
+            keys.load_public_key_pem(doc["internal"]["public_key_pem"])
+        ):
+            return pem, None  # a root's own certificate has no chain above it
+        chain = ca_cert_pem + (doc["internal"].get("chain_pem") or "")
+        return pem, chain

@@ -1,0 +1,122 @@
+"""Celery tasks: generate a CA's key and CSR; sign a batch of pending certificate requests.
+
+Every task is safe to run twice (Redis redelivers unacked messages): key generation holds a lock
+and only moves a CA out of CREATING once; signing commits a result only for requests it still
+leases and that are still PENDING (invariant 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from shared import ca_certificates, certificates, keys, revocation_config
+from shared.authorities import CREATING
+from shared.errors import PcaqError
+from shared.issuance import decode_request
+from shared.queue import CREATE_CA_KEY_TASK, ISSUE_TASK
+from shared.records import split_member
+from worker.app import app
+from worker.services import Services, services
+
+log = logging.getLogger("pcaq.worker")
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+@app.task(name=CREATE_CA_KEY_TASK)
+def create_ca_key(ca_id: str) -> None:
+    """CREATING -> PENDING_CERTIFICATE: make the key, store it encrypted, make the CA's CSR."""
+    svc = services()
+    doc = svc.store.get_ca(ca_id)
+    if doc is None or doc["Status"] != CREATING:
+        svc.store.ca_key_generated(ca_id)
+        return
+    if not svc.store.try_key_generation_lock(ca_id, _owner()):
+        return  # another worker is at it; the sweeper re-sends if it dies
+    config = doc["CertificateAuthorityConfiguration"]
+    try:
+        key = keys.generate_private_key(config["KeyAlgorithm"])
+        csr = ca_certificates.build_ca_csr(key, config)
+    except PcaqError as exc:
+        log.warning("CA %s creation failed: %s", ca_id, exc.message)
+        svc.authorities.creation_failed(ca_id, "UNSUPPORTED_ALGORITHM")
+        return
+    svc.vault.put(ca_id, key)
+    csr_pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    svc.authorities.key_generated(ca_id, keys.public_key_pem(key), csr_pem)
+    log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
+
+
+class _Issuers:
+    """Issuer objects per CA for one batch (the CA document is read once per batch)."""
+
+    def __init__(self, svc: Services):
+        self.svc = svc
+        self.cache: dict[tuple[str, bool], tuple[certificates.Issuer, dict]] = {}
+
+    def get(self, ca_id: str, self_signed: bool) -> tuple[certificates.Issuer, dict]:
+        key = (ca_id, self_signed)
+        if key not in self.cache:
+            doc = self.svc.store.get_ca(ca_id)
+            if doc is None:
+                raise PcaqError("The issuing certificate authority no longer exists.")
+            cert_pem = None if self_signed else doc["internal"].get("certificate_pem")
+            if not self_signed and cert_pem is None:
+                raise PcaqError("The issuing certificate authority has no certificate.")
+            config = doc["CertificateAuthorityConfiguration"]
+            issuer = certificates.Issuer(
+                certificate=x509.load_pem_x509_certificate(cert_pem.encode()) if cert_pem else None,
+                private_key=self.svc.vault.get(ca_id),
+                signing_algorithm=config["SigningAlgorithm"],
+                key_algorithm=config["KeyAlgorithm"],
+            )
+            self.cache[key] = (issuer, doc)
+        return self.cache[key]
+
+
+def sign_batch(svc: Services, members: Iterable[str]) -> int:
+    """Claim, sign and commit the given requests; returns how many results were written."""
+    owner = _owner()
+    claimed = svc.store.claim(list(members), owner)
+    issuers = _Issuers(svc)
+    results: list[tuple[str, bool, bytes]] = []
+    for member, raw in claimed:
+        ca_id, serial_hex = split_member(member)
+        try:
+            req = decode_request(raw)
+            self_signed = req["tpl"] in ("RootCACertificate", "RootCACertificate_APIPassthrough")
+            issuer, doc = issuers.get(ca_id, self_signed)
+            rc = doc["RevocationConfiguration"]
+            request = certificates.IssueRequest(
+                csr_der=req["csr"],
+                signing_algorithm=req["alg"],
+                template=req["tpl"],
+                not_before=req["nb"],
+                not_after=req["na"],
+                serial=int(serial_hex, 16),
+                api_passthrough=req.get("api"),
+                crl_url=revocation_config.crl_url(rc, ca_id, svc.settings.public_host),
+                ocsp_url=revocation_config.ocsp_url(rc, svc.settings.public_host),
+            )
+            cert = certificates.build_certificate(request, issuer)
+            results.append((member, True, cert.public_bytes(serialization.Encoding.DER)))
+        except PcaqError as exc:
+            results.append((member, False, exc.message.encode()))
+        except Exception:  # noqa: BLE001 - left leased: retried after the lease, up to max attempts
+            log.exception("signing %s failed unexpectedly", member)
+    return svc.store.commit(owner, results)
+
+
+@app.task(name=ISSUE_TASK)
+def issue_batch(members: list[str]) -> None:
+    """Sign a batch of pending certificate requests (ids, not CSRs, travel in the message)."""
+    sign_batch(services(), members)
