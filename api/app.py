@@ -49,7 +49,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             return protocol.success(handler(ctx, params), request_id)
         except RequestEntityTooLarge:
             exc: BaseException = WireError(
-                413, "RequestEntityTooLargeException", f"The request body is larger than {settings.max_body_bytes} bytes."
+                413,
+                "RequestEntityTooLargeException",
+                f"The request body is larger than {settings.max_body_bytes} bytes.",
             )
         except STORE_DOWN:
             exc = Unavailable("The service's data store is not reachable right now; retry.")

@@ -11,7 +11,9 @@ from flask import Request
 from shared.identity import Caller
 from shared.settings import Settings
 
-_SCOPE = re.compile(r"Credential=(?P<key>[^/,\s]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/acm-pca/aws4_request")
+_SCOPE = re.compile(
+    r"Credential=(?P<key>[^/,\s]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/acm-pca/aws4_request"
+)
 
 
 def caller_of(request: Request, settings: Settings) -> Caller:

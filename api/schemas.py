@@ -19,7 +19,14 @@ import regex
 from botocore.model import ServiceModel, Shape
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing, validate
 
-from shared.errors import InvalidArn, InvalidTag, MalformedCertificate, MalformedCSR, PcaqError, ValidationFailed
+from shared.errors import (
+    InvalidArn,
+    InvalidTag,
+    MalformedCertificate,
+    MalformedCSR,
+    PcaqError,
+    ValidationFailed,
+)
 
 _SHOWN_CHARS = 64  # never echo more of a bad value than this
 _LISTED_ERRORS = 10  # a message lists at most this many violations (the count covers all)

@@ -35,6 +35,7 @@ EXPIRED = "EXPIRED"
 FAILED = "FAILED"
 
 MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100 (contract §7)
+_MAX_PAGE_OFFSET = 10**9  # far past any real list; a larger offset would overflow Redis's ZRANGE (a 500)
 SUPPORTED_SECURITY_STANDARDS = ("FIPS_140_2_LEVEL_2_OR_HIGHER", "FIPS_140_2_LEVEL_3_OR_HIGHER")
 
 
@@ -70,7 +71,7 @@ def decode_page_token(token: str | None) -> int:
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
         prefix, _, offset = text.partition(":")
-        if prefix != "pcaq-page" or not offset.isdigit():
+        if prefix != "pcaq-page" or not offset.isdigit() or int(offset) > _MAX_PAGE_OFFSET:
             raise ValueError
         return int(offset)
     except ValueError as exc:
@@ -138,7 +139,11 @@ class Authorities:
             "UsageMode": params.get("UsageMode", "GENERAL_PURPOSE"),
             "internal": {"tags": tag_list},
         }
-        ca_id, created = self.store.create_ca(arn.ca_id, doc, caller.account, params.get("IdempotencyToken"))
+        token = params.get("IdempotencyToken")
+        # The store scopes tokens by account; the region goes in too, else a token reused in another
+        # region would answer with an ARN (that region, the first CA's id) naming no CA.
+        scoped_token = f"{caller.region}/{token}" if token else None
+        ca_id, created = self.store.create_ca(arn.ca_id, doc, caller.account, scoped_token)
         if created:
             try:
                 self.queue.create_ca_key(ca_id)
@@ -158,7 +163,11 @@ class Authorities:
         size = min(max_results or MAX_CAS_PER_PAGE, MAX_CAS_PER_PAGE)
         ids, total = self.store.list_ca_ids(caller.account, offset, size)
         now = time.time()
-        docs = [d for d in self.store.get_cas(ids) if not (d["Status"] == DELETED and d.get("RestorableUntil", 0) < now)]
+        docs = [
+            d
+            for d in self.store.get_cas(ids)
+            if not (d["Status"] == DELETED and d.get("RestorableUntil", 0) < now)
+        ]
         nxt = encode_page_token(offset + size) if offset + size < total else None
         return [public_view(d) for d in docs], nxt
 
@@ -296,7 +305,9 @@ class Authorities:
 
         def change(doc: dict) -> dict:
             if doc["Status"] != DELETED:
-                raise InvalidState(f"Only a DELETED certificate authority can be restored; it is {doc['Status']}.")
+                raise InvalidState(
+                    f"Only a DELETED certificate authority can be restored; it is {doc['Status']}."
+                )
             doc["Status"] = doc["internal"].pop("status_before_delete", PENDING_CERTIFICATE)
             doc.pop("RestorableUntil", None)
             doc["LastStateChangeAt"] = _now()

@@ -34,7 +34,9 @@ def new_serial() -> int:
             return serial
 
 
-def encode_request(csr_der: bytes, params: dict, template: str, not_before: datetime, not_after: datetime) -> bytes:
+def encode_request(
+    csr_der: bytes, params: dict, template: str, not_before: datetime, not_after: datetime
+) -> bytes:
     """The compact request document a worker signs from."""
     doc = {
         "csr": base64.b64encode(csr_der).decode(),
@@ -58,7 +60,9 @@ def decode_request(raw: bytes) -> dict:
 
 
 def _spki(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 @dataclass
@@ -81,11 +85,17 @@ class Issuance:
         csr = certificates.parse_csr(params["Csr"])
         if template in ROOT_TEMPLATES:
             if doc["Type"] != "ROOT":
-                raise InvalidArgument(f"The template {template} can only be used by a ROOT certificate authority.")
+                raise InvalidArgument(
+                    f"The template {template} can only be used by a ROOT certificate authority."
+                )
             if status not in (PENDING_CERTIFICATE, ACTIVE):
-                raise InvalidState("The certificate authority is not in a valid state for issuing certificates.")
+                raise InvalidState(
+                    "The certificate authority is not in a valid state for issuing certificates."
+                )
             if _spki(csr.public_key()) != _spki(keys.load_public_key_pem(doc["internal"]["public_key_pem"])):
-                raise InvalidArgument(f"The template {template} signs only the certificate authority's own CSR.")
+                raise InvalidArgument(
+                    f"The template {template} signs only the certificate authority's own CSR."
+                )
         elif status != ACTIVE:
             raise InvalidState("The certificate authority is not in a valid state for issuing certificates.")
         keys.check_signing_algorithm(config["KeyAlgorithm"], params["SigningAlgorithm"])

@@ -160,7 +160,10 @@ class Store:
     def from_settings(cls, settings: Settings) -> Store:
         """A store on the Redis named by the settings."""
         client = redis.Redis.from_url(
-            settings.effective_redis_url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+            settings.effective_redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            health_check_interval=30,
         )
         return cls(client, settings)
 
@@ -217,18 +220,27 @@ class Store:
         Returns ``(ca_id, created)``: with a token seen in the last TTL, the earlier CA's id.
         """
         idem_key = f"{_P}idem:ca:{account}:{_token_digest(token)}" if token else None
-        pipe = self.r.pipeline()
-        if idem_key:
-            if not self.r.set(idem_key, ca_id, nx=True, ex=self.settings.idempotency_ttl):
-                existing = self.r.get(idem_key)
-                if existing:
-                    return existing.decode(), False
-        now = time.time()
-        pipe.set(_ca_key(ca_id), json.dumps(doc))
-        pipe.zadd(_ca_index_key(account), {ca_id: doc["CreatedAt"]})
-        pipe.zadd(_PENDING_CAS, {ca_id: now})
-        pipe.execute()
-        return ca_id, True
+        # The token is claimed in the same transaction as the document: claimed alone first, a
+        # concurrent or retried request could be answered with the id of a CA not (yet) stored.
+        for _ in range(20):
+            with self.r.pipeline() as pipe:
+                try:
+                    if idem_key:
+                        pipe.watch(idem_key)
+                        existing = pipe.get(idem_key)
+                        if existing:
+                            return existing.decode(), False
+                    pipe.multi()
+                    if idem_key:
+                        pipe.set(idem_key, ca_id, ex=self.settings.idempotency_ttl)
+                    pipe.set(_ca_key(ca_id), json.dumps(doc))
+                    pipe.zadd(_ca_index_key(account), {ca_id: doc["CreatedAt"]})
+                    pipe.zadd(_PENDING_CAS, {ca_id: time.time()})
+                    pipe.execute()
+                    return ca_id, True
+                except redis.WatchError:
+                    continue
+        raise ConcurrentModification("Another request with this idempotency token is being handled; retry.")
 
     def get_ca(self, ca_id: str) -> dict | None:
         """The CA document, or None."""
@@ -279,11 +291,12 @@ class Store:
         """Take a CA off the list of CAs awaiting key generation."""
         self.r.zrem(_PENDING_CAS, ca_id)
 
-    def stale_pending_cas(self, older_than: float) -> list[str]:
-        """CAs whose key generation was queued before ``older_than`` and is not done."""
+    def stale_pending_cas(self, older_than: float, now: float | None = None) -> list[str]:
+        """CAs whose key generation was queued before ``older_than`` and is not done; re-stamped to ``now``."""
+        now = time.time() if now is None else now
         ids = [i.decode() for i in self.r.zrangebyscore(_PENDING_CAS, "-inf", older_than, start=0, num=100)]
         if ids:
-            self.r.zadd(_PENDING_CAS, {i: time.time() for i in ids})
+            self.r.zadd(_PENDING_CAS, dict.fromkeys(ids, now), xx=True)
         return ids
 
     # -- certificate requests -----------------------------------------------------------------------
@@ -340,19 +353,21 @@ class Store:
         args.append(f"{time.time():.3f}")
         return int(self._commit(keys=[_PENDING_CERTS, f"{_P}cert:"], args=args))
 
-    def stale_pending_certificates(self, older_than: float, limit: int = 1000) -> list[str]:
-        """Requests in the outbox not enqueued or leased since ``older_than``; they are re-stamped now."""
+    def stale_pending_certificates(
+        self, older_than: float, now: float | None = None, limit: int = 10_000
+    ) -> list[str]:
+        """Requests in the outbox not enqueued or leased since ``older_than``; re-stamped to ``now``."""
+        now = time.time() if now is None else now
         members = [
             m.decode() for m in self.r.zrangebyscore(_PENDING_CERTS, "-inf", older_than, start=0, num=limit)
         ]
         if members:
-            self.r.zadd(_PENDING_CERTS, {m: time.time() for m in members}, xx=True)
+            self.r.zadd(_PENDING_CERTS, dict.fromkeys(members, now), xx=True)
         return members
 
     def pending_count(self) -> int:
         """How many certificate requests are not finished."""
         return int(self.r.zcard(_PENDING_CERTS))
-
 
 
 # Exceptions that mean "Redis is not reachable right now" (a retryable 503, never a 500).

@@ -44,6 +44,7 @@ class Settings:
     stale_after: int = 60
     max_attempts: int = 5
     log_level: str = "INFO"
+    embedded_redis: str = "auto"  # auto, redis-server or fakeredis: what `pcaq up` embeds without REDIS_URL
 
     @property
     def effective_redis_url(self) -> str:
@@ -75,4 +76,5 @@ def load(env: dict[str, str] | None = None) -> Settings:
         stale_after=_int(env, "PCAQ_STALE_AFTER", 60),
         max_attempts=_int(env, "PCAQ_MAX_ATTEMPTS", 5),
         log_level=env.get("PCAQ_LOG_LEVEL", "INFO").upper(),
+        embedded_redis=env.get("PCAQ_EMBEDDED_REDIS", "auto"),
     )

@@ -13,7 +13,9 @@ _ALLOWED = regex.compile(r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*")
 def _check(tag: dict) -> None:
     key, value = tag["Key"], tag.get("Value", "")
     if not 1 <= len(key) <= 128 or not _ALLOWED.fullmatch(key):
-        raise InvalidTag(f"The tag key {key[:64]!r} is not valid: 1 to 128 letters, digits, spaces or _.:/=+-@.")
+        raise InvalidTag(
+            f"The tag key {key[:64]!r} is not valid: 1 to 128 letters, digits, spaces or _.:/=+-@."
+        )
     if len(value) > 256 or not _ALLOWED.fullmatch(value):
         raise InvalidTag(
             f"The value of tag {key[:64]!r} is not valid: up to 256 letters, digits, spaces or _.:/=+-@."
@@ -30,7 +32,9 @@ def add(current: list[dict], new: list[dict]) -> list[dict]:
     for tag in new:
         merged[tag["Key"]] = tag.get("Value", "")
     if len(merged) > MAX_TAGS:
-        raise TooManyTags(f"A certificate authority can have at most {MAX_TAGS} tags; this would make {len(merged)}.")
+        raise TooManyTags(
+            f"A certificate authority can have at most {MAX_TAGS} tags; this would make {len(merged)}."
+        )
     return [{"Key": k, "Value": v} for k, v in merged.items()]
 
 

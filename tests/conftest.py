@@ -32,13 +32,27 @@ def redis_base_url():
         return
     server = shutil.which("redis-server")
     if not server:
-        pytest.fail("No Redis answers at 127.0.0.1:6379 and redis-server is not installed; set PCAQ_TEST_REDIS_URL.")
+        pytest.fail(
+            "No Redis answers at 127.0.0.1:6379 and redis-server is not installed; set PCAQ_TEST_REDIS_URL."
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     workdir = tempfile.mkdtemp(prefix="pcaq-test-redis-")
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "", "--appendonly", "no"],
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            workdir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}"

@@ -42,7 +42,11 @@ class ExternalCA:
         return _pem(self.cert)
 
     def sign_ca_csr(
-        self, csr_pem: str, path_length: int | None = 0, days: int = 365, extra_critical: x509.ExtensionType | None = None
+        self,
+        csr_pem: str,
+        path_length: int | None = 0,
+        days: int = 365,
+        extra_critical: x509.ExtensionType | None = None,
     ) -> str:
         """Sign a CA CSR as a subordinate CA certificate (PEM)."""
         csr = x509.load_pem_x509_csr(csr_pem.encode())

@@ -36,4 +36,6 @@ def services() -> Services:
     kek, _ = load_master_key(settings, create=False)
     verify_master_key(store, kek)
     queue = Queue(app)
-    return Services(settings, store, queue, EncryptedRedisVault(store, kek), Authorities(store, queue, settings))
+    return Services(
+        settings, store, queue, EncryptedRedisVault(store, kek), Authorities(store, queue, settings)
+    )

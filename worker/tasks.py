@@ -32,10 +32,8 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-@app.task(name=CREATE_CA_KEY_TASK)
-def create_ca_key(ca_id: str) -> None:
+def generate_ca_key(svc: Services, ca_id: str) -> None:
     """CREATING -> PENDING_CERTIFICATE: make the key, store it encrypted, make the CA's CSR."""
-    svc = services()
     doc = svc.store.get_ca(ca_id)
     if doc is None or doc["Status"] != CREATING:
         svc.store.ca_key_generated(ca_id)
@@ -114,6 +112,12 @@ def sign_batch(svc: Services, members: Iterable[str]) -> int:
         except Exception:  # noqa: BLE001 - left leased: retried after the lease, up to max attempts
             log.exception("signing %s failed unexpectedly", member)
     return svc.store.commit(owner, results)
+
+
+@app.task(name=CREATE_CA_KEY_TASK)
+def create_ca_key(ca_id: str) -> None:
+    """Celery entry point of :func:`generate_ca_key`."""
+    generate_ca_key(services(), ca_id)
 
 
 @app.task(name=ISSUE_TASK)

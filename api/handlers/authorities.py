@@ -14,7 +14,9 @@ def describe_certificate_authority(ctx: Context, p: dict) -> dict:
 
 
 def list_certificate_authorities(ctx: Context, p: dict) -> dict:
-    items, token = ctx.authorities.list(ctx.caller, p.get("MaxResults"), p.get("NextToken"), p.get("ResourceOwner"))
+    items, token = ctx.authorities.list(
+        ctx.caller, p.get("MaxResults"), p.get("NextToken"), p.get("ResourceOwner")
+    )
     out: dict = {"CertificateAuthorities": items}
     if token:
         out["NextToken"] = token
@@ -37,7 +39,9 @@ def import_certificate_authority_certificate(ctx: Context, p: dict) -> None:
 
 
 def update_certificate_authority(ctx: Context, p: dict) -> None:
-    ctx.authorities.update(ctx.caller, p["CertificateAuthorityArn"], p.get("Status"), p.get("RevocationConfiguration"))
+    ctx.authorities.update(
+        ctx.caller, p["CertificateAuthorityArn"], p.get("Status"), p.get("RevocationConfiguration")
+    )
 
 
 def delete_certificate_authority(ctx: Context, p: dict) -> None:

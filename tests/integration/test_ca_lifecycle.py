@@ -73,13 +73,17 @@ def test_every_key_algorithm_makes_a_csr_with_a_ca_request(pca, key):
     described = pca.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"]
     assert described["Status"] == "PENDING_CERTIFICATE"
     assert described["CertificateAuthorityConfiguration"]["KeyAlgorithm"] == key
-    csr = x509.load_pem_x509_csr(pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"].encode())
+    csr = x509.load_pem_x509_csr(
+        pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"].encode()
+    )
     assert csr.is_signature_valid
     assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pcaq test CA"
     bc = csr.extensions.get_extension_for_class(x509.BasicConstraints)
     assert bc.critical and bc.value.ca is True
     public = csr.public_key()
-    expected_type = {"RSA": rsa.RSAPublicKey, "EC": ec.EllipticCurvePublicKey, "ML": object}[key.split("_")[0]]
+    expected_type = {"RSA": rsa.RSAPublicKey, "EC": ec.EllipticCurvePublicKey, "ML": object}[
+        key.split("_")[0]
+    ]
     assert isinstance(public, expected_type)
     if key.startswith("RSA"):
         assert public.key_size == int(key.split("_")[1])
@@ -119,18 +123,26 @@ def test_import_rules(pca, external):
     # Garbage.
     with pytest.raises(pca.exceptions.MalformedCertificateException):
         pca.import_certificate_authority_certificate(
-            CertificateAuthorityArn=arn, Certificate=b"not a certificate", CertificateChain=external.pem.encode()
+            CertificateAuthorityArn=arn,
+            Certificate=b"not a certificate",
+            CertificateChain=external.pem.encode(),
         )
     # A certificate for another CA's key.
     other = create_ca(pca, "SUBORDINATE")
     other_cert = external.sign_ca_csr(pca.get_certificate_authority_csr(CertificateAuthorityArn=other)["Csr"])
     with pytest.raises(pca.exceptions.CertificateMismatchException):
         pca.import_certificate_authority_certificate(
-            CertificateAuthorityArn=arn, Certificate=other_cert.encode(), CertificateChain=external.pem.encode()
+            CertificateAuthorityArn=arn,
+            Certificate=other_cert.encode(),
+            CertificateChain=external.pem.encode(),
         )
     # A critical extension that may not be critical (AIA).
     aia = x509.AuthorityInformationAccess(
-        [x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier("http://o"))]
+        [
+            x509.AccessDescription(
+                x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier("http://o")
+            )
+        ]
     )
     with pytest.raises(pca.exceptions.MalformedCertificateException):
         pca.import_certificate_authority_certificate(
@@ -141,20 +153,25 @@ def test_import_rules(pca, external):
     # A chain that did not sign the certificate.
     with pytest.raises(pca.exceptions.MalformedCertificateException):
         pca.import_certificate_authority_certificate(
-            CertificateAuthorityArn=arn, Certificate=good, CertificateChain=ExternalCA("Stranger").pem.encode()
+            CertificateAuthorityArn=arn,
+            Certificate=good,
+            CertificateChain=ExternalCA("Stranger").pem.encode(),
         )
     # A ROOT CA takes only a self-signed certificate.
     root = create_ca(pca, "ROOT")
     with pytest.raises(ClientError):
         pca.import_certificate_authority_certificate(CertificateAuthorityArn=root, Certificate=good)
     # None of that moved the CA; the right import does.
-    assert pca.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"]["Status"] == (
-        "PENDING_CERTIFICATE"
-    )
+    assert pca.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"][
+        "Status"
+    ] == ("PENDING_CERTIFICATE")
     pca.import_certificate_authority_certificate(
         CertificateAuthorityArn=arn, Certificate=good, CertificateChain=external.pem.encode()
     )
-    assert pca.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"]["Status"] == "ACTIVE"
+    assert (
+        pca.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"]["Status"]
+        == "ACTIVE"
+    )
 
 
 def test_state_rules_update_delete_restore(pca, external):
@@ -181,7 +198,11 @@ def test_state_rules_update_delete_restore(pca, external):
     pca.delete_certificate_authority(CertificateAuthorityArn=arn, PermanentDeletionTimeInDays=7)
     deleted = status()
     assert deleted["Status"] == "DELETED"
-    assert 6.9 * 86400 < deleted["RestorableUntil"].timestamp() - deleted["LastStateChangeAt"].timestamp() < 7.1 * 86400
+    assert (
+        6.9 * 86400
+        < deleted["RestorableUntil"].timestamp() - deleted["LastStateChangeAt"].timestamp()
+        < 7.1 * 86400
+    )
     with pytest.raises(pca.exceptions.InvalidStateException):
         pca.update_certificate_authority(CertificateAuthorityArn=arn, Status="ACTIVE")
     pca.restore_certificate_authority(CertificateAuthorityArn=arn)
@@ -193,9 +214,9 @@ def test_state_rules_update_delete_restore(pca, external):
     # From PENDING_CERTIFICATE: restorable, and comes back PENDING_CERTIFICATE.
     pca.delete_certificate_authority(CertificateAuthorityArn=pending)
     pca.restore_certificate_authority(CertificateAuthorityArn=pending)
-    assert pca.describe_certificate_authority(CertificateAuthorityArn=pending)["CertificateAuthority"]["Status"] == (
-        "PENDING_CERTIFICATE"
-    )
+    assert pca.describe_certificate_authority(CertificateAuthorityArn=pending)["CertificateAuthority"][
+        "Status"
+    ] == ("PENDING_CERTIFICATE")
 
 
 def test_revocation_configuration_is_validated_and_stored(pca, external):
@@ -203,7 +224,9 @@ def test_revocation_configuration_is_validated_and_stored(pca, external):
     with pytest.raises(pca.exceptions.InvalidArgsException):
         pca.update_certificate_authority(
             CertificateAuthorityArn=arn,
-            RevocationConfiguration={"CrlConfiguration": {"Enabled": True, "CustomCname": "http://crl.example.com"}},
+            RevocationConfiguration={
+                "CrlConfiguration": {"Enabled": True, "CustomCname": "http://crl.example.com"}
+            },
         )
     with pytest.raises(pca.exceptions.InvalidArgsException):
         pca.update_certificate_authority(
@@ -212,9 +235,13 @@ def test_revocation_configuration_is_validated_and_stored(pca, external):
         )
     pca.update_certificate_authority(
         CertificateAuthorityArn=arn,
-        RevocationConfiguration={"CrlConfiguration": {"Enabled": True, "ExpirationInDays": 3, "CustomCname": "crl.example.com"}},
+        RevocationConfiguration={
+            "CrlConfiguration": {"Enabled": True, "ExpirationInDays": 3, "CustomCname": "crl.example.com"}
+        },
     )
-    rc = pca.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"]["RevocationConfiguration"]
+    rc = pca.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"][
+        "RevocationConfiguration"
+    ]
     assert rc["CrlConfiguration"]["Enabled"] is True
     assert rc["CrlConfiguration"]["ExpirationInDays"] == 3
     assert rc["CrlConfiguration"]["CustomCname"] == "crl.example.com"
@@ -230,14 +257,18 @@ def test_tags(pca):
     pca.untag_certificate_authority(CertificateAuthorityArn=arn, Tags=[{"Key": "team", "Value": "other"}])
     assert len(pca.list_tags(CertificateAuthorityArn=arn)["Tags"]) == 3  # value did not match
     pca.untag_certificate_authority(CertificateAuthorityArn=arn, Tags=[{"Key": "team"}])
-    pages = pca.get_paginator("list_tags").paginate(CertificateAuthorityArn=arn, PaginationConfig={"PageSize": 1})
+    pages = pca.get_paginator("list_tags").paginate(
+        CertificateAuthorityArn=arn, PaginationConfig={"PageSize": 1}
+    )
     assert sorted(t["Key"] for page in pages for t in page["Tags"]) == ["café", "env"]
     with pytest.raises(pca.exceptions.TooManyTagsException):
         pca.tag_certificate_authority(
             CertificateAuthorityArn=arn, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(49)]
         )
     with pytest.raises(pca.exceptions.InvalidTagException):
-        pca.tag_certificate_authority(CertificateAuthorityArn=arn, Tags=[{"Key": "aws:reserved", "Value": "v"}])
+        pca.tag_certificate_authority(
+            CertificateAuthorityArn=arn, Tags=[{"Key": "aws:reserved", "Value": "v"}]
+        )
     with pytest.raises(ClientError) as exc:
         pca.tag_certificate_authority(CertificateAuthorityArn=arn, Tags=[{"Key": "bad*key", "Value": "v"}])
     assert error_code(exc) in ("InvalidTagException", "ValidationException")
@@ -245,9 +276,7 @@ def test_tags(pca):
 
 def test_list_pagination_and_bad_token(pca):
     mine = {create_ca(pca, wait=False) for _ in range(3)}
-    pages = list(
-        pca.get_paginator("list_certificate_authorities").paginate(PaginationConfig={"PageSize": 2})
-    )
+    pages = list(pca.get_paginator("list_certificate_authorities").paginate(PaginationConfig={"PageSize": 2}))
     listed = [ca["Arn"] for page in pages for ca in page["CertificateAuthorities"]]
     assert mine <= set(listed)
     assert len(listed) == len(set(listed))
@@ -300,7 +329,9 @@ def test_wire_errors(pca, stack):
     assert error_code(exc) == "ValidationException"
     with pytest.raises(pca.exceptions.InvalidArnException):
         pca.describe_certificate_authority(CertificateAuthorityArn="abcdef")
-    missing = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/12345678-1234-1234-1234-123456789012"
+    missing = (
+        "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/12345678-1234-1234-1234-123456789012"
+    )
     with pytest.raises(pca.exceptions.ResourceNotFoundException):
         pca.describe_certificate_authority(CertificateAuthorityArn=missing)
     with pytest.raises(ClientError) as exc:
@@ -345,9 +376,20 @@ def test_aws_cli_drives_the_lifecycle(aws, pca):
     assert x509.load_pem_x509_csr(csr.encode()).is_signature_valid
     listed = aws.json("list-tags", "--certificate-authority-arn", arn)
     assert listed["Tags"] == [{"Key": "made-by", "Value": "cli"}]
-    failed = aws("update-certificate-authority", "--certificate-authority-arn", arn, "--status", "ACTIVE", check=False)
+    failed = aws(
+        "update-certificate-authority", "--certificate-authority-arn", arn, "--status", "ACTIVE", check=False
+    )
     assert failed.returncode == 255 and "InvalidStateException" in failed.stderr
-    aws("delete-certificate-authority", "--certificate-authority-arn", arn, "--permanent-deletion-time-in-days", "7")
-    assert aws.json("describe-certificate-authority", "--certificate-authority-arn", arn)["CertificateAuthority"][
-        "Status"
-    ] == "DELETED"
+    aws(
+        "delete-certificate-authority",
+        "--certificate-authority-arn",
+        arn,
+        "--permanent-deletion-time-in-days",
+        "7",
+    )
+    assert (
+        aws.json("describe-certificate-authority", "--certificate-authority-arn", arn)[
+            "CertificateAuthority"
+        ]["Status"]
+        == "DELETED"
+    )

@@ -1,0 +1,21 @@
+# The pcaq image: both the API (gunicorn) and the worker (celery) run from it; see docker-compose.yml.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PCAQ_DATA_DIR=/var/lib/pcaq
+
+WORKDIR /app
+COPY pyproject.toml README* ./
+COPY api ./api
+COPY worker ./worker
+COPY shared ./shared
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /var/lib/pcaq --create-home --shell /usr/sbin/nologin pcaq
+
+USER pcaq
+EXPOSE 8080
+# The Procfile's web line; docker-compose.yml runs the worker line in the same image.
+CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-", "api.app:create_app()"]

@@ -1,0 +1,413 @@
+"""Building and signing one certificate from a CSR and a profile (contract §8.2, §6.1, §8.9).
+
+:func:`build_certificate` applies a :class:`shared.profiles.Profile` in three layers with the
+precedence **template > API passthrough > CSR**: each layer maps extension OIDs to values and the
+first layer that sets an OID wins. The CSR layer always carries the SAN (AWS copies SANs from the
+CSR) and, under ``*_CSRPassthrough`` templates, every other requested extension; the API layer exists
+only under ``*_APIPassthrough`` templates; the template layer holds Basic Constraints, KU/EKU when
+the template fixes them, SKI, AKI (not for roots), CDP and AIA.
+
+Rules enforced beyond the templates, so that every certificate passes pkilint's RFC 5280 linter:
+KU bits must suit the subject key (RFC 5480: no encipherment bits for EC, signature bits only for
+ML-DSA), keyCertSign only with CA:TRUE and always on a CA; a CA needs a non-empty subject; the SAN is
+critical exactly when the subject is empty (RFC 5280 §4.2.1.6); a subject emailAddress is added to
+the SAN as an rfc822Name (§4.1.2.6); an end-entity EKU with timeStamping is critical (RFC 3161);
+NameConstraints, PolicyMappings, PolicyConstraints and InhibitAnyPolicy are refused in end-entity
+certificates; and the criticality RFC 5280 fixes (KU and NameConstraints critical; AKI, SKI, AIA,
+SIA, CDP, FreshestCRL, IssuerAltName not) overrides what the CSR or API asked for.
+Name *values* (DNS names, URIs, e-mail addresses) are copied as given, like AWS does: pkilint's
+RFC 5280 linter flags wildcard DNS names and URIs without a dotted host (SPIFFE IDs, URNs), and those
+are still issued.
+
+The hot path is :func:`build_certificate`: an :class:`Issuer` caches everything derived from the CA
+certificate, so build one Issuer per CA and reuse it for a whole batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    ExtensionOID,
+    NameOID,
+    ObjectIdentifier,
+)
+
+from shared import keys, profiles, subjects
+from shared.errors import InvalidArgument, MalformedCSR
+from shared.profiles import KEY_USAGE_BITS, Profile
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+_CSR_KEYS = "RSA 2048 to 8192 bits with exponent 65537, EC P-256, P-384 or P-521, or ML-DSA-44/65/87"
+_EC_CURVES = frozenset({"EC_prime256v1", "EC_secp384r1", "EC_secp521r1"})
+_ML_DSA = frozenset({"ML_DSA_44", "ML_DSA_65", "ML_DSA_87"})
+# Extensions a CSR never supplies: the builder owns the key identifiers and Basic Constraints.
+_CSR_NEVER = frozenset(
+    {
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    }
+)
+_SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME
+_KU = ExtensionOID.KEY_USAGE
+_EKU = ExtensionOID.EXTENDED_KEY_USAGE
+# Criticality RFC 5280 (and pkilint) fixes whatever the CSR or API asked for.
+_MUST_BE_CRITICAL = frozenset({_KU, ExtensionOID.NAME_CONSTRAINTS})
+_MUST_NOT_BE_CRITICAL = frozenset(
+    {
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
+        ExtensionOID.SUBJECT_INFORMATION_ACCESS,
+        ExtensionOID.CRL_DISTRIBUTION_POINTS,
+        ExtensionOID.FRESHEST_CRL,
+        ExtensionOID.ISSUER_ALTERNATIVE_NAME,
+        ObjectIdentifier("1.2.840.113549.1.9.15"),  # S/MIME capabilities (RFC 4262)
+    }
+)
+# Extensions that only make sense in (and RFC 5280 allows only in) CA certificates.
+_CA_ONLY = {
+    ExtensionOID.NAME_CONSTRAINTS: "NameConstraints",
+    ExtensionOID.POLICY_MAPPINGS: "PolicyMappings",
+    ExtensionOID.POLICY_CONSTRAINTS: "PolicyConstraints",
+    ExtensionOID.INHIBIT_ANY_POLICY: "InhibitAnyPolicy",
+}
+
+_Layer = dict[ObjectIdentifier, tuple[x509.ExtensionType, bool]]
+
+
+@dataclass
+class IssueRequest:
+    """One certificate to sign. ``not_before``/``not_after`` come from ``validity.compute_window``."""
+
+    csr_der: bytes
+    signing_algorithm: str
+    template: str
+    not_before: datetime
+    not_after: datetime
+    serial: int
+    api_passthrough: dict | None = None
+    crl_url: str | None = None  # CDP URI, when the CA's CRL is enabled and not omitted
+    ocsp_url: str | None = None  # AIA OCSP URI, when the CA's OCSP is enabled
+
+
+@dataclass
+class Issuer:
+    """A signing CA. ``certificate`` is None while a root has no certificate yet (self-signing).
+
+    Everything derived from the certificate is computed once here; reuse the object across calls.
+    """
+
+    certificate: x509.Certificate | None
+    private_key: Any
+    signing_algorithm: str
+    key_algorithm: str
+    name: x509.Name | None = field(init=False)
+    spki_der: bytes = field(init=False, repr=False)
+    aki: x509.AuthorityKeyIdentifier = field(init=False, repr=False)
+    path_length: int | None = field(init=False)
+    _sign_kwargs: dict[str, dict] = field(init=False, default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        public_key = self.private_key.public_key()
+        self.spki_der = public_key.public_bytes(*_SPKI)
+        self.name = None if self.certificate is None else self.certificate.subject
+        self.path_length = None
+        ski = None
+        if self.certificate is not None:
+            exts = self.certificate.extensions
+            try:
+                ski = exts.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            except x509.ExtensionNotFound:
+                pass
+            try:
+                self.path_length = exts.get_extension_for_class(x509.BasicConstraints).value.path_length
+            except x509.ExtensionNotFound:
+                pass
+        if ski is None:  # §8.2: without an SKI the AKI is the SHA-1 of the issuer's public key
+            ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+        self.aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+    def sign_kwargs(self, signing_algorithm: str) -> dict:
+        """``keys.sign_kwargs`` checked against this CA's key and cached per algorithm."""
+        kwargs = self._sign_kwargs.get(signing_algorithm)
+        if kwargs is None:
+            keys.check_signing_algorithm(self.key_algorithm, signing_algorithm)
+            kwargs = self._sign_kwargs[signing_algorithm] = keys.sign_kwargs(signing_algorithm)
+        return kwargs
+
+
+def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """Exactly one PKCS#10 CSR, PEM or DER (base64 of the wire already removed). No signature check."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    try:
+        if b"-----BEGIN" in data:
+            if data.count(b"-----BEGIN") != 1:
+                raise ValueError("more than one PEM block")
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise MalformedCSR(
+            "The CSR could not be parsed: send exactly one PKCS#10 certificate signing request, PEM or DER."
+        ) from None
+
+
+def check_csr(csr: x509.CertificateSigningRequest) -> None:
+    """Key policy (InvalidArgument: ``_CSR_KEYS`` only), then structure and self-signature (MalformedCSR)."""
+    try:
+        public_key = csr.public_key()
+        key_algorithm = keys.key_algorithm_of(public_key)
+    except (ValueError, UnsupportedAlgorithm, InvalidArgument):
+        raise InvalidArgument(f"The CSR's public key type is not supported; use {_CSR_KEYS}.") from None
+    if key_algorithm.startswith("RSA_"):
+        if not 2048 <= public_key.key_size <= 8192 or public_key.public_numbers().e != 65537:
+            raise InvalidArgument(
+                f"The CSR's RSA key ({public_key.key_size} bits, exponent {public_key.public_numbers().e}) "
+                f"is not supported; use {_CSR_KEYS}."
+            )
+    elif key_algorithm not in _EC_CURVES and key_algorithm not in _ML_DSA:
+        raise InvalidArgument(f"The CSR's key {key_algorithm} is not supported; use {_CSR_KEYS}.")
+    try:
+        csr.subject  # noqa: B018 - parse now so that a bad name fails as MalformedCSR, not later
+        csr.extensions  # noqa: B018
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+        raise MalformedCSR(f"The CSR could not be parsed: {exc}") from None
+    if not valid:
+        raise MalformedCSR("The CSR's signature does not verify with its own public key.")
+
+
+def certificate_pem(cert: x509.Certificate) -> str:
+    """The certificate as PEM text."""
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _ku_bits(ku: x509.KeyUsage) -> frozenset[str]:
+    # encipher_only/decipher_only raise unless key_agreement is set
+    names = [n for n in KEY_USAGE_BITS[:7] if getattr(ku, n)]
+    if ku.key_agreement:
+        names += [n for n in KEY_USAGE_BITS[7:] if getattr(ku, n)]
+    return frozenset(names)
+
+
+def _key_usage(bits: frozenset[str]) -> x509.KeyUsage:
+    return x509.KeyUsage(**{name: name in bits for name in KEY_USAGE_BITS})
+
+
+def _api_layer(extensions: dict) -> _Layer:
+    """The ``ApiPassthrough.Extensions`` structure as extensions; an OID given twice is InvalidArgument."""
+    layer: _Layer = {}
+
+    def put(oid: ObjectIdentifier, value: x509.ExtensionType, critical: bool) -> None:
+        if oid in layer:
+            raise InvalidArgument(f"ApiPassthrough sets the extension {oid.dotted_string} more than once.")
+        layer[oid] = (value, critical)
+
+    if extensions.get("KeyUsage"):
+        put(_KU, subjects.build_key_usage(extensions["KeyUsage"]), True)
+    if extensions.get("ExtendedKeyUsage"):
+        usages: list[ObjectIdentifier] = []
+        for item in extensions["ExtendedKeyUsage"]:
+            kind, custom = item.get("ExtendedKeyUsageType"), item.get("ExtendedKeyUsageObjectIdentifier")
+            if (kind is None) == (custom is None):
+                raise InvalidArgument(
+                    "Each ExtendedKeyUsage needs exactly one of ExtendedKeyUsageType or "
+                    "ExtendedKeyUsageObjectIdentifier."
+                )
+            if kind is not None and kind not in profiles.EKU_TYPES:
+                raise InvalidArgument(
+                    f"ExtendedKeyUsageType {kind!r} is not one of {', '.join(profiles.EKU_TYPES)}."
+                )
+            if kind is not None:
+                oid = profiles.EKU_TYPES[kind]
+            else:
+                oid = subjects.parse_oid(custom, "ExtendedKeyUsageObjectIdentifier")
+            if oid not in usages:
+                usages.append(oid)
+        put(ExtensionOID.EXTENDED_KEY_USAGE, x509.ExtendedKeyUsage(usages), False)
+    if extensions.get("SubjectAlternativeNames"):
+        names = [
+            subjects.build_general_name(gn, f"SubjectAlternativeNames[{i}]")
+            for i, gn in enumerate(extensions["SubjectAlternativeNames"])
+        ]
+        put(_SAN, x509.SubjectAlternativeName(names), False)
+    if extensions.get("CertificatePolicies"):
+        policies, seen = [], set()
+        for policy in extensions["CertificatePolicies"]:
+            oid = subjects.parse_oid(policy.get("CertPolicyId"), "CertPolicyId")
+            if oid in seen:
+                raise InvalidArgument(f"CertificatePolicies lists {oid.dotted_string} more than once.")
+            seen.add(oid)
+            qualifiers = []
+            for qualifier in policy.get("PolicyQualifiers") or []:
+                if qualifier.get("PolicyQualifierId") != "CPS":
+                    raise InvalidArgument("PolicyQualifierId must be CPS.")
+                qualifiers.append((qualifier.get("Qualifier") or {}).get("CpsUri") or "")
+            policies.append(x509.PolicyInformation(oid, qualifiers or None))
+        put(ExtensionOID.CERTIFICATE_POLICIES, x509.CertificatePolicies(policies), False)
+    for custom in extensions.get("CustomExtensions") or []:
+        oid = subjects.parse_oid(custom.get("ObjectIdentifier"), "CustomExtension ObjectIdentifier")
+        try:
+            value = base64.b64decode(custom.get("Value") or "", validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            value = b""
+        if not value:
+            raise InvalidArgument(
+                f"CustomExtension {oid.dotted_string}: Value must be base64 of a DER-encoded value."
+            )
+        put(oid, x509.UnrecognizedExtension(oid, value), bool(custom.get("Critical")))
+    return layer
+
+
+def _template_layer(profile: Profile, request: IssueRequest, issuer: Issuer, public_key, key_alg) -> _Layer:
+    layer: _Layer = {
+        ExtensionOID.BASIC_CONSTRAINTS: (
+            x509.BasicConstraints(ca=profile.ca, path_length=profile.path_length),
+            profile.bc_critical,
+        )
+    }
+    bits = profiles.key_usage_for(profile, key_alg)
+    if bits is not None:
+        layer[_KU] = (_key_usage(bits), True)
+    if profile.eku is not None:
+        eku = x509.ExtendedKeyUsage(list(profile.eku))
+        layer[ExtensionOID.EXTENDED_KEY_USAGE] = (eku, profile.eku_critical)
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    layer[ExtensionOID.SUBJECT_KEY_IDENTIFIER] = (ski, False)
+    if not profile.is_root:
+        layer[ExtensionOID.AUTHORITY_KEY_IDENTIFIER] = (issuer.aki, False)
+    if profile.include_cdp and request.crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(request.crl_url)], None, None, None)
+        layer[ExtensionOID.CRL_DISTRIBUTION_POINTS] = (x509.CRLDistributionPoints([point]), False)
+    if profile.include_aia and request.ocsp_url:
+        access = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(request.ocsp_url)
+        )
+        layer[ExtensionOID.AUTHORITY_INFORMATION_ACCESS] = (x509.AuthorityInformationAccess([access]), False)
+    return layer
+
+
+def _check_key_usage(extensions: _Layer, profile: Profile, key_alg: str) -> None:
+    """Add a Blank CA's fallback KU; refuse KU bits the key or the certificate type cannot carry."""
+    if _KU not in extensions and profile.fallback_key_usage is not None:
+        allowed = profiles.ALLOWED_KEY_USAGE[profiles.key_family(key_alg)]
+        extensions[_KU] = (_key_usage(profile.fallback_key_usage & allowed), True)
+    if _KU not in extensions:
+        if profile.ca:
+            raise InvalidArgument("A CA certificate needs a KeyUsage with KeyCertSign.")
+        return
+    value, _ = extensions[_KU]
+    if not isinstance(value, x509.KeyUsage):
+        raise InvalidArgument("Set key usage with the KeyUsage member, not as a custom extension.")
+    bits = _ku_bits(value)
+    bad = bits - profiles.ALLOWED_KEY_USAGE[profiles.key_family(key_alg)]
+    if bad:
+        raise InvalidArgument(
+            f"KeyUsage {', '.join(sorted(bad))} is not allowed for a {key_alg} key (RFC 5480 / RFC 5280)."
+        )
+    if "key_cert_sign" in bits and not profile.ca:
+        raise InvalidArgument("KeyUsage KeyCertSign is allowed only in CA certificates; use a CA template.")
+    if profile.ca and "key_cert_sign" not in bits:
+        raise InvalidArgument("A CA certificate's KeyUsage must include KeyCertSign.")
+    if not bits:
+        raise InvalidArgument("KeyUsage must assert at least one bit.")
+    if {"encipher_only", "decipher_only"} <= bits:
+        raise InvalidArgument("KeyUsage may not assert both EncipherOnly and DecipherOnly.")
+
+
+def _conform(extensions: _Layer, subject: x509.Name, profile: Profile) -> None:
+    """Subject/SAN rules and the criticality RFC 5280 requires, applied to the merged extensions."""
+    if len(subject) == 0:
+        if _SAN not in extensions:
+            raise InvalidArgument("The CSR must contain a subject name or a subject alternative name.")
+        if profile.ca:
+            raise InvalidArgument("A CA certificate needs a non-empty subject name.")
+    # RFC 5280 §4.1.2.6: an e-mail address in the subject must also be an rfc822Name in the SAN.
+    emails = [a.value for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
+    if emails and not isinstance(extensions.get(_SAN, (None,))[0], x509.UnrecognizedExtension):
+        names = list(extensions[_SAN][0]) if _SAN in extensions else []
+        try:
+            missing = [x509.RFC822Name(e) for e in emails if x509.RFC822Name(e) not in names]
+        except ValueError as exc:
+            raise InvalidArgument(f"The subject's e-mail address cannot be used: {exc}") from None
+        if missing:
+            extensions[_SAN] = (x509.SubjectAlternativeName(names + missing), False)
+    if _SAN in extensions:  # RFC 5280 §4.2.1.6: critical exactly when the subject is empty
+        extensions[_SAN] = (extensions[_SAN][0], len(subject) == 0)
+    if not profile.ca:
+        for oid, label in _CA_ONLY.items():
+            if oid in extensions:
+                raise InvalidArgument(f"{label} is allowed only in CA certificates; use a CA template.")
+        eku = extensions.get(_EKU, (None,))[0]
+        if isinstance(eku, x509.ExtendedKeyUsage) and ExtendedKeyUsageOID.TIME_STAMPING in eku:
+            extensions[_EKU] = (eku, True)  # RFC 3161 §2.3
+    for oid in _MUST_BE_CRITICAL | _MUST_NOT_BE_CRITICAL:
+        if oid in extensions:
+            extensions[oid] = (extensions[oid][0], oid in _MUST_BE_CRITICAL)
+
+
+def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate:
+    """Verify the CSR (:func:`check_csr`), apply the request's template and sign with ``issuer``.
+
+    Raises InvalidArgument for requests the template or RFC 5280 cannot honour, MalformedCSR for a CSR
+    that does not parse or verify.
+    """
+    profile = profiles.get_profile(request.template)
+    csr = parse_csr(request.csr_der)
+    check_csr(csr)
+    public_key = csr.public_key()
+    key_alg = keys.key_algorithm_of(public_key)
+    sign_kwargs = issuer.sign_kwargs(request.signing_algorithm)
+
+    if profile.is_root:
+        if public_key.public_bytes(*_SPKI) != issuer.spki_der:
+            raise InvalidArgument(
+                f"The template {profile.name} signs only the certificate authority's own CSR."
+            )
+    elif issuer.certificate is None:
+        raise InvalidArgument(
+            "The certificate authority has no certificate yet; only a root template can be used."
+        )
+    elif profile.ca and issuer.path_length is not None and profile.path_length >= issuer.path_length:
+        raise InvalidArgument(
+            f"The template {profile.name} asks for path length {profile.path_length}, but the issuing CA's "
+            f"path length constraint is {issuer.path_length}; use a PathLen below {issuer.path_length}."
+        )
+
+    api = (request.api_passthrough or {}) if profile.api_passthrough else {}
+    subject = subjects.build_name(api["Subject"]) if api.get("Subject") else csr.subject
+
+    csr_layer: _Layer = {}
+    for ext in csr.extensions:
+        if ext.oid == _SAN or (profile.csr_passthrough and ext.oid not in _CSR_NEVER):
+            csr_layer[ext.oid] = (ext.value, ext.critical)
+    api_layer = _api_layer(api.get("Extensions") or {})
+    extensions = _template_layer(profile, request, issuer, public_key, key_alg)
+    for layer in (api_layer, csr_layer):  # lower precedence: only OIDs not set yet
+        for oid, entry in layer.items():
+            extensions.setdefault(oid, entry)
+
+    _check_key_usage(extensions, profile, key_alg)
+    _conform(extensions, subject, profile)
+
+    builder = x509.CertificateBuilder(
+        issuer_name=subject if profile.is_root else issuer.name,
+        subject_name=subject,
+        public_key=public_key,
+        serial_number=request.serial,
+        not_valid_before=request.not_before,
+        not_valid_after=request.not_after,
+        extensions=[x509.Extension(oid, critical, value) for oid, (value, critical) in extensions.items()],
+    )
+    return builder.sign(issuer.private_key, **sign_kwargs)

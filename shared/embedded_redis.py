@@ -1,0 +1,232 @@
+"""The Redis that ``pcaq up`` runs for itself when ``REDIS_URL`` is not set.
+
+A fresh machine needs no Redis install: :func:`embedded_redis` prefers a ``redis-server`` found on
+PATH, started privately (loopback only, a free port, data in ``<data dir>/redis`` with the append-only
+file on and ``noeviction``, as design.md asks), and falls back to fakeredis's in-process TCP server,
+which speaks enough of the protocol for Celery and our Lua scripts but is slow and keeps nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+REDIS_SERVER = "redis-server"
+FAKEREDIS = "fakeredis"
+CHOICES = (AUTO, REDIS_SERVER, FAKEREDIS)
+
+_START_DEADLINE = 60.0  # loading a large append-only file can take a while; PING answers LOADING until then
+_STOP_DEADLINE = 10.0
+_POLL = 0.05
+
+
+class EmbeddedRedisError(Exception):
+    """The embedded Redis cannot be started; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddedRedis:
+    """A running embedded Redis: where to reach it and what it is."""
+
+    url: str
+    kind: str  # REDIS_SERVER or FAKEREDIS
+    pid: int | None = None  # the redis-server process, None for the in-process server
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago (the caller must cope with losing a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def embedded_redis(data_dir: Path, prefer: str = AUTO) -> Iterator[EmbeddedRedis]:
+    """Run a private Redis for the life of the ``with`` block and yield where it listens.
+
+    ``prefer`` is ``"auto"`` (redis-server if on PATH, else fakeredis), ``"redis-server"`` or
+    ``"fakeredis"``. Raises :class:`EmbeddedRedisError` when the chosen kind cannot start.
+    """
+    if prefer not in CHOICES:
+        raise EmbeddedRedisError(f"unknown embedded Redis {prefer!r}; choose one of {', '.join(CHOICES)}")
+    binary = shutil.which("redis-server")
+    if prefer == REDIS_SERVER and binary is None:
+        raise EmbeddedRedisError("redis-server is not on PATH; install Redis or set REDIS_URL")
+    if binary is not None and prefer != FAKEREDIS:
+        with _redis_server(binary, Path(data_dir) / "redis") as running:
+            yield running
+    else:
+        with _fakeredis_server() as running:
+            yield running
+
+
+# -- redis-server ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _redis_server(binary: str, folder: Path) -> Iterator[EmbeddedRedis]:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with ExitStack() as stack:
+        stack.enter_context(_folder_lock(folder))
+        _stop_orphan(folder)
+        proc, port = _start_redis_server(binary, folder)
+        stack.callback(_stop_redis_server, proc)
+        log.info("embedded redis-server (pid %d) on 127.0.0.1:%d, data in %s", proc.pid, port, folder)
+        yield EmbeddedRedis(url=f"redis://127.0.0.1:{port}/0", kind=REDIS_SERVER, pid=proc.pid)
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    # Two redis-servers appending to one file would corrupt it: one embedded Redis per data folder.
+    with open(folder / "lock", "a+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EmbeddedRedisError(
+                f"another pcaq up is already running with the data folder {folder.parent}; "
+                "stop it first, or set PCAQ_DATA_DIR to another folder"
+            ) from None
+        yield
+
+
+def _stop_orphan(folder: Path) -> None:
+    """Stop a redis-server left running on this folder by a pcaq up that was killed (we hold the lock)."""
+    try:
+        pid = int((folder / "redis.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cwd = Path(f"/proc/{pid}/cwd").resolve()
+    except (OSError, ValueError):
+        return
+    if b"redis-server" not in cmdline or cwd != folder.resolve():
+        return  # the pid file is stale and the number now belongs to someone else
+    log.warning("stopping redis-server (pid %d) left running on %s by an earlier pcaq up", pid, folder)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_DEADLINE
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(_POLL)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+
+
+def _redis_server_argv(binary: str, folder: Path, port: int) -> list[str]:
+    return [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--protected-mode", "yes",
+        "--dir", str(folder),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--maxmemory-policy", "noeviction",
+        "--save", "",
+        "--pidfile", str(folder / "redis.pid"),
+        "--logfile", str(folder / "redis.log"),
+        "--daemonize", "no",
+    ]  # fmt: skip
+
+
+def _start_redis_server(binary: str, folder: Path) -> tuple[subprocess.Popen, int]:
+    last_error = ""
+    for _ in range(3):  # the free port may be taken between our probe and redis's bind: try another
+        port = free_port()
+        # Own process group: a Ctrl-C at the terminal must not stop Redis before the workers are stopped.
+        proc = subprocess.Popen(
+            _redis_server_argv(binary, folder, port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            process_group=0,
+        )
+        try:
+            _wait_for_ping(proc, port)
+            return proc, port
+        except EmbeddedRedisError as exc:
+            last_error = str(exc)
+            _stop_redis_server(proc)
+    raise EmbeddedRedisError(f"{last_error}; see {folder / 'redis.log'}{_log_tail(folder / 'redis.log')}")
+
+
+def _wait_for_ping(proc: subprocess.Popen, port: int) -> None:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=1)
+    deadline = time.monotonic() + _START_DEADLINE
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise EmbeddedRedisError(f"redis-server exited with status {proc.returncode} at start")
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                pass  # not listening yet, or still loading its append-only file
+            if time.monotonic() > deadline:
+                raise EmbeddedRedisError(f"redis-server did not answer PING within {_START_DEADLINE:.0f} s")
+            time.sleep(_POLL)
+    finally:
+        client.close()
+
+
+def _stop_redis_server(proc: subprocess.Popen) -> None:
+    # SIGTERM makes Redis flush its append-only file before it exits.
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(_STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            log.warning("redis-server (pid %d) did not stop in %.0f s; killing it", proc.pid, _STOP_DEADLINE)
+            proc.kill()
+            proc.wait()
+        log.info("embedded redis-server (pid %d) stopped", proc.pid)
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return (": " + " | ".join(line.strip() for line in tail)) if tail else ""
+
+
+# -- fakeredis ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _fakeredis_server() -> Iterator[EmbeddedRedis]:
+    try:
+        import lupa  # noqa: F401  (our record store runs Lua scripts: fakeredis needs lupa for EVAL)
+        from fakeredis import TcpFakeServer
+    except ImportError as exc:
+        raise EmbeddedRedisError(
+            f"no redis-server on PATH and the fallback cannot run ({exc}); install Redis, "
+            "or install fakeredis with Lua support (pip install 'fakeredis[lua]'), or set REDIS_URL"
+        ) from exc
+    server = TcpFakeServer(("127.0.0.1", 0))  # port 0: the kernel picks a free one, no race
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
+    thread.start()
+    log.warning(
+        "no redis-server on PATH: using the in-process fakeredis server on 127.0.0.1:%d. It is slow "
+        "(about 17 tasks/s) and keeps nothing on disk (every CA and certificate is lost when pcaq up "
+        "stops): for trying pcaq only. Install Redis (redis-server) or set REDIS_URL for real use.",
+        port,
+    )
+    try:
+        yield EmbeddedRedis(url=f"redis://127.0.0.1:{port}/0", kind=FAKEREDIS)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(_STOP_DEADLINE)

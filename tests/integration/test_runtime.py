@@ -1,0 +1,428 @@
+"""How pcaq runs: ``pcaq up`` (supervision, embedded Redis, master key), the Procfile and docker-compose.
+
+The Procfile lines are run exactly as a Procfile runner runs them (``sh -c LINE``), and a test keeps
+them, docker-compose.yml and the commands ``pcaq up`` starts identical.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from shared import embedded_redis as er
+from shared.cli import api_args, redact, worker_args
+from shared.records import Store
+from shared.settings import load
+from shared.vault import verify_master_key
+from tests.support import (
+    REPO,
+    alive,
+    base_env,
+    children,
+    descendants,
+    free_port,
+    http_status,
+    in_groups,
+    kill_groups,
+    private_redis_db,
+    redis_servers_on,
+    running_stack,
+    start_pcaq_up,
+    wait_ready,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+PROCFILE = REPO / "Procfile"
+COMPOSE = REPO / "docker-compose.yml"
+
+
+def _new_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _procfile() -> dict[str, str]:
+    lines = {}
+    for raw in PROCFILE.read_text().splitlines():
+        if raw.strip() and not raw.lstrip().startswith("#"):
+            name, _, command = raw.partition(":")
+            lines[name.strip()] = command.strip()
+    return lines
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+# -- the files ------------------------------------------------------------------------------------
+
+
+def test_procfile_runs_what_pcaq_up_runs():
+    lines = _procfile()
+    assert set(lines) == {"web", "worker"}
+    assert "${PORT:-8080}" in lines["web"], "web must listen on $PORT (8080 by default)"
+    web = shlex.split(lines["web"].replace("${PORT:-8080}", "8080"))
+    assert web == ["gunicorn", *api_args("0.0.0.0", 8080)]
+    assert shlex.split(lines["worker"]) == ["celery", *worker_args()]
+    assert "-B" not in shlex.split(lines["worker"]), "no celery beat: the sweeper runs inside the worker"
+
+
+def test_compose_redis_is_durable_and_never_evicts():
+    redis_service = _compose()["services"]["redis"]
+    assert redis_service["image"].startswith("redis:7")
+    command = redis_service["command"]
+    command = shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    assert flags.get("--appendonly") == "yes"
+    assert flags.get("--appendfsync") in ("everysec", "always")
+    assert flags.get("--maxmemory-policy") == "noeviction"
+    assert any(str(volume).endswith(":/data") for volume in redis_service["volumes"])
+    assert "ports" not in redis_service, "Redis must not be published on the host"
+
+
+def test_compose_runs_the_procfile_commands():
+    services = _compose()["services"]
+    lines = _procfile()
+    assert services["api"]["command"] == shlex.split(lines["web"].replace("${PORT:-8080}", "8080"))
+    assert services["worker"]["command"] == shlex.split(lines["worker"])
+    assert "8080:8080" in [str(p) for p in services["api"]["ports"]]
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert services["api"]["build"] == services["worker"]["build"] == "."
+
+
+def test_compose_workers_scale_and_share_the_settings():
+    services = _compose()["services"]
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker, "--scale worker=N needs both absent"
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        # Required from the operator's environment: compose refuses to start without it.
+        assert re.fullmatch(r"\$\{PCAQ_MASTER_KEY:\?.+\}", env["PCAQ_MASTER_KEY"])
+        assert "PCAQ_PUBLIC_HOST" in env
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_dockerfile_installs_the_package_and_drops_root():
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert "pip install ." in text
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_redact_hides_only_the_password():
+    assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+# -- the supervisor, with stand-in children -------------------------------------------------------
+
+_DRIVER = """
+import json, logging, sys
+from shared.supervisor import ChildSpec, RestartPolicy, StopSignals, Supervisor
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+conf = json.loads(sys.argv[1])
+children = [ChildSpec(name, argv) for name, argv in conf["children"]]
+policy = RestartPolicy(**conf["policy"])
+sys.exit(Supervisor(children, StopSignals(), policy=policy, stop_timeout=conf["stop_timeout"]).run())
+"""
+
+
+def _drive(tmp_path: Path, children: list, policy: dict, stop_timeout: float = 5.0):
+    log_path = tmp_path / "supervisor.log"
+    conf = json.dumps({"children": children, "policy": policy, "stop_timeout": stop_timeout})
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _DRIVER, conf],
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+        )
+    return proc, log_path
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+_STUBBORN = _py(  # a child that ignores SIGTERM
+    "import signal\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('stubborn ready', flush=True)\n"
+    "signal.pause()"
+)
+
+
+def test_supervisor_gives_up_on_a_child_that_keeps_dying_at_start(tmp_path):
+    policy = {"min_uptime": 5.0, "max_start_failures": 3, "backoff_initial": 0.01}
+    proc, log_path = _drive(tmp_path, [["broken", _py("import sys; sys.exit(3)")]], policy)
+    try:
+        assert proc.wait(30) == 1
+    finally:
+        kill_groups({proc.pid})
+    log = log_path.read_text()
+    assert log.count("restarting it in") == 2, log
+    assert "broken keeps dying at start (3 times in a row, last: exited with status 3" in log, log
+    assert "Traceback" not in log
+
+
+def test_supervisor_gives_up_on_a_program_that_cannot_start(tmp_path):
+    proc, log_path = _drive(tmp_path, [["ghost", [str(tmp_path / "no-such-program")]]], {})
+    assert proc.wait(30) == 1
+    assert "cannot start ghost" in log_path.read_text()
+
+
+def test_supervisor_restarts_a_killed_child_and_stops_everything(tmp_path):
+    spawner = _py(
+        "import signal, subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'])\n"
+        "signal.pause()"
+    )
+    policy = {"min_uptime": 0.5, "backoff_initial": 0.05}
+    roles = [["spawner", spawner], ["stubborn", _STUBBORN]]
+    proc, log_path = _drive(tmp_path, roles, policy, stop_timeout=1.0)
+    groups = {proc.pid}
+
+    def spawner_with_grandchild():
+        for child in children(proc.pid):
+            if "subprocess.Popen" in child.cmdline and descendants(child.pid):
+                return child
+        return None
+
+    try:
+        first = wait_until(spawner_with_grandchild, what="the spawner and its grandchild")
+        grandchild = descendants(first.pid)[0]
+        groups |= {first.pgid, *(c.pgid for c in children(proc.pid))}
+        assert first.pgid == first.pid != os.getpgid(proc.pid), "each child leads its own process group"
+        assert grandchild.pgid == first.pgid
+
+        os.kill(first.pid, signal.SIGKILL)
+        second = wait_until(
+            lambda: (s := spawner_with_grandchild()) is not None and s.pid != first.pid and s,
+            what="a restarted spawner",
+        )
+        groups |= {second.pgid}
+        wait_until(lambda: not alive(grandchild.pid), what="the killed child's group to be cleaned up")
+        assert f"spawner (pid {first.pid}) was killed by SIGKILL" in log_path.read_text()
+
+        wait_until(lambda: "stubborn ready" in log_path.read_text(), what="the stubborn child")
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(15) == 0
+        log = log_path.read_text()
+        assert "did not stop within 1 s; killing them" in log, log
+        assert in_groups(groups) == [], "a supervised process survived the stop"
+    finally:
+        kill_groups(groups)
+
+
+def test_supervisor_kills_at_once_on_a_second_stop_request(tmp_path):
+    proc, log_path = _drive(tmp_path, [["stubborn", _STUBBORN]], {}, stop_timeout=600.0)
+    try:
+        wait_until(lambda: "stubborn ready" in log_path.read_text(), what="the stubborn child")
+        child = children(proc.pid)[0]
+        os.kill(proc.pid, signal.SIGTERM)
+        wait_until(
+            lambda: "stopping (signal received)" in log_path.read_text(), what="the first stop request"
+        )
+        assert alive(child.pid), "SIGTERM is ignored by this child: only the second request may kill it"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert "second stop request: killing the children now" in log_path.read_text()
+        assert not alive(child.pid)
+    finally:
+        kill_groups({proc.pid, *(c.pgid for c in children(proc.pid))})
+
+
+# -- the embedded Redis ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH")
+def test_embedded_redis_server_is_private_durable_and_locked(tmp_path):
+    with er.embedded_redis(tmp_path, er.REDIS_SERVER) as running:
+        assert running.kind == er.REDIS_SERVER
+        assert running.url.startswith("redis://127.0.0.1:")
+        client = redis.Redis.from_url(running.url, decode_responses=True)
+        config = {k: v for p in ("appendonly", "appendfsync", "maxmemory-policy", "bind", "dir", "save")
+                  for k, v in client.config_get(p).items()}  # fmt: skip
+        client.close()
+        assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
+        assert config["maxmemory-policy"] == "noeviction"
+        assert config["bind"] == "127.0.0.1" and config["save"] == ""
+        assert Path(config["dir"]) == (tmp_path / "redis").resolve()
+        with pytest.raises(er.EmbeddedRedisError, match="already running"):
+            with er.embedded_redis(tmp_path, er.REDIS_SERVER):
+                pass
+        assert redis_servers_on(tmp_path / "redis") == [running.pid]
+    assert not alive(running.pid)
+
+
+def test_embedded_fakeredis_runs_our_lua(tmp_path):
+    with er.embedded_redis(tmp_path, er.FAKEREDIS) as running:
+        assert running.kind == er.FAKEREDIS
+        client = redis.Redis.from_url(running.url)
+        assert client.eval("return redis.call('INCRBY', KEYS[1], ARGV[1])", 1, "k", 41) == 41
+        client.close()
+
+
+# -- the Procfile, run for real -------------------------------------------------------------------
+
+
+def _start_line(line: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", line],  # as Procfile runners (foreman, honcho, Heroku) run a line
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+        )
+
+
+def _stop_group(proc: subprocess.Popen) -> bool:
+    """SIGTERM the line's process group, as a Procfile runner does; True if all of it left in time."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        wait_until(lambda: in_groups({proc.pid}) == [], what="the Procfile line to stop")
+        return True
+    except AssertionError:
+        return False
+    finally:
+        kill_groups({proc.pid})
+        proc.wait()
+
+
+def test_procfile_web_and_worker_serve_on_redis(tmp_path, redis_base_url):
+    lines = _procfile()
+    port = free_port()
+    log_path = tmp_path / "procfile.log"
+    with private_redis_db(redis_base_url) as redis_url:
+        env = base_env(tmp_path / "data", REDIS_URL=redis_url, PCAQ_MASTER_KEY=_new_key(), PORT=str(port))
+        env["PCAQ_PUBLIC_HOST"] = f"127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        web = _start_line(lines["web"], env, log_path)
+        worker = None
+        try:
+            wait_until(lambda: http_status(url + "/healthz") == 200, what="/healthz from the web line")
+            assert http_status(url + "/readyz") == 503, "no worker runs yet: not ready"
+            worker = _start_line(lines["worker"], env, log_path)
+            wait_ready(url, worker, log_path)
+        finally:
+            stopped = [_stop_group(p) for p in (web, worker) if p is not None]
+        assert stopped == [True, True], log_path.read_text()
+        log = log_path.read_text()
+        assert "Shutting down: Master" in log and "Warm shutdown" in log, log
+
+
+# -- pcaq up --------------------------------------------------------------------------------------
+
+
+def test_pcaq_up_runs_heals_and_stops_cleanly(tmp_path):
+    with running_stack(tmp_path, workers=1) as stack:
+        log = stack.log()
+        assert f"pcaq listening on {stack.endpoint_url}" in log
+        assert http_status(stack.endpoint_url + "/healthz") == 200
+
+        key_file = stack.data_dir / "master.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert str(key_file) in log
+        assert key_file.read_text().strip() not in log, "the master key itself must never be logged"
+
+        pids = stack.child_pids()
+        assert set(pids) == {"api", "worker", "redis"}, pids
+        assert "using the embedded Redis (redis-server)" in log
+        assert redis_servers_on(stack.data_dir / "redis") == [pids["redis"]]
+
+        # A worker killed outright comes back, and its pool processes go with the old one.
+        old_worker = pids["worker"]
+        old_pool = wait_until(lambda: descendants(old_worker), what="celery pool processes")
+        os.kill(old_worker, signal.SIGKILL)
+        new_worker = wait_until(
+            lambda: (p := stack.child_pids().get("worker")) not in (None, old_worker) and p,
+            what="a new worker process",
+        )
+        wait_until(lambda: not any(alive(p.pid) for p in old_pool), what="the old pool to be gone")
+        wait_until(lambda: in_groups({old_worker}) == [], what="the old worker's group to be empty")
+        assert f"worker (pid {old_worker}) was killed by SIGKILL" in stack.log()
+        wait_until(lambda: descendants(new_worker), what="the new worker's pool")
+        assert http_status(stack.endpoint_url + "/readyz") == 200
+
+        # SIGTERM stops every child and the embedded Redis.
+        stack.remember_groups()
+        os.kill(stack.proc.pid, signal.SIGTERM)
+        assert stack.proc.wait(30) == 0, stack.log()
+        assert in_groups(stack.groups) == [], f"left running: {in_groups(stack.groups)}"
+        assert not alive(pids["redis"])
+        assert redis_servers_on(stack.data_dir / "redis") == []
+        assert http_status(stack.endpoint_url + "/healthz") is None
+
+
+def test_pcaq_up_refuses_a_master_key_that_does_not_open_the_data(tmp_path):
+    data_dir = tmp_path / "data"
+    # The data folder's Redis already holds a check value written under another key.
+    with er.embedded_redis(data_dir, er.REDIS_SERVER) as running:
+        settings = load({"REDIS_URL": running.url, "PCAQ_DATA_DIR": str(data_dir)})
+        store = Store.from_settings(settings)
+        verify_master_key(store, secrets.token_bytes(32))
+        store.r.close()
+
+    env = base_env(data_dir, PCAQ_MASTER_KEY=_new_key())
+    proc, log_path = start_pcaq_up(tmp_path, env, "up", "--port", str(free_port()), "--workers", "1")
+    try:
+        status = proc.wait(60)
+    finally:
+        kill_groups({proc.pid})
+    log = log_path.read_text()
+    assert status != 0
+    assert re.search(r"^pcaq: the master key does not open the data stored in Redis", log, re.M), log
+    assert "Traceback" not in log
+    assert "started api" not in log and "started worker" not in log
+    assert redis_servers_on(data_dir / "redis") == [], "the embedded Redis must be stopped on the way out"
+
+
+def test_pcaq_up_refuses_a_malformed_master_key(tmp_path):
+    env = base_env(tmp_path / "data", PCAQ_MASTER_KEY="not a key")
+    proc, log_path = start_pcaq_up(tmp_path, env, "up", "--port", str(free_port()))
+    assert proc.wait(30) != 0
+    log = log_path.read_text()
+    assert "pcaq: the master key from PCAQ_MASTER_KEY is malformed" in log, log
+    assert "not a key" not in log and "Traceback" not in log
+    assert not (tmp_path / "data" / "master.key").exists(), "a bad key must never be replaced by a new one"
+
+
+def test_pcaq_up_without_redis_server_falls_back_to_fakeredis(tmp_path):
+    # A fresh machine: nothing on PATH but this Python (pcaq up starts gunicorn and celery through it).
+    bare_path = str(Path(sys.executable).parent)
+    assert shutil.which("redis-server", path=bare_path) is None
+    with running_stack(tmp_path, env={"PATH": bare_path}) as stack:
+        log = stack.log()
+        assert "using the embedded Redis (fakeredis)" in log
+        assert re.search(r"WARNING .*fakeredis.*slow \(about 17 tasks/s\)", log), log
+        assert "redis" not in stack.child_pids()
+        assert redis.Redis.from_url(stack.redis_url).ping()
+
+        # Ctrl-C at a terminal: SIGINT to the foreground process group, which holds pcaq up alone.
+        stack.remember_groups()
+        os.killpg(stack.proc.pid, signal.SIGINT)
+        assert stack.proc.wait(30) == 0, stack.log()
+        assert in_groups(stack.groups) == [], f"left running: {in_groups(stack.groups)}"

@@ -1,0 +1,206 @@
+"""The issuance flow with the worker's functions run in-process, so that every in-between state
+(RequestInProgress, redelivery, lost enqueue, abandoned work) can be observed deterministically.
+Real Redis (the Lua scripts), the real Flask app, no Celery worker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from api.app import create_app
+from shared import records
+from shared.authorities import Authorities
+from shared.queue import Queue
+from shared.records import Store, member_of
+from shared.settings import load
+from shared.vault import EncryptedRedisVault, verify_master_key
+from tests.support import private_redis_db
+from worker.services import Services
+from worker.sweeper import sweep
+from worker.tasks import generate_ca_key, sign_batch
+
+
+class RecordingQueue:
+    """Stands in for Celery: remembers what would have been published."""
+
+    def __init__(self):
+        self.issued: list[str] = []
+        self.keys: list[str] = []
+
+    def issue(self, members):
+        self.issued += members
+
+    def create_ca_key(self, ca_id):
+        self.keys.append(ca_id)
+
+
+@pytest.fixture
+def env(redis_base_url):
+    with private_redis_db(redis_base_url) as url:
+        settings = load({"REDIS_URL": url, "PCAQ_MAX_ATTEMPTS": "3", "PCAQ_STALE_AFTER": "60"})
+        store = Store(redis.Redis.from_url(url), settings)
+        kek = os.urandom(32)
+        verify_master_key(store, kek)
+        queue = RecordingQueue()
+        svc = Services(
+            settings, store, queue, EncryptedRedisVault(store, kek), Authorities(store, queue, settings)
+        )
+        client = create_app(settings).test_client()
+        yield svc, client
+
+
+def call(client, operation: str, body: dict) -> tuple[int, dict]:
+    resp = client.post("/", data=json.dumps(body), headers={"X-Amz-Target": f"ACMPrivateCA.{operation}"})
+    return resp.status_code, json.loads(resp.data or b"{}")
+
+
+def leaf_csr() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flow.example.com")]))
+        .sign(key, hashes.SHA256())
+    )
+    return base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+def active_root(svc, client) -> str:
+    status, out = call(
+        client,
+        "CreateCertificateAuthority",
+        {
+            "CertificateAuthorityType": "ROOT",
+            "CertificateAuthorityConfiguration": {
+                "KeyAlgorithm": "EC_prime256v1",
+                "SigningAlgorithm": "SHA256WITHECDSA",
+                "Subject": {"CommonName": "Flow Root"},
+            },
+        },
+    )
+    assert status == 200
+    arn = out["CertificateAuthorityArn"]
+    status, out = call(client, "GetCertificateAuthorityCsr", {"CertificateAuthorityArn": arn})
+    assert (status, out["__type"]) == (400, "RequestInProgressException")
+    generate_ca_key(svc, arn.rsplit("/", 1)[1])
+    generate_ca_key(svc, arn.rsplit("/", 1)[1])  # a redelivered job changes nothing
+    status, out = call(client, "GetCertificateAuthorityCsr", {"CertificateAuthorityArn": arn})
+    csr_pem = out["Csr"]
+    status, out = call(
+        client,
+        "IssueCertificate",
+        {
+            "CertificateAuthorityArn": arn,
+            "Csr": base64.b64encode(csr_pem.encode()).decode(),
+            "SigningAlgorithm": "SHA256WITHECDSA",
+            "TemplateArn": "arn:aws:acm-pca:::template/RootCACertificate/V1",
+            "Validity": {"Value": 5, "Type": "YEARS"},
+        },
+    )
+    cert_arn = out["CertificateArn"]
+    member = member_of(arn.rsplit("/", 1)[1], cert_arn.rsplit("/", 1)[1])
+    assert sign_batch(svc, [member]) == 1
+    _, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
+    assert "CertificateChain" not in out
+    call(
+        client,
+        "ImportCertificateAuthorityCertificate",
+        {
+            "CertificateAuthorityArn": arn,
+            "Certificate": base64.b64encode(out["Certificate"].encode()).decode(),
+        },
+    )
+    return arn
+
+
+def issue(client, arn, token=None) -> str:
+    body = {
+        "CertificateAuthorityArn": arn,
+        "Csr": leaf_csr(),
+        "SigningAlgorithm": "SHA256WITHECDSA",
+        "Validity": {"Value": 7, "Type": "DAYS"},
+    }
+    if token:
+        body["IdempotencyToken"] = token
+    status, out = call(client, "IssueCertificate", body)
+    assert status == 200, out
+    return out["CertificateArn"]
+
+
+def member(cert_arn: str) -> str:
+    parts = cert_arn.split("/")
+    return member_of(parts[1], parts[3])
+
+
+def test_in_progress_then_issued_then_redelivery_changes_nothing(env):
+    svc, client = env
+    arn = active_root(svc, client)
+    cert_arn = issue(client, arn)
+    status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
+    assert (status, out["__type"]) == (400, "RequestInProgressException")
+    assert sign_batch(svc, [member(cert_arn)]) == 1
+    _, first = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
+    assert first["Certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    # The same job delivered again (Redis redelivers after the visibility timeout): no second certificate.
+    assert sign_batch(svc, [member(cert_arn)]) == 0
+    _, again = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
+    assert again["Certificate"] == first["Certificate"]
+
+
+def test_a_lost_enqueue_is_found_by_the_sweeper(env, monkeypatch):
+    svc, client = env
+    arn = active_root(svc, client)
+
+    def broker_down(self, members):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(Queue, "issue", broker_down)
+    cert_arn = issue(client, arn)  # the ARN is still handed out: the record is in the outbox
+    assert svc.store.get_certificate(*member(cert_arn).split(":")).status == "PENDING"
+    assert sweep(svc) == 0  # not stale yet
+    svc.clock = lambda: records.time.time() + 120
+    assert sweep(svc) == 1 and svc.queue.issued == [member(cert_arn)]
+    assert sign_batch(svc, svc.queue.issued) == 1
+    assert svc.store.get_certificate(*member(cert_arn).split(":")).status == "ISSUED"
+
+
+def test_work_that_keeps_dying_is_abandoned_after_max_attempts(env, monkeypatch):
+    svc, client = env
+    arn = active_root(svc, client)
+    cert_arn = issue(client, arn)
+    now = records.time.time()
+    for attempt in range(3):  # claimed, then the worker dies before committing
+        monkeypatch.setattr(records.time, "time", lambda a=attempt: now + a * 1000)
+        assert svc.store.claim([member(cert_arn)], f"dead-{attempt}")
+    monkeypatch.setattr(records.time, "time", lambda: now + 10_000)
+    assert sign_batch(svc, [member(cert_arn)]) == 0
+    status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
+    assert (status, out["__type"]) == (400, "RequestFailedException") and "3 attempts" in out["message"]
+    assert svc.store.pending_count() == 0
+
+
+def test_idempotency_token_returns_the_same_arn_and_expires(env):
+    svc, client = env
+    arn = active_root(svc, client)
+    first = issue(client, arn, token="tok")
+    assert issue(client, arn, token="tok") == first
+    keys = svc.store.r.keys("pcaq:idem:cert:*")
+    assert len(keys) == 1 and 0 < svc.store.r.ttl(keys[0]) <= 300
+    svc.store.r.delete(keys[0])  # what the TTL does after 5 minutes
+    assert issue(client, arn, token="tok") != first
+
+
+def test_redis_down_is_a_retryable_503(env):
+    _, _ = env
+    settings = load({"REDIS_URL": "redis://127.0.0.1:1/0"})
+    client = create_app(settings).test_client()
+    status, out = call(client, "ListCertificateAuthorities", {})
+    assert (status, out["__type"]) == (503, "ServiceUnavailable")
+    assert client.get("/readyz").status_code == 503 and client.get("/healthz").status_code == 200
