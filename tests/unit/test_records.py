@@ -1,0 +1,417 @@
+"""The record store against a real Redis (shared/records.py; design.md invariants 1, 2 and 5).
+
+Runs in database 13 of the test Redis, flushed before each test. Time is a fake clock patched into
+``shared.records`` (the Lua scripts take ``now`` from Python), so lease expiry needs no sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+import redis
+
+from shared import records, settings
+from shared.errors import NotFound
+from shared.records import Store, Submission, member_of
+
+SETTINGS = settings.load(
+    {"PCAQ_IDEMPOTENCY_TTL": "300", "PCAQ_LEASE_SECONDS": "30", "PCAQ_MAX_ATTEMPTS": "3"}
+)
+ACCOUNT = "111122223333"
+CA = "0b5c3a1e-1111-4222-8333-444455556666"
+OTHER_CA = "0b5c3a1e-9999-4222-8333-444455556666"
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    """A settable ``time.time``."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def client(redis_base_url):
+    c = redis.Redis.from_url(f"{redis_base_url}/13")
+    c.flushdb()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock(T0)
+    monkeypatch.setattr(records, "time", SimpleNamespace(time=c))
+    return c
+
+
+@pytest.fixture
+def store(client, clock):
+    return Store(client, SETTINGS)
+
+
+def submit(store, serial="a1", token=None, ca=CA, request=b"request-body"):
+    return store.submit_certificate(ca, ACCOUNT, serial, request, token)
+
+
+def outbox_score(client, member):
+    return client.zscore(records._PENDING_CERTS, member)
+
+
+def fields(client, member) -> dict:
+    return {k.decode(): v for k, v in client.hgetall(records._cert_key(member)).items()}
+
+
+# -- submit --------------------------------------------------------------------------------------
+
+
+def test_submit_creates_pending_record_and_outbox_entry(store, client, clock):
+    assert submit(store, "a1", "tok") == Submission("a1", created=True)
+    rec = store.get_certificate(CA, "a1")
+    assert rec.status == "PENDING" and rec.certificate_der is None and rec.failure is None
+    assert rec.created_at == pytest.approx(T0)
+    assert outbox_score(client, member_of(CA, "a1")) == pytest.approx(T0)
+    assert store.pending_count() == 1
+    assert store.claim([member_of(CA, "a1")], "w1") == [(member_of(CA, "a1"), b"request-body")]
+
+
+def test_same_token_gives_same_serial_and_no_second_record(store):
+    assert submit(store, "a1", "tok").created
+    again = submit(store, "b2", "tok", request=b"another body")
+    assert again == Submission("a1", created=False)
+    assert store.get_certificate(CA, "b2") is None
+    assert store.pending_count() == 1
+
+
+def test_same_token_on_another_ca_is_a_new_request(store):
+    submit(store, "a1", "tok")
+    assert submit(store, "b2", "tok", ca=OTHER_CA) == Submission("b2", created=True)
+    assert store.pending_count() == 2
+
+
+def test_serial_collision_returns_none_and_does_not_burn_the_token(store):
+    submit(store, "a1", None)
+    assert submit(store, "a1", "fresh", request=b"other") is None
+    assert store.claim([member_of(CA, "a1")], "w1")[0][1] == b"request-body"  # first body intact
+    assert submit(store, "c3", "fresh") == Submission("c3", created=True)
+
+
+def test_submits_without_token_are_all_new(store):
+    assert submit(store, "a1").created and submit(store, "a2").created
+    assert store.pending_count() == 2
+
+
+def test_idempotency_key_expires_after_the_ttl_and_hides_the_token(store, client):
+    submit(store, "a1", "my-secret-token")
+    idem = [k.decode() for k in client.scan_iter("*idem*")]
+    assert len(idem) == 1
+    assert "my-secret-token" not in idem[0]
+    assert SETTINGS.idempotency_ttl - 5 <= client.ttl(idem[0]) <= SETTINGS.idempotency_ttl
+    client.delete(idem[0])  # what the TTL does when it runs out
+    assert submit(store, "b2", "my-secret-token") == Submission("b2", created=True)
+
+
+def test_concurrent_submits_with_one_token_create_one_request(store):
+    barrier = threading.Barrier(16)
+
+    def one(i: int) -> Submission:
+        barrier.wait(10)
+        return submit(store, format(0x1000 + i, "x"), "shared-token")
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(16)))
+    assert sum(r.created for r in results) == 1
+    assert len({r.serial_hex for r in results}) == 1
+    assert store.pending_count() == 1
+
+
+# -- claim and commit -----------------------------------------------------------------------------
+
+
+def test_claim_leases_to_one_owner_while_the_lease_lives(store, client, clock):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    assert store.claim([m], "w1") == [(m, b"request-body")]
+    assert outbox_score(client, m) == pytest.approx(T0 + SETTINGS.lease_seconds)
+    clock.advance(SETTINGS.lease_seconds - 1)
+    assert store.claim([m], "w2") == []
+    assert fields(client, m)["o"] == b"w1"
+
+
+def test_expired_lease_moves_to_a_new_owner_and_the_stale_owner_cannot_commit(store, clock):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    clock.advance(SETTINGS.lease_seconds + 1)
+    assert store.claim([m], "w2") == [(m, b"request-body")]
+    assert store.commit("w1", [(m, True, b"der-from-w1")]) == 0
+    assert store.get_certificate(CA, "a1").status == "PENDING"
+    assert store.commit("w2", [(m, True, b"der-from-w2")]) == 1
+    assert store.commit("w1", [(m, True, b"der-from-w1")]) == 0
+    assert store.get_certificate(CA, "a1").certificate_der == b"der-from-w2"
+
+
+def test_commit_of_an_issued_record_is_refused_even_for_its_owner(store):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    assert store.commit("w1", [(m, True, b"first")]) == 1
+    assert store.commit("w1", [(m, True, b"second")]) == 0  # a redelivered job
+    assert store.commit("w1", [(m, False, b"late failure")]) == 0
+    rec = store.get_certificate(CA, "a1")
+    assert (rec.status, rec.certificate_der, rec.failure) == ("ISSUED", b"first", None)
+    assert store.claim([m], "w2") == []  # nothing left to sign
+
+
+def test_commit_writes_the_result_and_clears_request_lease_and_outbox(store, client, clock):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    clock.advance(2)
+    assert store.commit("w1", [(m, True, b"\x30\x82der")]) == 1
+    f = fields(client, m)
+    assert f["s"] == b"I" and f["c"] == b"\x30\x82der"
+    assert not {"r", "o", "l"} & set(f)
+    assert float(f["d"]) == pytest.approx(T0 + 2)
+    assert outbox_score(client, m) is None
+    assert store.pending_count() == 0
+
+
+def test_failed_result_keeps_the_reason(store):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    assert store.commit("w1", [(m, False, b"The CSR signature does not verify.")]) == 1
+    rec = store.get_certificate(CA, "a1")
+    assert (rec.status, rec.certificate_der) == ("FAILED", None)
+    assert rec.failure == "The CSR signature does not verify."
+
+
+def test_one_commit_writes_a_batch(store):
+    for serial in ("a1", "a2", "a3"):
+        submit(store, serial)
+    members = [member_of(CA, s) for s in ("a1", "a2", "a3")]
+    assert len(store.claim(members, "w1")) == 3
+    results = [(members[0], True, b"c1"), (members[1], False, b"bad"), (members[2], True, b"c3")]
+    assert store.commit("w1", results) == 3
+    statuses = [store.get_certificate(CA, s).status for s in ("a1", "a2", "a3")]
+    assert statuses == ["ISSUED", "FAILED", "ISSUED"]
+    assert store.get_certificate(CA, "a3").certificate_der == b"c3"
+
+
+def test_claims_past_max_attempts_fail_the_request(store, client, clock):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    for i in range(SETTINGS.max_attempts):
+        assert store.claim([m], f"w{i}") == [(m, b"request-body")]
+        clock.advance(SETTINGS.lease_seconds + 1)
+    assert store.claim([m], "last") == []
+    rec = store.get_certificate(CA, "a1")
+    assert rec.status == "FAILED" and "abandoned" in rec.failure
+    assert outbox_score(client, m) is None
+    assert "r" not in fields(client, m)
+    assert store.commit(f"w{SETTINGS.max_attempts - 1}", [(m, True, b"too late")]) == 0
+
+
+def test_stale_pending_returns_only_old_entries_and_restamps_them(store, client, clock):
+    submit(store, "old")
+    clock.advance(100)
+    submit(store, "new")
+    stale = store.stale_pending_certificates(older_than=T0 + 50)
+    assert stale == [member_of(CA, "old")]
+    assert outbox_score(client, member_of(CA, "old")) == pytest.approx(T0 + 100)
+    assert store.stale_pending_certificates(older_than=T0 + 50) == []
+
+
+def test_a_live_lease_is_not_stale_but_an_expired_one_is(store, clock):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    assert store.stale_pending_certificates(older_than=T0 + 1) == []
+    clock.advance(SETTINGS.lease_seconds + 61)
+    assert store.stale_pending_certificates(older_than=clock.now - 60) == [m]
+
+
+def test_finished_records_are_never_stale(store, clock):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    store.commit("w1", [(m, True, b"c")])
+    clock.advance(10_000)
+    assert store.stale_pending_certificates(older_than=clock.now) == []
+
+
+def test_get_certificate_status_names(store):
+    assert store.get_certificate(CA, "nothing") is None
+    for serial in ("p", "i", "f"):
+        submit(store, serial)
+    store.claim([member_of(CA, "i"), member_of(CA, "f")], "w1")
+    store.commit("w1", [(member_of(CA, "i"), True, b"c"), (member_of(CA, "f"), False, b"why")])
+    assert [store.get_certificate(CA, s).status for s in ("p", "i", "f")] == ["PENDING", "ISSUED", "FAILED"]
+
+
+def test_issued_record_memory_is_small(store, client):
+    submit(store, "a1", "tok", request=b"q" * 900)  # a CSR plus the encoded request parameters
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    store.commit("w1", [(m, True, bytes(range(256)) * 2 + b"x" * 88)])  # a 600-byte DER
+    used = client.memory_usage(records._cert_key(m))
+    print(f"MEMORY USAGE of an issued record with a 600-byte DER: {used} bytes")
+    assert used < 2500
+
+
+# -- certificate authorities ----------------------------------------------------------------------
+
+
+def new_ca(store, created_at=T0, token=None, account=ACCOUNT, ca_id=None):
+    ca_id = ca_id or str(uuid.uuid4())
+    return store.create_ca(ca_id, {"Arn": ca_id, "CreatedAt": created_at, "tags": []}, account, token)
+
+
+def test_create_and_get_ca(store):
+    ca_id, created = new_ca(store)
+    assert created and store.get_ca(ca_id)["Arn"] == ca_id
+    assert store.get_ca(str(uuid.uuid4())) is None
+    assert store.stale_pending_cas(older_than=T0 + 1) == [ca_id]
+    store.ca_key_generated(ca_id)
+    assert store.stale_pending_cas(older_than=T0 + 1) == []
+
+
+def test_create_ca_idempotency(store, client):
+    first, created = new_ca(store, token="t")
+    again, created_again = new_ca(store, token="t")
+    assert (again, created, created_again) == (first, True, False)
+    assert store.list_ca_ids(ACCOUNT, 0, 10) == ([first], 1)
+    other, other_created = new_ca(store, token="t", account="999988887777")
+    assert other != first and other_created
+    idem = [k for k in client.scan_iter("*idem*")]
+    assert all(0 < client.ttl(k) <= SETTINGS.idempotency_ttl for k in idem) and len(idem) == 2
+
+
+def test_create_ca_retried_after_a_failed_write_answers_with_a_stored_ca(store, monkeypatch):
+    """Invariant 1: a retry (same token) after a write that failed must not name a CA that does not exist."""
+    real_execute = redis.client.Pipeline.execute
+    failures = iter([redis.ConnectionError("connection lost")])
+
+    def flaky_execute(self, *args, **kwargs):
+        err = next(failures, None)
+        if err:
+            raise err
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", flaky_execute)
+    with pytest.raises(redis.ConnectionError):
+        new_ca(store, token="t")
+    ca_id, _ = new_ca(store, token="t")
+    assert store.get_ca(ca_id) is not None
+
+
+def test_concurrent_create_ca_with_one_token(store):
+    barrier = threading.Barrier(8)
+
+    def one(_: int):
+        barrier.wait(10)
+        ca_id, created = new_ca(store, token="same")
+        return ca_id, created, store.get_ca(ca_id) is not None
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert len({r[0] for r in results}) == 1
+    assert sum(r[1] for r in results) == 1
+    assert all(r[2] for r in results)
+
+
+def test_update_ca_applies_the_change_or_nothing(store):
+    ca_id, _ = new_ca(store)
+    out = store.update_ca(ca_id, lambda d: {**d, "Status": "ACTIVE"})
+    assert out["Status"] == store.get_ca(ca_id)["Status"] == "ACTIVE"
+
+    def refuse(doc):
+        doc["Status"] = "HALF-WRITTEN"
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError):
+        store.update_ca(ca_id, refuse)
+    assert store.get_ca(ca_id)["Status"] == "ACTIVE"
+
+
+def test_concurrent_update_ca_loses_no_update(store):
+    ca_id, _ = new_ca(store)
+    barrier = threading.Barrier(8)
+    first_try = threading.local()
+
+    def append(tag: str):
+        def change(doc):
+            if not getattr(first_try, "done", False):
+                first_try.done = True
+                barrier.wait(10)  # all eight have read the same document before anyone writes
+            doc["tags"].append(tag)
+            return doc
+
+        store.update_ca(ca_id, change)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(append, [f"t{i}" for i in range(8)]))
+    assert sorted(store.get_ca(ca_id)["tags"]) == sorted(f"t{i}" for i in range(8))
+
+
+def test_update_of_a_missing_ca_is_not_found(store):
+    with pytest.raises(NotFound):
+        store.update_ca(str(uuid.uuid4()), lambda d: d)
+
+
+def test_list_ca_ids_pages_oldest_first_per_account(store):
+    ids = [new_ca(store, created_at=T0 + i)[0] for i in range(5)]
+    new_ca(store, account="999988887777")
+    pages = [store.list_ca_ids(ACCOUNT, start, 2) for start in (0, 2, 4, 6)]
+    assert [p[0] for p in pages] == [ids[0:2], ids[2:4], ids[4:5], []]
+    assert {p[1] for p in pages} == {5}
+    assert [d["Arn"] for d in store.get_cas([ids[1], "missing", ids[3]])] == [ids[1], ids[3]]
+    assert store.get_cas([]) == []
+
+
+def test_remove_ca_removes_document_key_and_index(store):
+    ca_id, _ = new_ca(store)
+    store.put_ca_key(ca_id, b"sealed")
+    store.remove_ca(ca_id, ACCOUNT)
+    assert store.get_ca(ca_id) is None and store.get_ca_key(ca_id) is None
+    assert store.list_ca_ids(ACCOUNT, 0, 10) == ([], 0)
+    assert store.stale_pending_cas(older_than=T0 + 1) == []
+
+
+# -- fleet coordination ---------------------------------------------------------------------------
+
+
+def test_heartbeat_and_alive_workers(store, clock):
+    store.heartbeat("old")
+    clock.advance(20)
+    store.heartbeat("young")
+    clock.advance(20)
+    assert store.alive_workers(within=30) == ["young"]
+    assert sorted(store.alive_workers(within=60)) == ["old", "young"]
+
+
+def test_sweep_lock_is_exclusive_and_expires(store, client):
+    assert store.try_sweep_lock("a", 30)
+    assert not store.try_sweep_lock("b", 30)
+    assert 0 < client.ttl(records._SWEEP_LOCK) <= 30
+    client.delete(records._SWEEP_LOCK)  # what the expiry does
+    assert store.try_sweep_lock("b", 30)
+
+
+def test_key_generation_lock_is_per_ca_and_kek_check_is_set_once(store):
+    assert store.try_key_generation_lock("ca1", "w1") and store.try_key_generation_lock("ca2", "w2")
+    assert not store.try_key_generation_lock("ca1", "w2")
+    assert store.kek_check() is None
+    assert store.init_kek_check(b"one") and not store.init_kek_check(b"two")
+    assert store.kek_check() == b"one"
