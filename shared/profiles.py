@@ -33,11 +33,11 @@ KEY_USAGE_BITS = (
     "decipher_only",
 )
 
-# Bits a public key of each family may assert. EC: RFC 5480 §3 (no key or data encipherment).
-# ML-DSA: signature-only (draft-ietf-lamps-dilithium-certificates: digitalSignature, nonRepudiation,
-# keyCertSign, cRLSign). RSA: any bit.
+# Bits a public key of each family may assert. RSA: RFC 3279 §2.3.1 (no key agreement, so no
+# encipherOnly/decipherOnly either). EC: RFC 5480 §3 (no key or data encipherment). ML-DSA:
+# signature-only (RFC 9881: digitalSignature, nonRepudiation, keyCertSign, cRLSign).
 ALLOWED_KEY_USAGE = {
-    "RSA": frozenset(KEY_USAGE_BITS),
+    "RSA": frozenset(KEY_USAGE_BITS) - {"key_agreement", "encipher_only", "decipher_only"},
     "EC": frozenset(KEY_USAGE_BITS) - {"key_encipherment", "data_encipherment"},
     "ML_DSA": frozenset({"digital_signature", "content_commitment", "key_cert_sign", "crl_sign"}),
 }

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from shared import authorities, records, settings
+from shared import authorities, settings
 from shared.authorities import Authorities, effective_status
 from shared.errors import (
     InProgress,
@@ -62,7 +62,6 @@ def clock(monkeypatch):
     c = Clock(T0)
     fake = SimpleNamespace(time=c)
     monkeypatch.setattr(authorities, "time", fake)
-    monkeypatch.setattr(records, "time", fake)
     return c
 
 
@@ -70,7 +69,7 @@ def clock(monkeypatch):
 def store(redis_base_url, clock):
     client = redis.Redis.from_url(f"{redis_base_url}/14")
     client.flushdb()
-    yield Store(client, SETTINGS)
+    yield Store(client, SETTINGS, clock=clock)
     client.close()
 
 

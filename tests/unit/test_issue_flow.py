@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 
 import pytest
 import redis
@@ -16,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from api.app import create_app
-from shared import records
 from shared.authorities import Authorities
 from shared.queue import Queue
 from shared.records import Store, member_of
@@ -165,7 +165,7 @@ def test_a_lost_enqueue_is_found_by_the_sweeper(env, monkeypatch):
     cert_arn = issue(client, arn)  # the ARN is still handed out: the record is in the outbox
     assert svc.store.get_certificate(*member(cert_arn).split(":")).status == "PENDING"
     assert sweep(svc) == 0  # not stale yet
-    svc.clock = lambda: records.time.time() + 120
+    svc.clock = lambda: time.time() + 120
     assert sweep(svc) == 1 and svc.queue.issued == [member(cert_arn)]
     assert sign_batch(svc, svc.queue.issued) == 1
     assert svc.store.get_certificate(*member(cert_arn).split(":")).status == "ISSUED"
@@ -175,11 +175,11 @@ def test_work_that_keeps_dying_is_abandoned_after_max_attempts(env, monkeypatch)
     svc, client = env
     arn = active_root(svc, client)
     cert_arn = issue(client, arn)
-    now = records.time.time()
+    now = time.time()
     for attempt in range(3):  # claimed, then the worker dies before committing
-        monkeypatch.setattr(records.time, "time", lambda a=attempt: now + a * 1000)
+        svc.store.clock = lambda a=attempt: now + a * 1000
         assert svc.store.claim([member(cert_arn)], f"dead-{attempt}")
-    monkeypatch.setattr(records.time, "time", lambda: now + 10_000)
+    svc.store.clock = lambda: now + 10_000
     assert sign_batch(svc, [member(cert_arn)]) == 0
     status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert (status, out["__type"]) == (400, "RequestFailedException") and "3 attempts" in out["message"]

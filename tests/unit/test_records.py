@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import pytest
 import redis
@@ -49,15 +48,13 @@ def client(redis_base_url):
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    c = Clock(T0)
-    monkeypatch.setattr(records, "time", SimpleNamespace(time=c))
-    return c
+def clock():
+    return Clock(T0)
 
 
 @pytest.fixture
 def store(client, clock):
-    return Store(client, SETTINGS)
+    return Store(client, SETTINGS, clock=clock)
 
 
 def submit(store, serial="a1", token=None, ca=CA, request=b"request-body"):
@@ -65,11 +62,11 @@ def submit(store, serial="a1", token=None, ca=CA, request=b"request-body"):
 
 
 def outbox_score(client, member):
-    return client.zscore(records._PENDING_CERTS, member)
+    return client.zscore(records.keys.PENDING_CERTS, member)
 
 
 def fields(client, member) -> dict:
-    return {k.decode(): v for k, v in client.hgetall(records._cert_key(member)).items()}
+    return {k.decode(): v for k, v in client.hgetall(records.keys.certificate(member)).items()}
 
 
 # -- submit --------------------------------------------------------------------------------------
@@ -265,7 +262,7 @@ def test_issued_record_memory_is_small(store, client):
     m = member_of(CA, "a1")
     store.claim([m], "w1")
     store.commit("w1", [(m, True, bytes(range(256)) * 2 + b"x" * 88)])  # a 600-byte DER
-    used = client.memory_usage(records._cert_key(m))
+    used = client.memory_usage(records.keys.certificate(m))
     print(f"MEMORY USAGE of an issued record with a 600-byte DER: {used} bytes")
     assert used < 2500
 
@@ -404,8 +401,8 @@ def test_heartbeat_and_alive_workers(store, clock):
 def test_sweep_lock_is_exclusive_and_expires(store, client):
     assert store.try_sweep_lock("a", 30)
     assert not store.try_sweep_lock("b", 30)
-    assert 0 < client.ttl(records._SWEEP_LOCK) <= 30
-    client.delete(records._SWEEP_LOCK)  # what the expiry does
+    assert 0 < client.ttl(records.keys.SWEEP_LOCK) <= 30
+    client.delete(records.keys.SWEEP_LOCK)  # what the expiry does
     assert store.try_sweep_lock("b", 30)
 
 

@@ -1,0 +1,48 @@
+"""The record store: every Redis key name and every multi-key transaction of pcaq lives in this package.
+
+Nothing else in the code base builds a key string (``keys.py`` names them all). CAs are JSON
+documents changed with optimistic transactions (WATCH/MULTI); certificate requests are hashes whose
+life (submit, claim, commit) runs in Lua scripts so that each step is atomic (design.md, invariants
+1, 2 and 5). :class:`Store` gathers the per-concern mixins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import redis
+
+from shared.records import scripts
+from shared.records.authorities import AuthorityRecords
+from shared.records.fleet import FleetRecords
+from shared.records.requests import CertificateRecord, RequestRecords, Submission, member_of, split_member
+from shared.settings import Settings
+
+__all__ = ["STORE_DOWN", "CertificateRecord", "Store", "Submission", "member_of", "split_member"]
+
+# Exceptions that mean "Redis is not reachable right now" (a retryable 503, never a 500).
+STORE_DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+class Store(AuthorityRecords, RequestRecords, FleetRecords):
+    """All of pcaq's state in Redis. ``clock`` is injectable so tests can move time without sleeping."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, clock: Callable[[], float] = time.time):
+        self.r = client
+        self.settings = settings
+        self.clock = clock
+        self._submit = client.register_script(scripts.SUBMIT)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._commit = client.register_script(scripts.COMMIT)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """A store on the Redis named by the settings."""
+        client = redis.Redis.from_url(
+            settings.effective_redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            health_check_interval=30,
+        )
+        return cls(client, settings)
