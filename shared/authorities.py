@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from time import monotonic
 
 from shared import revocation_config, tags
 from shared.arns import CaArn, new_ca_arn, parse_ca_arn
@@ -85,13 +86,29 @@ class Authorities:
     store: Store
     queue: Queue
     settings: Settings
+    _cache: dict[str, tuple[dict, float]] = field(default_factory=dict, repr=False)
 
     # -- lookup -----------------------------------------------------------------------------------
 
-    def load(self, caller: Caller, arn: str) -> dict:
-        """The CA document named by ``arn`` if the caller's account owns it, else NotFound."""
+    def load(self, caller: Caller, arn: str, max_age: float = 0.0) -> dict:
+        """The CA document named by ``arn`` if the caller's account owns it, else NotFound.
+
+        With ``max_age`` > 0 a copy read by this process at most that many seconds ago may answer
+        (the hot paths: IssueCertificate checks its copy's version when it submits, see
+        ``Store.submit_certificate``). Callers must not change the returned document.
+        """
         parsed = parse_ca_arn(arn)
-        doc = self.store.get_ca(parsed.ca_id) if parsed.account == caller.account else None
+        if parsed.account != caller.account:
+            raise NotFound(f"Could not find certificate authority {arn}.")
+        cached = self._cache.get(parsed.ca_id) if max_age > 0 else None
+        if cached is not None and monotonic() - cached[1] <= max_age:
+            doc = cached[0]
+        else:
+            doc = self.store.get_ca(parsed.ca_id)
+            if doc is not None:
+                if len(self._cache) >= 10_000:
+                    self._cache.clear()  # bounded; refilled on demand
+                self._cache[parsed.ca_id] = (doc, monotonic())
         if doc is None or doc["Arn"] != arn:
             raise NotFound(f"Could not find certificate authority {arn}.")
         if doc["Status"] == DELETED and doc.get("RestorableUntil", 0) < time.time():

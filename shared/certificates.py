@@ -188,6 +188,13 @@ def check_csr(csr: x509.CertificateSigningRequest) -> None:
         raise MalformedCSR("The CSR's signature does not verify with its own public key.")
 
 
+def der_to_pem(der: bytes) -> str:
+    """PEM text of a DER certificate, without parsing it (GetCertificate's hot path)."""
+    b64 = base64.b64encode(der).decode("ascii")
+    body = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+
+
 def certificate_pem(cert: x509.Certificate) -> str:
     """The certificate as PEM text."""
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")

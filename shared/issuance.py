@@ -9,19 +9,27 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from shared import certificates, keys, profiles, validity
 from shared.arns import parse_ca_arn, parse_certificate_arn, parse_template_arn
 from shared.authorities import ACTIVE, PENDING_CERTIFICATE, Authorities, effective_status
-from shared.errors import InProgress, InvalidArgument, InvalidState, NotFound, RequestFailed
+from shared.errors import (
+    ConcurrentModification,
+    InProgress,
+    InvalidArgument,
+    InvalidState,
+    NotFound,
+    PcaqError,
+    RequestFailed,
+)
 from shared.identity import Caller
 from shared.queue import Queue
-from shared.records import Store, member_of
+from shared.records import Store
+from shared.records.requests import CaChanged
 
 ROOT_TEMPLATES = frozenset({"RootCACertificate", "RootCACertificate_APIPassthrough"})
 
@@ -72,6 +80,7 @@ class Issuance:
     store: Store
     queue: Queue
     authorities: Authorities
+    _spki_cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def issue(self, caller: Caller, params: dict) -> str:
         """Accept a certificate request; returns its ARN before any signing happens."""
@@ -79,10 +88,38 @@ class Issuance:
         template = parse_template_arn(params["TemplateArn"]) if params.get("TemplateArn") else None
         template = template or profiles.DEFAULT_TEMPLATE
         profile = profiles.get_profile(template)
-        doc = self.authorities.load(caller, ca_arn)
+        csr = certificates.parse_csr(params["Csr"])
+        csr_der = csr.public_bytes(serialization.Encoding.DER)
+        ca_id = parse_ca_arn(ca_arn).ca_id
+        token = params.get("IdempotencyToken")
+        # The checks run on this process's copy of the CA document; the submit refuses if the
+        # document changed since (CaChanged), and the checks run again on a fresh copy.
+        for fresh in (False, True, True):
+            doc = self.authorities.load(caller, ca_arn, max_age=0.0 if fresh else float("inf"))
+            try:
+                request = self._checked_request(doc, template, profile, csr, csr_der, params)
+            except PcaqError:
+                if fresh:
+                    raise
+                continue  # a refusal based on a cached copy is confirmed on a fresh one
+            try:
+                submission = self._submit(ca_id, caller, request, token, doc["internal"]["version"])
+                break
+            except CaChanged:
+                continue
+        else:
+            raise ConcurrentModification("The certificate authority is changing; retry.")
+        if submission.kicked:
+            try:
+                self.queue.drain()
+            except Exception:  # noqa: BLE001 - the record is in the outbox; the sweeper asks for a drain
+                pass
+        return f"{ca_arn}/certificate/{submission.serial_hex}"
+
+    def _checked_request(self, doc: dict, template: str, profile, csr, csr_der: bytes, params: dict) -> bytes:
+        """The cheap checks of IssueCertificate against one CA document; the encoded request."""
         status = effective_status(doc)
         config = doc["CertificateAuthorityConfiguration"]
-        csr = certificates.parse_csr(params["Csr"])
         if template in ROOT_TEMPLATES:
             if doc["Type"] != "ROOT":
                 raise InvalidArgument(
@@ -100,36 +137,30 @@ class Issuance:
             raise InvalidState("The certificate authority is not in a valid state for issuing certificates.")
         keys.check_signing_algorithm(config["KeyAlgorithm"], params["SigningAlgorithm"])
         now = datetime.now(UTC).replace(microsecond=0)
-        ca_bounds = (None, None) if profile.is_root else (doc.get("NotAfter"), doc.get("NotBefore"))
+        ca_not_after, ca_not_before = (
+            (None, None) if profile.is_root else (doc.get("NotAfter"), doc.get("NotBefore"))
+        )
         not_before, not_after = validity.compute_window(
             params["Validity"],
             params.get("ValidityNotBefore"),
             now,
-            datetime.fromtimestamp(ca_bounds[0], UTC) if ca_bounds[0] else None,
-            datetime.fromtimestamp(ca_bounds[1], UTC) if ca_bounds[1] else None,
+            datetime.fromtimestamp(ca_not_after, UTC) if ca_not_after else None,
+            datetime.fromtimestamp(ca_not_before, UTC) if ca_not_before else None,
             doc.get("UsageMode") == "SHORT_LIVED_CERTIFICATE",
         )
-        request = encode_request(
-            csr.public_bytes(serialization.Encoding.DER), params, template, not_before, not_after
-        )
-        ca_id = parse_ca_arn(ca_arn).ca_id
-        token = params.get("IdempotencyToken")
-        while True:
+        return encode_request(csr_der, params, template, not_before, not_after)
+
+    def _submit(self, ca_id: str, caller: Caller, request: bytes, token: str | None, version: int):
+        while True:  # a serial collision (2^-64 odds per request) just draws again
             submission = self.store.submit_certificate(
-                ca_id, caller.account, format(new_serial(), "x"), request, token
+                ca_id, caller.account, format(new_serial(), "x"), request, token, str(version)
             )
             if submission is not None:
-                break
-        if submission.created:
-            try:
-                self.queue.issue([member_of(ca_id, submission.serial_hex)])
-            except Exception:  # noqa: BLE001 - the record is in the outbox; the sweeper re-sends it
-                pass
-        return f"{ca_arn}/certificate/{submission.serial_hex}"
+                return submission
 
     def get(self, caller: Caller, ca_arn: str, certificate_arn: str) -> tuple[str, str | None]:
         """The issued certificate (PEM) and its chain (PEM, None for a root's own certificate)."""
-        doc = self.authorities.load(caller, ca_arn)
+        doc = self.authorities.load(caller, ca_arn, max_age=2.0)  # polled hard: a 2 s old copy will do
         cert_ca, serial_hex = parse_certificate_arn(certificate_arn)
         if str(cert_ca) != ca_arn:
             raise NotFound(f"Could not find certificate {certificate_arn} issued by {ca_arn}.")
@@ -140,12 +171,17 @@ class Issuance:
             raise InProgress("The certificate is still being issued.")
         if record.status == "FAILED":
             raise RequestFailed(f"The certificate could not be issued: {record.failure}")
-        cert = x509.load_der_x509_certificate(record.certificate_der)
-        pem = certificates.certificate_pem(cert)
+        pem = certificates.der_to_pem(record.certificate_der)
         ca_cert_pem = doc["internal"].get("certificate_pem")
-        if cert.issuer == cert.subject and _spki(cert.public_key()) == _spki(
-            keys.load_public_key_pem(doc["internal"]["public_key_pem"])
-        ):
-            return pem, None  # a root's own certificate has no chain above it
-        chain = ca_cert_pem + (doc["internal"].get("chain_pem") or "")
-        return pem, chain
+        if ca_cert_pem is None or (doc["Type"] == "ROOT" and self._spki_of(doc) in record.certificate_der):
+            return pem, None  # a root's own certificate (it carries the CA's key) has no chain above it
+        return pem, ca_cert_pem + (doc["internal"].get("chain_pem") or "")
+
+    def _spki_of(self, doc: dict) -> bytes:
+        pem = doc["internal"]["public_key_pem"]
+        spki = self._spki_cache.get(pem)
+        if spki is None:
+            if len(self._spki_cache) > 10_000:
+                self._spki_cache.clear()
+            spki = self._spki_cache[pem] = _spki(keys.load_public_key_pem(pem))
+        return spki

@@ -11,6 +11,7 @@ from celery import Celery
 from shared.settings import Settings
 
 ISSUE_TASK = "pcaq.issue_batch"
+DRAIN_TASK = "pcaq.drain"
 CREATE_CA_KEY_TASK = "pcaq.create_ca_key"
 SWEEP_TASK = "pcaq.sweep"
 
@@ -42,6 +43,10 @@ class Queue:
     def issue(self, members: list[str]) -> None:
         """Ask a worker to sign these pending certificate requests."""
         self.celery.send_task(ISSUE_TASK, args=[members])
+
+    def drain(self) -> None:
+        """Ask a worker to sign whatever is ready in the outbox, in batches, until it is empty."""
+        self.celery.send_task(DRAIN_TASK)
 
     def create_ca_key(self, ca_id: str) -> None:
         """Ask a worker to generate a new CA's key and CSR."""

@@ -17,6 +17,10 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"pcaq: {name} must be a whole number, got {raw!r}") from exc
 
 
+def _path(env: dict[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
 def _default_data_dir(env: dict[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pcaq"
@@ -39,12 +43,19 @@ class Settings:
     visibility_timeout: int = 3600
     prefetch_multiplier: int = 16
     batch_size: int = 100
+    drain_kick_ms: int = 50
     lease_seconds: int = 120
     sweep_interval: int = 30
     stale_after: int = 60
     max_attempts: int = 5
     log_level: str = "INFO"
     embedded_redis: str = "auto"  # auto, redis-server or fakeredis: what `pcaq up` embeds without REDIS_URL
+    # Security (README "Security"): no credentials = open development mode, loopback only.
+    credentials: str | None = field(default=None, repr=False)  # ACCESS_KEY:SECRET[:ACCOUNT],...
+    credentials_file: Path | None = None
+    rate_limits: str = ""  # Operation=rate[/burst],... ; empty: no throttling
+    key_blocklist_file: Path | None = None  # SPKI SHA-256 fingerprints or PEM keys refused by the worker
+    audit_stream_maxlen: int = 100_000  # entries kept per CA (approximate trimming)
 
     @property
     def effective_redis_url(self) -> str:
@@ -71,10 +82,16 @@ def load(env: dict[str, str] | None = None) -> Settings:
         visibility_timeout=_int(env, "PCAQ_VISIBILITY_TIMEOUT", 3600),
         prefetch_multiplier=_int(env, "PCAQ_PREFETCH", 16),
         batch_size=_int(env, "PCAQ_BATCH_SIZE", 100),
+        drain_kick_ms=_int(env, "PCAQ_DRAIN_KICK_MS", 50),
         lease_seconds=_int(env, "PCAQ_LEASE_SECONDS", 120),
         sweep_interval=_int(env, "PCAQ_SWEEP_INTERVAL", 30),
         stale_after=_int(env, "PCAQ_STALE_AFTER", 60),
         max_attempts=_int(env, "PCAQ_MAX_ATTEMPTS", 5),
         log_level=env.get("PCAQ_LOG_LEVEL", "INFO").upper(),
         embedded_redis=env.get("PCAQ_EMBEDDED_REDIS", "auto"),
+        credentials=env.get("PCAQ_CREDENTIALS") or None,
+        credentials_file=_path(env, "PCAQ_CREDENTIALS_FILE"),
+        rate_limits=env.get("PCAQ_RATE_LIMITS", ""),
+        key_blocklist_file=_path(env, "PCAQ_KEY_BLOCKLIST_FILE"),
+        audit_stream_maxlen=_int(env, "PCAQ_AUDIT_STREAM_MAXLEN", 100_000),
     )

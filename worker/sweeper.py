@@ -1,4 +1,9 @@
-"""Re-queue work that was accepted but is not moving (invariant 1: nothing stays PENDING forever)."""
+"""Wake workers for work that was accepted but is not moving (invariant 1: nothing stays PENDING forever).
+
+Requests never need re-sending: workers pull them from the outbox, and a request whose worker died
+becomes ready again when its lease ends. What can be lost is the wake-up (a drain message dropped by
+a crash or a broker outage), so the sweeper asks for a drain when ready work has waited too long.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,18 @@ log = logging.getLogger("pcaq.sweeper")
 
 
 def sweep(svc) -> int:
-    """Re-enqueue stale certificate requests and CAs stuck in CREATING; returns how many were re-sent."""
+    """Ask for a drain if requests have been ready for ``stale_after`` seconds; re-queue CAs stuck in
+    CREATING. Returns how many stale items were found."""
     now = svc.clock()
     cutoff = now - svc.settings.stale_after
-    # One bounded pass per sweep; what is left is found by the next one.
-    members = svc.store.stale_pending_certificates(cutoff, now)
-    for i in range(0, len(members), svc.settings.batch_size):
-        svc.queue.issue(members[i : i + svc.settings.batch_size])
-    resent = len(members)
-    for ca_id in svc.store.stale_pending_cas(cutoff, now):
+    stale = svc.store.stale_ready_count(cutoff)
+    if stale:
+        svc.queue.drain()
+    cas = svc.store.stale_pending_cas(cutoff, now)
+    for ca_id in cas:
         svc.queue.create_ca_key(ca_id)
-        resent += 1
-    if resent:
-        log.info("sweeper re-queued %d stale request(s)", resent)
-    return resent
+    if stale or cas:
+        log.info(
+            "sweeper: %d request(s) waiting too long, %d CA(s) stuck in CREATING: re-queued", stale, len(cas)
+        )
+    return stale + len(cas)

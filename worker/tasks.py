@@ -20,7 +20,7 @@ from shared import ca_certificates, certificates, keys, revocation_config
 from shared.authorities import CREATING
 from shared.errors import PcaqError
 from shared.issuance import decode_request
-from shared.queue import CREATE_CA_KEY_TASK, ISSUE_TASK
+from shared.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
 from shared.records import split_member
 from worker.app import app
 from worker.services import Services, services
@@ -81,10 +81,8 @@ class _Issuers:
         return self.cache[key]
 
 
-def sign_batch(svc: Services, members: Iterable[str]) -> int:
-    """Claim, sign and commit the given requests; returns how many results were written."""
-    owner = _owner()
-    claimed = svc.store.claim(list(members), owner)
+def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) -> int:
+    """Sign requests leased to ``owner`` and commit the results; returns how many results took."""
     issuers = _Issuers(svc)
     results: list[tuple[str, bool, bytes]] = []
     for member, raw in claimed:
@@ -114,10 +112,40 @@ def sign_batch(svc: Services, members: Iterable[str]) -> int:
     return svc.store.commit(owner, results)
 
 
+def sign_batch(svc: Services, members: Iterable[str]) -> int:
+    """Claim the named requests, sign and commit them; returns how many results were written."""
+    owner = _owner()
+    return sign_claimed(svc, owner, svc.store.claim(list(members), owner))
+
+
+def drain_outbox(svc: Services) -> int:
+    """Sign ready requests from the outbox, a batch at a time, until none is ready; returns how many.
+
+    Before it stops it clears the drain kick and looks once more, so a request submitted while it
+    was stopping is either seen here or makes its submitter ask for a new drain.
+    """
+    owner = _owner()
+    done = 0
+    while True:
+        claimed = svc.store.claim_ready(owner, svc.settings.batch_size)
+        if not claimed:
+            svc.store.clear_drain_kick()
+            claimed = svc.store.claim_ready(owner, svc.settings.batch_size)
+            if not claimed:
+                return done
+        done += sign_claimed(svc, owner, claimed)
+
+
 @app.task(name=CREATE_CA_KEY_TASK)
 def create_ca_key(ca_id: str) -> None:
     """Celery entry point of :func:`generate_ca_key`."""
     generate_ca_key(services(), ca_id)
+
+
+@app.task(name=DRAIN_TASK)
+def drain() -> None:
+    """Celery entry point of :func:`drain_outbox` (the message is only a wake-up: no ids travel)."""
+    drain_outbox(services())
 
 
 @app.task(name=ISSUE_TASK)

@@ -34,6 +34,7 @@ class Store(AuthorityRecords, RequestRecords, FleetRecords):
         self.clock = clock
         self._submit = client.register_script(scripts.SUBMIT)
         self._claim = client.register_script(scripts.CLAIM)
+        self._claim_ready = client.register_script(scripts.CLAIM_READY)
         self._commit = client.register_script(scripts.COMMIT)
 
     @classmethod

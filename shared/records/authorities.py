@@ -55,7 +55,9 @@ class AuthorityRecords:
                     pipe.multi()
                     if idem_key:
                         pipe.set(idem_key, ca_id, ex=self.settings.idempotency_ttl)
+                    doc.setdefault("internal", {})["version"] = 1
                     pipe.set(keys.ca(ca_id), json.dumps(doc))
+                    pipe.set(keys.ca_gate(ca_id), 1)
                     pipe.zadd(keys.ca_index(account), {ca_id: doc["CreatedAt"]})
                     pipe.zadd(keys.PENDING_CAS, {ca_id: self.clock()})
                     pipe.execute()
@@ -79,9 +81,13 @@ class AuthorityRecords:
                     raw = pipe.get(key)
                     if raw is None:
                         raise NotFound(f"Could not find certificate authority {ca_id}.")
-                    new = change(json.loads(raw))
+                    old = json.loads(raw)
+                    version = old.get("internal", {}).get("version", 0) + 1
+                    new = change(old)
+                    new.setdefault("internal", {})["version"] = version
                     pipe.multi()
                     pipe.set(key, json.dumps(new))
+                    pipe.set(keys.ca_gate(ca_id), version)  # submits checked against the old version now fail
                     pipe.execute()
                     return new
                 except redis.WatchError:
@@ -91,7 +97,7 @@ class AuthorityRecords:
     def remove_ca(self, ca_id: str, account: str) -> None:
         """Delete a CA for good: its document, key and index entry (its certificates stay)."""
         pipe = self.r.pipeline()
-        pipe.delete(keys.ca(ca_id), keys.ca_private_key(ca_id))
+        pipe.delete(keys.ca(ca_id), keys.ca_private_key(ca_id), keys.ca_gate(ca_id))
         pipe.zrem(keys.ca_index(account), ca_id)
         pipe.zrem(keys.PENDING_CAS, ca_id)
         pipe.execute()

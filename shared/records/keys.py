@@ -11,6 +11,7 @@ PENDING_CERTS = f"{PREFIX}pending:certs"  # the outbox: member -> time last enqu
 PENDING_CAS = f"{PREFIX}pending:cas"  # CA id -> time its key generation was last queued
 WORKERS = f"{PREFIX}workers"  # worker name -> last heartbeat
 SWEEP_LOCK = f"{PREFIX}sweep-lock"
+DRAIN_KICK = f"{PREFIX}drain-kick"  # set (with a short expiry) when a drain task has been asked for
 
 
 def token_digest(token: str) -> str:
@@ -21,6 +22,11 @@ def token_digest(token: str) -> str:
 def ca(ca_id: str) -> str:
     """The JSON document of one CA."""
     return f"{PREFIX}ca:{ca_id}"
+
+
+def ca_gate(ca_id: str) -> str:
+    """The version of a CA's document: IssueCertificate's submit checks it in the same step."""
+    return f"{PREFIX}ca-gate:{ca_id}"
 
 
 def ca_index(account: str) -> str:

@@ -21,10 +21,16 @@ class CertificateRecord:
 
 @dataclass(frozen=True)
 class Submission:
-    """The answer to a submit: the serial that holds the request, and whether it is new."""
+    """The answer to a submit: the serial that holds the request, whether it is new, and whether this
+    submit should ask for a drain task (no drain was asked for in the last few milliseconds)."""
 
     serial_hex: str
     created: bool
+    kicked: bool = False
+
+
+class CaChanged(Exception):
+    """The CA document changed after the caller read it; re-read it and submit again."""
 
 
 def member_of(ca_id: str, serial_hex: str) -> str:
@@ -47,22 +53,43 @@ class RequestRecords:
     r: redis.Redis
 
     def submit_certificate(
-        self, ca_id: str, account: str, serial_hex: str, request: bytes, token: str | None
+        self,
+        ca_id: str,
+        account: str,
+        serial_hex: str,
+        request: bytes,
+        token: str | None,
+        ca_version: str | None = None,
     ) -> Submission | None:
         """Record a PENDING certificate request and put it in the outbox, in one atomic step.
 
-        Returns None when the serial is taken (draw another), else the serial that holds the request:
-        the new one, or with a token seen within the TTL, the one of the earlier request.
+        With ``ca_version``, the submit happens only if the CA document still has that version
+        (else :class:`CaChanged`), so checks made on a cached document stay exact. Returns None when
+        the serial is taken (draw another), else the serial that holds the request: the new one, or
+        with a token seen within the TTL, the one of the earlier request.
         """
         idem_key = keys.certificate_idempotency(account, ca_id, token) if token else ""
         member = member_of(ca_id, serial_hex)
-        code, serial = self._submit(
-            keys=[keys.certificate(member), keys.PENDING_CERTS, idem_key],
-            args=[serial_hex, request, f"{self.clock():.3f}", self.settings.idempotency_ttl, member],
+        gate = keys.ca_gate(ca_id) if ca_version is not None else ""
+        result = self._submit(
+            keys=[keys.certificate(member), keys.PENDING_CERTS, idem_key, keys.DRAIN_KICK, gate],
+            args=[
+                serial_hex,
+                request,
+                f"{self.clock():.3f}",
+                self.settings.idempotency_ttl,
+                member,
+                self.settings.drain_kick_ms,
+                ca_version or "",
+            ],
         )
+        code, serial = result[0], result[1]
         if code == -1:
             return None
-        return Submission(serial.decode() if isinstance(serial, bytes) else serial, created=code == 1)
+        if code == -2:
+            raise CaChanged(ca_id)
+        serial = serial.decode() if isinstance(serial, bytes) else serial
+        return Submission(serial, created=code == 1, kicked=code == 1 and result[2] == 1)
 
     def get_certificate(self, ca_id: str, serial_hex: str) -> CertificateRecord | None:
         """The state of one certificate request, or None if there is none."""
@@ -87,6 +114,33 @@ class RequestRecords:
         )
         return [(out[i].decode(), out[i + 1]) for i in range(0, len(out), 2)]
 
+    def claim_ready(self, owner: str, limit: int) -> list[tuple[str, bytes]]:
+        """Lease up to ``limit`` requests that are ready now (oldest first) to ``owner``."""
+        out = self._claim_ready(
+            keys=[keys.PENDING_CERTS, keys.CERT_PREFIX],
+            args=[
+                owner,
+                f"{self.clock():.3f}",
+                self.settings.lease_seconds,
+                self.settings.max_attempts,
+                limit,
+            ],
+        )
+        return [(out[i].decode(), out[i + 1]) for i in range(0, len(out), 2)]
+
+    def clear_drain_kick(self) -> None:
+        """Forget that a drain was asked for, so the next submit asks again (a draining worker that
+        found nothing calls this, then looks once more: no request can fall between the two)."""
+        self.r.delete(keys.DRAIN_KICK)
+
+    def request_drain(self) -> bool:
+        """Ask for a drain unless one was asked for within the kick window; True if this call asked."""
+        return bool(self.r.set(keys.DRAIN_KICK, "1", nx=True, px=self.settings.drain_kick_ms))
+
+    def ready_count(self) -> int:
+        """How many unfinished requests a worker could take now."""
+        return int(self.r.zcount(keys.PENDING_CERTS, "-inf", self.clock()))
+
     def commit(self, owner: str, results: list[tuple[str, bool, bytes]]) -> int:
         """Write results ``(member, issued, certificate DER or failure reason)``; returns how many took."""
         if not results:
@@ -97,18 +151,9 @@ class RequestRecords:
         args.append(f"{self.clock():.3f}")
         return int(self._commit(keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=args))
 
-    def stale_pending_certificates(
-        self, older_than: float, now: float | None = None, limit: int = 10_000
-    ) -> list[str]:
-        """Requests in the outbox not enqueued or leased since ``older_than``; re-stamped to ``now``."""
-        now = self.clock() if now is None else now
-        members = [
-            m.decode()
-            for m in self.r.zrangebyscore(keys.PENDING_CERTS, "-inf", older_than, start=0, num=limit)
-        ]
-        if members:
-            self.r.zadd(keys.PENDING_CERTS, dict.fromkeys(members, now), xx=True)
-        return members
+    def stale_ready_count(self, older_than: float) -> int:
+        """How many requests have been ready since before ``older_than`` without a worker taking them."""
+        return int(self.r.zcount(keys.PENDING_CERTS, "-inf", older_than))
 
     def pending_count(self) -> int:
         """How many certificate requests are not finished."""

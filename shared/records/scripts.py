@@ -1,7 +1,16 @@
-"""The Lua scripts that make each step of a certificate request atomic (submit, claim, commit)."""
+"""The Lua scripts that make each step of a certificate request atomic (submit, claim, commit).
 
-# Submit: idempotency claim, PENDING record and outbox entry in one step.
+The outbox (a sorted set) scores each unfinished request with the time from which a worker may take
+it: the submit time, then the end of each lease. Workers pull ready requests from it in batches, so
+a request whose worker died becomes ready again by itself when its lease ends.
+"""
+
+# Submit: CA gate check, idempotency claim, PENDING record, outbox entry and drain kick in one step.
+# KEYS: record, outbox, idempotency key or '', drain kick, CA gate or '' (no check)
+# ARGV: serial, request, now, idempotency TTL, member, kick ms, expected CA version
+# Returns {1, serial, kicked} new; {0, serial} idempotent repeat; {-1} serial taken; {-2} CA changed.
 SUBMIT = """
+if KEYS[5] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[7] then return {-2, ''} end
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {0, existing} end
@@ -10,22 +19,22 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, ''} end
 redis.call('HSET', KEYS[1], 's', 'P', 'r', ARGV[2], 't', ARGV[3], 'a', '0')
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4]) end
-return {1, ARGV[1]}
+local kicked = 0
+if redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then kicked = 1 end
+return {1, ARGV[1], kicked}
 """
 
-# Claim: lease each still-PENDING, unleased request to one owner; fail those past their attempts.
-CLAIM = """
+# The body shared by both claims: lease each still-PENDING, unleased member in `members` to ARGV[1].
+_CLAIM_MEMBERS = """
 local now = tonumber(ARGV[2])
 local lease_until = now + tonumber(ARGV[3])
 local max_attempts = tonumber(ARGV[4])
 local out = {}
-for i = 5, #ARGV do
-  local member = ARGV[i]
+for _, member in ipairs(members) do
   local key = KEYS[2] .. member
-  local st = redis.call('HGET', key, 's')
-  if st == 'P' then
-    local lease = tonumber(redis.call('HGET', key, 'l') or '0')
-    if lease < now then
+  local state = redis.call('HMGET', key, 's', 'l')
+  if state[1] == 'P' then
+    if tonumber(state[2] or '0') < now then
       local attempts = redis.call('HINCRBY', key, 'a', 1)
       if attempts > max_attempts then
         redis.call('HSET', key, 's', 'F', 'e', 'Issuance was abandoned after ' .. max_attempts .. ' attempts.')
@@ -38,20 +47,31 @@ for i = 5, #ARGV do
         table.insert(out, redis.call('HGET', key, 'r'))
       end
     end
-  elseif st then
+  else
     redis.call('ZREM', KEYS[1], member)
   end
 end
 return out
 """
 
+# Claim the named members. KEYS: outbox, record prefix. ARGV: owner, now, lease, max attempts, members...
+CLAIM = "local members = {}\nfor i = 5, #ARGV do members[#members + 1] = ARGV[i] end\n" + _CLAIM_MEMBERS
+
+# Claim up to ARGV[5] members that are ready now (oldest first). Same KEYS and first four ARGV.
+CLAIM_READY = (
+    "local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[5]))\n"
+    + _CLAIM_MEMBERS
+)
+
 # Commit: write a result only on the PENDING -> ISSUED/FAILED transition, and only for the lease owner.
+# KEYS: outbox, record prefix. ARGV: owner, then (member, 'I'|'F', DER or reason) triples, then now.
 COMMIT = """
 local done = 0
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV - 1, 3 do
   local member = ARGV[i]
   local key = KEYS[2] .. member
-  if redis.call('HGET', key, 's') == 'P' and redis.call('HGET', key, 'o') == ARGV[1] then
+  local state = redis.call('HMGET', key, 's', 'o')
+  if state[1] == 'P' and state[2] == ARGV[1] then
     if ARGV[i + 1] == 'I' then
       redis.call('HSET', key, 's', 'I', 'c', ARGV[i + 2], 'd', ARGV[#ARGV])
     else

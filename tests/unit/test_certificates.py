@@ -1064,3 +1064,21 @@ def test_openssl_verify_helper_fails_on_a_foreign_root():
     ml_leaf = issue("EndEntityCertificate", make_csr(key("EC_prime256v1")), kind="MLDSA65")
     with pytest.raises(Exception):  # noqa: B017 - cryptography raises InvalidSignature or ValueError
         openssl_verify(pem(ml_leaf), [pem(chain("MLDSA65").sub)], pem(chain("P256").root))
+
+
+def test_der_to_pem_matches_cryptography():
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pem")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert certificates.der_to_pem(der) == cert.public_bytes(serialization.Encoding.PEM).decode()

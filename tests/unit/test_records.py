@@ -73,7 +73,7 @@ def fields(client, member) -> dict:
 
 
 def test_submit_creates_pending_record_and_outbox_entry(store, client, clock):
-    assert submit(store, "a1", "tok") == Submission("a1", created=True)
+    assert submit(store, "a1", "tok") == Submission("a1", created=True, kicked=True)
     rec = store.get_certificate(CA, "a1")
     assert rec.status == "PENDING" and rec.certificate_der is None and rec.failure is None
     assert rec.created_at == pytest.approx(T0)
@@ -220,23 +220,33 @@ def test_claims_past_max_attempts_fail_the_request(store, client, clock):
     assert store.commit(f"w{SETTINGS.max_attempts - 1}", [(m, True, b"too late")]) == 0
 
 
-def test_stale_pending_returns_only_old_entries_and_restamps_them(store, client, clock):
+def test_stale_ready_counts_only_requests_waiting_since_before_the_cutoff(store, clock):
     submit(store, "old")
     clock.advance(100)
     submit(store, "new")
-    stale = store.stale_pending_certificates(older_than=T0 + 50)
-    assert stale == [member_of(CA, "old")]
-    assert outbox_score(client, member_of(CA, "old")) == pytest.approx(T0 + 100)
-    assert store.stale_pending_certificates(older_than=T0 + 50) == []
+    assert store.stale_ready_count(older_than=T0 + 50) == 1
+    assert store.stale_ready_count(older_than=T0 + 150) == 2
 
 
 def test_a_live_lease_is_not_stale_but_an_expired_one_is(store, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
     store.claim([m], "w1")
-    assert store.stale_pending_certificates(older_than=T0 + 1) == []
+    assert store.stale_ready_count(older_than=clock.now + 1) == 0
     clock.advance(SETTINGS.lease_seconds + 61)
-    assert store.stale_pending_certificates(older_than=clock.now - 60) == [m]
+    assert store.stale_ready_count(older_than=clock.now - 60) == 1
+    assert store.claim_ready("w2", 10) == [(m, b"request-body")]  # the expired lease is ready again
+
+
+def test_claim_ready_takes_ready_requests_oldest_first_and_disjointly(store, clock):
+    for serial in ("a", "b", "c"):
+        submit(store, serial)
+        clock.advance(1)
+    first = store.claim_ready("w1", 2)
+    second = store.claim_ready("w2", 2)
+    assert [m for m, _ in first] == [member_of(CA, "a"), member_of(CA, "b")]
+    assert [m for m, _ in second] == [member_of(CA, "c")]
+    assert store.claim_ready("w3", 2) == [] and store.ready_count() == 0
 
 
 def test_finished_records_are_never_stale(store, clock):
@@ -245,7 +255,14 @@ def test_finished_records_are_never_stale(store, clock):
     store.claim([m], "w1")
     store.commit("w1", [(m, True, b"c")])
     clock.advance(10_000)
-    assert store.stale_pending_certificates(older_than=clock.now) == []
+    assert store.stale_ready_count(older_than=clock.now) == 0
+
+
+def test_drain_kick_is_taken_by_the_first_submit_only_until_cleared(store):
+    assert store.submit_certificate(CA, ACCOUNT, "k1", b"r", None).kicked
+    assert not store.submit_certificate(CA, ACCOUNT, "k2", b"r", None).kicked
+    store.clear_drain_kick()
+    assert store.submit_certificate(CA, ACCOUNT, "k3", b"r", None).kicked
 
 
 def test_get_certificate_status_names(store):

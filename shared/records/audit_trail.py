@@ -1,0 +1,39 @@
+"""Records of the audit trail: one Redis stream per CA, appended to, trimmed approximately."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+
+from shared.records import keys
+
+
+class AuditRecords:
+    """Mixin of :class:`shared.records.Store`."""
+
+    r: redis.Redis
+
+    def append_audit(self, entries: Iterable[tuple[str, dict[str, str]]]) -> None:
+        """Append ``(ca_id, fields)`` entries, all in one round trip (XADD with approximate MAXLEN)."""
+        pipe = self.r.pipeline(transaction=False)
+        count = 0
+        for ca_id, fields in entries:
+            pipe.xadd(
+                keys.audit_stream(ca_id), fields, maxlen=self.settings.audit_stream_maxlen, approximate=True
+            )
+            count += 1
+        if count:
+            pipe.execute()
+
+    def read_audit(self, ca_id: str, count: int | None = None) -> list[tuple[str, dict[str, str]]]:
+        """The CA's audit entries, oldest first (the last ``count`` ones when given): ``(id, fields)``."""
+        key = keys.audit_stream(ca_id)
+        if count is None:
+            raw = self.r.xrange(key)
+        else:
+            raw = list(reversed(self.r.xrevrange(key, count=count)))
+        return [
+            (entry_id.decode(), {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()})
+            for entry_id, fields in raw
+        ]
