@@ -1,0 +1,139 @@
+"""`pcaq bulk-issue`: 300 CSRs issued, interrupted half way and resumed; none issued twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.integration.conftest import CLIENT_ENV
+from tests.integration.test_issuance import activate_root
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def write_csrs(folder, count: int) -> dict[str, bytes]:
+    folder.mkdir()
+    keys = {}
+    for i in range(count):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = f"device-{i:03d}"
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.example.com")]))
+            .sign(key, hashes.SHA256())
+        )
+        (folder / f"{name}.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+        keys[name] = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    return keys
+
+
+def bulk(stack, ca_arn, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | CLIENT_ENV
+    cmd = [
+        sys.executable,
+        "-m",
+        "shared.cli",
+        "bulk-issue",
+        "--ca",
+        ca_arn,
+        "--endpoint-url",
+        stack.endpoint_url,
+    ]
+    return subprocess.Popen(
+        [*cmd, "--quiet", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def root(pca):
+    return activate_root(pca)
+
+
+def test_interrupt_and_resume_never_issues_twice(stack, root, tmp_path):
+    ca_arn, root_pem = root
+    public_keys = write_csrs(tmp_path / "csrs", 300)
+    out = tmp_path / "out"
+    first = bulk(stack, ca_arn, "--csr-dir", str(tmp_path / "csrs"), "--out", str(out), "--concurrency", "4")
+
+    def certificates() -> set[str]:
+        return {p.name for p in out.glob("*.pem") if not p.name.endswith(".chain.pem")}
+
+    wait_until(lambda: len(certificates()) >= 100 or first.poll() is not None, 120, what="100 certificates")
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, (stdout, stderr)  # stopped half way, and says so
+    assert "interrupted" in stdout
+    done_first = certificates()
+    assert 100 <= len(done_first) < 300
+
+    second = bulk(stack, ca_arn, "--csr-dir", str(tmp_path / "csrs"), "--out", str(out))
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, (stdout, stderr)
+    issued, failed, skipped = (
+        int(stdout.split(word)[1].split(",")[0].split()[0]) for word in ("issued", "failed", "skipped")
+    )
+    assert failed == 0 and skipped == len(done_first) and issued + skipped == 300
+
+    root_cert = x509.load_pem_x509_certificate(root_pem.encode())
+    serials = set()
+    for name, spki in public_keys.items():
+        cert = x509.load_pem_x509_certificate((out / f"{name}.pem").read_bytes())
+        cert.verify_directly_issued_by(root_cert)
+        assert (
+            cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            == spki
+        )
+        chain = x509.load_pem_x509_certificates((out / f"{name}.chain.pem").read_bytes())
+        assert chain == [root_cert]
+        serials.add(cert.serial_number)
+    assert len(serials) == 300
+
+    # Exactly one record per CSR in Redis (plus the root's own certificate): nothing issued twice.
+    ca_id = ca_arn.rsplit("/", 1)[1]
+    client = redis.Redis.from_url(stack.redis_url)
+    records = list(client.scan_iter(f"pcaq:cert:{ca_id}:*", count=1000))
+    assert len(records) == 301
+
+
+def test_failures_are_reported_and_jsonl_input(stack, root, tmp_path):
+    ca_arn, _ = root
+    key = ec.generate_private_key(ec.SECP256R1())
+    good = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "good.example.com")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    lines = [
+        {"name": "good", "csr": good},
+        {"name": "bad", "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"},
+    ]
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(json.dumps(line) for line in lines))
+    out = tmp_path / "out"
+    proc = bulk(stack, ca_arn, "--jsonl", str(jsonl), "--out", str(out))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (stdout, stderr)
+    assert "issued 1, failed 1, skipped 0" in stdout
+    assert "failed bad: MalformedCSRException" in stdout
+    assert (out / "good.pem").exists() and (out / "bad.error").exists()
+    # A re-run skips both (the failure is not retried unless asked).
+    again = bulk(stack, ca_arn, "--jsonl", str(jsonl), "--out", str(out))
+    stdout, _ = again.communicate(timeout=120)
+    assert again.returncode == 0 and "issued 0, failed 0, skipped 2" in stdout
