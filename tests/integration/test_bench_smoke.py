@@ -1,0 +1,28 @@
+"""The benchmark runs end to end at a tiny size and prints its figures (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="the benchmark starts its own redis-server")
+def test_bench_quick_prints_every_figure():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "issuance.py"), "--quick"], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    (row,) = rows
+    for figure in ("raw", "e2e", "submit", "p50_ms", "p99_ms", "drain1", "drain2", "record_key_bytes"):
+        assert row[figure] > 0, figure
+    assert row["count"] == 100 and row["drain_count"] == 200
+    assert "e2e/raw" in proc.stdout and "targets:" in proc.stdout
