@@ -9,16 +9,20 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api import protocol, schemas
-from api.auth import caller_of
+from api.auth import OPEN_MODE_WARNING, Authenticator, read_body
+from api.distribution import distribution_blueprint
 from api.errors import WireError, classify
 from api.handlers import Context
 from api.operations import HANDLERS
+from shared.audit_trail import AuditTrail
 from shared.authorities import Authorities
+from shared.credentials import load_credentials
 from shared.errors import Unavailable
 from shared.issuance import Issuance
 from shared.queue import Queue, make_celery
 from shared.records import STORE_DOWN, Store
 from shared.settings import Settings, load
+from shared.throttle import Throttle, parse_rate_limits
 
 log = logging.getLogger("pcaq.api")
 
@@ -31,22 +35,32 @@ def create_app(settings: Settings | None = None) -> Flask:
     queue = Queue(make_celery(settings))
     authorities = Authorities(store, queue, settings)
     issuance = Issuance(store, queue, authorities)
+    authenticator = Authenticator(settings, load_credentials(settings))
+    if authenticator.open_mode:
+        log.warning(OPEN_MODE_WARNING)
+    throttle = Throttle(parse_rate_limits(settings.rate_limits, schemas.OPERATIONS), store.take_token)
+    audit = AuditTrail(store)
 
     app = Flask("pcaq")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.register_blueprint(distribution_blueprint(settings, store, queue, authenticator.credentials))
 
     @app.post("/")
     def dispatch() -> Response:
         request_id = str(uuid.uuid4())
         try:
+            read_body(request)  # bounded even when chunked; cached for the signature and the handler
+            caller = authenticator.caller(request)  # SigV4, before anything else is looked at
             operation = protocol.operation_of(request, schemas.OPERATIONS)
+            throttle.check(caller.access_key, operation)
             body = protocol.body_of(request)
             handler = HANDLERS.get(operation)
             if handler is None:
                 raise WireError(501, "NotImplemented", f"{operation} is not implemented by this server yet.")
             params = schemas.validate_request(operation, body)
-            ctx = Context(caller_of(request, settings), authorities, issuance)
-            return protocol.success(handler(ctx, params), request_id)
+            result = handler(Context(caller, authorities, issuance), params)
+            audit.api_call(operation, caller, request_id, params, result)
+            return protocol.success(result, request_id)
         except RequestEntityTooLarge:
             exc: BaseException = WireError(
                 413,

@@ -17,6 +17,7 @@ _TYPES: dict[type[errors.PcaqError], tuple[int, str]] = {
     errors.InProgress: (400, "RequestInProgressException"),
     errors.RequestFailed: (400, "RequestFailedException"),
     errors.AlreadyProcessed: (400, "RequestAlreadyProcessedException"),
+    errors.PermissionAlreadyExists: (400, "PermissionAlreadyExistsException"),
     errors.InvalidRequest: (400, "InvalidRequestException"),
     errors.InvalidTag: (400, "InvalidTagException"),
     errors.TooManyTags: (400, "TooManyTagsException"),
@@ -25,6 +26,12 @@ _TYPES: dict[type[errors.PcaqError], tuple[int, str]] = {
     errors.InvalidPolicy: (400, "InvalidPolicyException"),
     errors.ConcurrentModification: (400, "ConcurrentModificationException"),
     errors.Unavailable: (503, "ServiceUnavailable"),
+    # Authentication failures: 403 with the names AWS uses for awsJson services (never retried).
+    errors.MissingAuthentication: (403, "MissingAuthenticationTokenException"),
+    errors.IncompleteSignature: (403, "IncompleteSignatureException"),
+    errors.UnrecognizedClient: (403, "UnrecognizedClientException"),
+    errors.InvalidSignature: (403, "InvalidSignatureException"),
+    errors.Throttled: (400, "ThrottlingException"),  # SDKs back off and retry this code
 }
 
 

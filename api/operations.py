@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from api.handlers import Handler
+from api.handlers import Handler, reports, revocation
 from api.handlers import authorities as ca
 from api.handlers import certificates as certs
+from api.handlers import permissions as perms
 
 HANDLERS: dict[str, Handler] = {
     "CreateCertificateAuthority": ca.create_certificate_authority,
@@ -21,4 +22,13 @@ HANDLERS: dict[str, Handler] = {
     "ListTags": ca.list_tags,
     "IssueCertificate": certs.issue_certificate,
     "GetCertificate": certs.get_certificate,
+    "RevokeCertificate": revocation.revoke_certificate,
+    "CreateCertificateAuthorityAuditReport": reports.create_certificate_authority_audit_report,
+    "DescribeCertificateAuthorityAuditReport": reports.describe_certificate_authority_audit_report,
+    "CreatePermission": perms.create_permission,
+    "DeletePermission": perms.delete_permission,
+    "ListPermissions": perms.list_permissions,
+    "PutPolicy": perms.put_policy,
+    "GetPolicy": perms.get_policy,
+    "DeletePolicy": perms.delete_policy,
 }

@@ -42,7 +42,7 @@ from cryptography.x509.oid import (
     ObjectIdentifier,
 )
 
-from shared import keys, profiles, subjects
+from shared import key_checks, keys, profiles, subjects
 from shared.errors import InvalidArgument, MalformedCSR
 from shared.profiles import KEY_USAGE_BITS, Profile
 
@@ -164,7 +164,8 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
 
 
 def check_csr(csr: x509.CertificateSigningRequest) -> None:
-    """Key policy (InvalidArgument: ``_CSR_KEYS`` only), then structure and self-signature (MalformedCSR)."""
+    """Key policy (InvalidArgument: ``_CSR_KEYS`` only, no weak or blocklisted key: ``key_checks``), then
+    structure and self-signature (MalformedCSR)."""
     try:
         public_key = csr.public_key()
         key_algorithm = keys.key_algorithm_of(public_key)
@@ -178,6 +179,7 @@ def check_csr(csr: x509.CertificateSigningRequest) -> None:
             )
     elif key_algorithm not in _EC_CURVES and key_algorithm not in _ML_DSA:
         raise InvalidArgument(f"The CSR's key {key_algorithm} is not supported; use {_CSR_KEYS}.")
+    key_checks.check_public_key(public_key)  # before the signature: a weak key is named even if unsigned
     try:
         csr.subject  # noqa: B018 - parse now so that a bad name fails as MalformedCSR, not later
         csr.extensions  # noqa: B018

@@ -18,15 +18,19 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from shared import embedded_redis
-from shared.errors import MasterKeyError
+from shared import bulk_issue, embedded_redis, key_checks
+from shared.audit_trail import AuditTrail
+from shared.credentials import OPEN_MODE_WARNING, CredentialsError, check_bind, load_credentials
+from shared.errors import MasterKeyError, PcaqError
 from shared.records import Store
 from shared.settings import Settings, load
 from shared.supervisor import ChildSpec, StopSignals, Supervisor
+from shared.throttle import parse_rate_limits
 from shared.vault import load_master_key, verify_master_key
 
 log = logging.getLogger("pcaq")
@@ -100,7 +104,111 @@ def _parser() -> argparse.ArgumentParser:
         help="which Redis to run when REDIS_URL is unset (default: PCAQ_EMBEDDED_REDIS, else auto)",
     )
     up.set_defaults(func=_up)
+    _add_security_commands(commands)
+    bulk_issue.add_parser(commands)
     return parser
+
+
+def _add_security_commands(commands: argparse._SubParsersAction) -> None:
+    redis_url = argparse.ArgumentParser(add_help=False)
+    redis_url.add_argument(
+        "--redis-url", help="the Redis pcaq uses (default: REDIS_URL, else redis://127.0.0.1:6379/0)"
+    )
+    audit = commands.add_parser(
+        "audit",
+        parents=[redis_url],
+        help="print a CA's audit trail (state changes, issuance, revocation)",
+        description="Print the audit trail of one CA, oldest first: when, what, who (access key), account, "
+        "request id and details.",
+    )
+    audit.add_argument("--ca", required=True, metavar="ARN", help="the CA's ARN")
+    audit.add_argument("--count", type=int, default=None, help="only the last COUNT entries")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=_audit)
+    blocklist = commands.add_parser(
+        "blocklist",
+        parents=[redis_url],
+        help="manage the public keys the workers refuse to certify",
+        description="Keys on the blocklist are refused at signing (GetCertificate answers "
+        "RequestFailedException). FILE holds PEM public keys, certificates, CSRs or private keys, or "
+        "SHA-256 fingerprints of SubjectPublicKeyInfo (64 hex digits), one per line.",
+    )
+    blocklist.add_argument("action", choices=("add", "remove", "list"))
+    blocklist.add_argument("files", nargs="*", metavar="FILE", help="for add and remove")
+    blocklist.set_defaults(func=_blocklist)
+
+
+def _check_security_config(settings: Settings) -> None:
+    """Fail at start, with the reason, on rate limits or a key blocklist file the processes would refuse."""
+    from api.schemas import OPERATIONS  # the service's operation names (botocore's model)
+
+    parse_rate_limits(settings.rate_limits, OPERATIONS)
+    if settings.key_blocklist_file is not None:
+        try:
+            text = settings.key_blocklist_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"cannot read PCAQ_KEY_BLOCKLIST_FILE {settings.key_blocklist_file}: {exc}"
+            ) from None
+        try:
+            key_checks.fingerprints_in_text(text)
+        except ValueError as exc:
+            raise ValueError(f"PCAQ_KEY_BLOCKLIST_FILE {settings.key_blocklist_file}: {exc}") from None
+
+
+def _store_for(args: argparse.Namespace) -> Store:
+    settings = load()
+    if args.redis_url:
+        settings = replace(settings, redis_url=args.redis_url)
+    return Store.from_settings(settings)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    store = _store_for(args)
+    try:
+        entries = AuditTrail(store).entries(args.ca, args.count)
+    except PcaqError as exc:
+        print(f"pcaq: {exc.message}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:
+        print(f"pcaq: Redis at {redact(store.settings.effective_redis_url)}: {exc}", file=sys.stderr)
+        return 1
+    for entry in entries:
+        print(entry.as_json() if args.json else entry.line())
+    if not entries:
+        print(f"pcaq: no audit entries for {args.ca}", file=sys.stderr)
+    return 0
+
+
+def _blocklist(args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.files:
+        print(f"pcaq: blocklist {args.action} needs at least one FILE", file=sys.stderr)
+        return 2
+    fingerprints: set[str] = set()
+    for name in args.files:
+        try:
+            fingerprints |= key_checks.fingerprints_in_text(Path(name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            print(f"pcaq: {name}: {exc}", file=sys.stderr)
+            return 2
+    store = _store_for(args)
+    try:
+        if args.action == "list":
+            for fingerprint in sorted(store.blocklist_members()):
+                print(fingerprint)
+            return 0
+        if args.action == "add":
+            changed = store.blocklist_add(fingerprints)
+        else:
+            changed = store.blocklist_remove(fingerprints)
+    except redis.RedisError as exc:
+        print(f"pcaq: Redis at {redact(store.settings.effective_redis_url)}: {exc}", file=sys.stderr)
+        return 1
+    for fingerprint in sorted(fingerprints):
+        print(fingerprint)
+    verb = "added" if args.action == "add" else "removed"
+    print(f"pcaq: {verb} {changed} of {len(fingerprints)} fingerprints", file=sys.stderr)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +232,17 @@ def _up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("pcaq: --workers must be at least 1", file=sys.stderr)
         return 2
+    try:
+        credentials = load_credentials(settings)
+        check_bind(args.host, credentials)  # open development mode: loopback only
+        _check_security_config(settings)
+    except (CredentialsError, ValueError) as exc:
+        print(f"pcaq: {exc}", file=sys.stderr)
+        return 2
+    if credentials.open_mode:
+        log.warning(OPEN_MODE_WARNING)
+    else:
+        log.info("authentication: SigV4 with %d access keys", len(credentials))
     # Handle SIGINT/SIGTERM from here on, so a stop during start-up still stops the embedded Redis.
     signals = StopSignals()
     try:

@@ -59,6 +59,10 @@ class AlreadyProcessed(PcaqError):
     """The request was already carried out (for example a second revocation)."""
 
 
+class PermissionAlreadyExists(PcaqError):
+    """The principal already holds a permission on the CA."""
+
+
 class InvalidRequest(PcaqError):
     """The request cannot be carried out as asked (for example revoking a root's own certificate)."""
 
@@ -93,3 +97,27 @@ class Unavailable(PcaqError):
 
 class MasterKeyError(PcaqError):
     """The key-encryption key is missing, malformed or does not open the stored CA keys."""
+
+
+class AuthenticationFailed(PcaqError):
+    """The request is not authenticated (SigV4); the API answers 403 with the AWS error type."""
+
+
+class MissingAuthentication(AuthenticationFailed):
+    """The request carries no Authorization header."""
+
+
+class IncompleteSignature(AuthenticationFailed):
+    """The Authorization header or its date header is malformed or lacks a required part."""
+
+
+class UnrecognizedClient(AuthenticationFailed):
+    """The access key is not known (or session credentials were sent)."""
+
+
+class InvalidSignature(AuthenticationFailed):
+    """The signature does not match, its scope is wrong, or its time is more than 5 minutes off."""
+
+
+class Throttled(PcaqError):
+    """The caller exceeded its configured request rate for this operation; retry with backoff."""

@@ -14,6 +14,9 @@ ISSUE_TASK = "pcaq.issue_batch"
 DRAIN_TASK = "pcaq.drain"
 CREATE_CA_KEY_TASK = "pcaq.create_ca_key"
 SWEEP_TASK = "pcaq.sweep"
+CRL_TASK = "pcaq.crl_rebuild"
+OCSP_TASK = "pcaq.ocsp_sign"
+AUDIT_REPORT_TASK = "pcaq.audit_report"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -51,3 +54,16 @@ class Queue:
     def create_ca_key(self, ca_id: str) -> None:
         """Ask a worker to generate a new CA's key and CSR."""
         self.celery.send_task(CREATE_CA_KEY_TASK, args=[ca_id])
+
+    def rebuild_crl(self, ca_id: str, reply: str | None = None) -> None:
+        """Ask a worker to bring a CA's CRL up to date (and to push a word to ``reply`` when done)."""
+        self.celery.send_task(CRL_TASK, args=[ca_id, reply])
+
+    def sign_ocsp(self, ca_id: str, serial_hex: str, cert_id: list[str], reply: str) -> None:
+        """Ask a worker to sign an OCSP answer about a serial; ``cert_id`` is the request's
+        [hash name, issuer name hash hex, issuer key hash hex]; the DER is pushed to ``reply``."""
+        self.celery.send_task(OCSP_TASK, args=[ca_id, serial_hex, cert_id, reply])
+
+    def audit_report(self, ca_id: str, report_id: str) -> None:
+        """Ask a worker to write an audit report."""
+        self.celery.send_task(AUDIT_REPORT_TASK, args=[ca_id, report_id])

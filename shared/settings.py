@@ -56,6 +56,17 @@ class Settings:
     rate_limits: str = ""  # Operation=rate[/burst],... ; empty: no throttling
     key_blocklist_file: Path | None = None  # SPKI SHA-256 fingerprints or PEM keys refused by the worker
     audit_stream_maxlen: int = 100_000  # entries kept per CA (approximate trimming)
+    # Revocation (README "Revocation, CRLs and OCSP"; audit reports).
+    crl_rebuild_delay: int = 2  # seconds: one CRL rebuild message per CA per window; sweeper retries after it
+    responder_wait_ms: int = 3000  # how long GET /crl and /ocsp wait for a worker to sign
+    ocsp_cache_seconds: int = 43200  # an OCSP answer is reused this long; nextUpdate is twice as far
+    audit_report_interval: int = 1800  # seconds between two audit reports of one CA
+    audit_dir: Path | None = None  # stands in for S3: <audit_dir>/<bucket>/<key>; default <data_dir>/s3
+
+    @property
+    def effective_audit_dir(self) -> Path:
+        """Where audit reports are written (the local stand-in for their S3 buckets)."""
+        return self.audit_dir or self.data_dir / "s3"
 
     @property
     def effective_redis_url(self) -> str:
@@ -94,4 +105,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         rate_limits=env.get("PCAQ_RATE_LIMITS", ""),
         key_blocklist_file=_path(env, "PCAQ_KEY_BLOCKLIST_FILE"),
         audit_stream_maxlen=_int(env, "PCAQ_AUDIT_STREAM_MAXLEN", 100_000),
+        crl_rebuild_delay=_int(env, "PCAQ_CRL_REBUILD_DELAY", 2),
+        responder_wait_ms=_int(env, "PCAQ_RESPONDER_WAIT_MS", 3000),
+        ocsp_cache_seconds=_int(env, "PCAQ_OCSP_CACHE_SECONDS", 43200),
+        audit_report_interval=_int(env, "PCAQ_AUDIT_REPORT_INTERVAL", 1800),
+        audit_dir=_path(env, "PCAQ_AUDIT_DIR"),
     )

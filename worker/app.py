@@ -18,7 +18,7 @@ from shared.settings import load
 
 settings = load()
 app = make_celery(settings)
-app.conf.imports = ("worker.tasks",)
+app.conf.imports = ("worker.tasks", "worker.revocation_tasks")
 
 log = logging.getLogger("pcaq.worker")
 _stop = threading.Event()

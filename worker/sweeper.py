@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from worker.revocation_tasks import sweep_revocation  # CRLs due or missing, audit reports left behind
+
 log = logging.getLogger("pcaq.sweeper")
 
 
@@ -27,4 +29,4 @@ def sweep(svc) -> int:
         log.info(
             "sweeper: %d request(s) waiting too long, %d CA(s) stuck in CREATING: re-queued", stale, len(cas)
         )
-    return stale + len(cas)
+    return stale + len(cas) + sweep_revocation(svc)

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shared import ca_certificates, certificates, keys, revocation_config
+from shared import ca_certificates, certificates, key_checks, keys, revocation_config
+from shared.audit_trail import AuditTrail
 from shared.authorities import CREATING
 from shared.errors import PcaqError
 from shared.issuance import decode_request
@@ -47,10 +48,12 @@ def generate_ca_key(svc: Services, ca_id: str) -> None:
     except PcaqError as exc:
         log.warning("CA %s creation failed: %s", ca_id, exc.message)
         svc.authorities.creation_failed(ca_id, "UNSUPPORTED_ALGORITHM")
+        AuditTrail(svc.store).worker_events([(doc["Arn"], "CertificateAuthorityCreationFailed", "", {})])
         return
     svc.vault.put(ca_id, key)
     csr_pem = csr.public_bytes(serialization.Encoding.PEM).decode()
     svc.authorities.key_generated(ca_id, keys.public_key_pem(key), csr_pem)
+    AuditTrail(svc.store).worker_events([(doc["Arn"], "CertificateAuthorityKeyGenerated", "", {})])
     log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
 
 
@@ -85,6 +88,7 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
     """Sign requests leased to ``owner`` and commit the results; returns how many results took."""
     issuers = _Issuers(svc)
     results: list[tuple[str, bool, bytes]] = []
+    key_checks.refresh_blocklist(svc.settings.key_blocklist_file, svc.store)  # one GET per batch
     for member, raw in claimed:
         ca_id, serial_hex = split_member(member)
         try:
@@ -109,7 +113,10 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
             results.append((member, False, exc.message.encode()))
         except Exception:  # noqa: BLE001 - left leased: retried after the lease, up to max attempts
             log.exception("signing %s failed unexpectedly", member)
-    return svc.store.commit(owner, results)
+    done = svc.store.commit(owner, results)
+    ca_arns = {ca_id: doc["Arn"] for (ca_id, _), (_, doc) in issuers.cache.items()}
+    AuditTrail(svc.store).signed(results, ca_arns, all_took=done == len(results))  # one round trip
+    return done
 
 
 def sign_batch(svc: Services, members: Iterable[str]) -> int:

@@ -14,9 +14,15 @@ from collections.abc import Callable
 import redis
 
 from shared.records import scripts
+from shared.records.audit_trail import AuditRecords
 from shared.records.authorities import AuthorityRecords
 from shared.records.fleet import FleetRecords
+from shared.records.key_blocklist import BlocklistRecords
+from shared.records.permissions import PermissionRecords
+from shared.records.reports import ReportRecords
 from shared.records.requests import CertificateRecord, RequestRecords, Submission, member_of, split_member
+from shared.records.revocations import RevocationRecords
+from shared.records.throttle import ThrottleRecords
 from shared.settings import Settings
 
 __all__ = ["STORE_DOWN", "CertificateRecord", "Store", "Submission", "member_of", "split_member"]
@@ -25,7 +31,17 @@ __all__ = ["STORE_DOWN", "CertificateRecord", "Store", "Submission", "member_of"
 STORE_DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
-class Store(AuthorityRecords, RequestRecords, FleetRecords):
+class Store(
+    AuthorityRecords,
+    RequestRecords,
+    FleetRecords,
+    ThrottleRecords,
+    AuditRecords,
+    BlocklistRecords,
+    RevocationRecords,
+    ReportRecords,
+    PermissionRecords,
+):
     """All of pcaq's state in Redis. ``clock`` is injectable so tests can move time without sleeping."""
 
     def __init__(self, client: redis.Redis, settings: Settings, clock: Callable[[], float] = time.time):

@@ -57,3 +57,74 @@ def certificate_idempotency(account: str, ca_id: str, token: str) -> str:
 def key_generation_lock(ca_id: str) -> str:
     """Held by the one worker generating a CA's key."""
     return f"{PREFIX}keygen-lock:{ca_id}"
+
+
+# -- security (throttling, audit trail, key blocklist) ---------------------------------------------
+
+KEY_BLOCKLIST = f"{PREFIX}key-blocklist"  # SPKI SHA-256 fingerprints the worker refuses to certify
+KEY_BLOCKLIST_VERSION = f"{PREFIX}key-blocklist:version"  # moves with every change of that set
+
+
+def throttle_bucket(access_key: str, operation: str) -> str:
+    """The token bucket of one access key for one operation."""
+    return f"{PREFIX}throttle:{access_key}:{operation}"
+
+
+def audit_stream(ca_id: str) -> str:
+    """The stream of a CA's audit trail."""
+    return f"{PREFIX}audit:{ca_id}"
+
+
+# -- revocation, CRLs, OCSP, audit reports, permissions and policies --------------------------------
+
+CRL_DIRTY = f"{PREFIX}crl-dirty"  # CA id -> time of the first revocation not yet in its CRL
+CRL_REFRESH = f"{PREFIX}crl-refresh"  # CA id -> time its CRL is due for a rebuild (half its validity)
+OCSP_ISSUERS = f"{PREFIX}ocsp-issuers"  # "<hash>:<issuer key hash hex>" -> CA id
+OCSP_INDEXED = f"{PREFIX}ocsp-indexed"  # ids of the CAs whose key hashes are in that index
+REPORTS_PENDING = f"{PREFIX}reports-pending"  # "<ca id>/<report id>" -> time the report was asked for
+OCSP_HASHES = ("sha1", "sha224", "sha256", "sha384", "sha512")  # CertID hashes a cached answer may use
+
+
+def revoked(ca_id: str) -> str:
+    """The sorted set of a CA's revoked serials (hex), scored by revocation time."""
+    return f"{PREFIX}revoked:{ca_id}"
+
+
+def crl(ca_id: str) -> str:
+    """The hash of a CA's CRL: der, number, this, next, built, cfg; want (revocations seen), seq."""
+    return f"{PREFIX}crl:{ca_id}"
+
+
+def crl_kick(ca_id: str) -> str:
+    """Set (with a short expiry) while a CRL rebuild of the CA has been asked for."""
+    return f"{PREFIX}crl-kick:{ca_id}"
+
+
+def ocsp_response(ca_id: str, hash_name: str, serial_hex: str) -> str:
+    """A signed OCSP answer about one serial, for CertIDs made with one hash."""
+    return f"{PREFIX}ocsp:{ca_id}:{hash_name}:{serial_hex}"
+
+
+def reply(token: str) -> str:
+    """The list a worker pushes its answer to when the API waits for it (BLPOP)."""
+    return f"{PREFIX}reply:{token}"
+
+
+def audit_report(ca_id: str, report_id: str) -> str:
+    """The hash of one audit report: status, bucket, key, format, created."""
+    return f"{PREFIX}report:{ca_id}:{report_id}"
+
+
+def audit_report_gate(ca_id: str) -> str:
+    """Exists while the CA may not make another audit report."""
+    return f"{PREFIX}report-gate:{ca_id}"
+
+
+def permissions(ca_id: str) -> str:
+    """The hash of a CA's permissions: "<principal> <source account>" -> JSON."""
+    return f"{PREFIX}permissions:{ca_id}"
+
+
+def policy(ca_id: str) -> str:
+    """A CA's resource policy (JSON text)."""
+    return f"{PREFIX}policy:{ca_id}"

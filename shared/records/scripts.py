@@ -84,3 +84,53 @@ for i = 2, #ARGV - 1, 3 do
 end
 return done
 """
+
+# Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers.
+# KEYS: record, revoked set, CRL hash, CRL dirty set, then the cached OCSP answers (one per hash).
+# ARGV: serial, now, reason, not after, CA id, limit of revoked serials.
+# Returns 1 revoked; 0 already revoked; -1 no record; -2 not ISSUED (code 'P' or 'F' as 2nd item); -3 limit.
+REVOKE = """
+local s = redis.call('HGET', KEYS[1], 's')
+if not s then return {-1, ''} end
+if s ~= 'I' then return {-2, s} end
+if redis.call('HEXISTS', KEYS[1], 'rv') == 1 then return {0, ''} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {-3, ''} end
+redis.call('HSET', KEYS[1], 'rv', ARGV[2], 'rr', ARGV[3], 'na', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'want', 1)
+redis.call('ZADD', KEYS[4], 'NX', ARGV[2], ARGV[5])
+for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
+return {1, ''}
+"""
+
+# Save a CRL unless a newer one (higher CRL number) is stored; mark the CA clean when the CRL covers
+# every revocation counted so far. KEYS: CRL hash, dirty set, refresh set, kick.
+# ARGV: der, number, this update, next update, revocations covered, config fingerprint, refresh at, CA id.
+# Returns 0 not stored (older); 1 stored, revocations still missing; 2 stored and clean.
+SAVE_CRL = """
+local stored = tonumber(redis.call('HGET', KEYS[1], 'number') or '0')
+if stored >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'der', ARGV[1], 'number', ARGV[2], 'this', ARGV[3], 'next', ARGV[4],
+  'built', ARGV[5], 'cfg', ARGV[6])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[8])
+if tonumber(redis.call('HGET', KEYS[1], 'want') or '0') <= tonumber(ARGV[5]) then
+  redis.call('ZREM', KEYS[2], ARGV[8])
+  redis.call('DEL', KEYS[4])
+  return 2
+end
+return 1
+"""
+
+# Cache a signed OCSP answer only if the record still says what the answer says (a revocation that
+# landed while it was being signed must not be hidden behind a cached "good").
+# KEYS: record, cache key. ARGV: der, seconds to keep, claimed status ('good', 'revoked', 'unknown').
+CACHE_OCSP = """
+local state = redis.call('HMGET', KEYS[1], 's', 'rv')
+local now = 'unknown'
+if state[1] == 'I' then
+  if state[2] then now = 'revoked' else now = 'good' end
+end
+if now ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""

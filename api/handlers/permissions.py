@@ -1,0 +1,37 @@
+"""Handlers of the permission and policy operations."""
+
+from __future__ import annotations
+
+from api.handlers import Context
+from shared.permissions import Permissions
+
+
+def create_permission(ctx: Context, p: dict) -> None:
+    Permissions(ctx.authorities).create(
+        ctx.caller, p["CertificateAuthorityArn"], p["Principal"], p["Actions"], p.get("SourceAccount")
+    )
+
+
+def delete_permission(ctx: Context, p: dict) -> None:
+    Permissions(ctx.authorities).delete(
+        ctx.caller, p["CertificateAuthorityArn"], p["Principal"], p.get("SourceAccount")
+    )
+
+
+def list_permissions(ctx: Context, p: dict) -> dict:
+    items, token = Permissions(ctx.authorities).list(
+        ctx.caller, p["CertificateAuthorityArn"], p.get("MaxResults"), p.get("NextToken")
+    )
+    return {"Permissions": items, **({"NextToken": token} if token else {})}
+
+
+def put_policy(ctx: Context, p: dict) -> None:
+    Permissions(ctx.authorities).put_policy(ctx.caller, p["ResourceArn"], p["Policy"])
+
+
+def get_policy(ctx: Context, p: dict) -> dict:
+    return {"Policy": Permissions(ctx.authorities).get_policy(ctx.caller, p["ResourceArn"])}
+
+
+def delete_policy(ctx: Context, p: dict) -> None:
+    Permissions(ctx.authorities).delete_policy(ctx.caller, p["ResourceArn"])

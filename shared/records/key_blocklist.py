@@ -1,0 +1,46 @@
+"""Records of the operator's key blocklist: a set of SPKI SHA-256 fingerprints and a version counter
+that moves with every change (workers re-read the set only when it moved)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+
+from shared.records import keys
+
+
+class BlocklistRecords:
+    """Mixin of :class:`shared.records.Store`."""
+
+    r: redis.Redis
+
+    def blocklist_add(self, fingerprints: Iterable[str]) -> int:
+        """Add fingerprints; returns how many were new."""
+        items = sorted(set(fingerprints))
+        if not items:
+            return 0
+        pipe = self.r.pipeline()
+        pipe.sadd(keys.KEY_BLOCKLIST, *items)
+        pipe.incr(keys.KEY_BLOCKLIST_VERSION)
+        added, _ = pipe.execute()
+        return int(added)
+
+    def blocklist_remove(self, fingerprints: Iterable[str]) -> int:
+        """Remove fingerprints; returns how many were there."""
+        items = sorted(set(fingerprints))
+        if not items:
+            return 0
+        pipe = self.r.pipeline()
+        pipe.srem(keys.KEY_BLOCKLIST, *items)
+        pipe.incr(keys.KEY_BLOCKLIST_VERSION)
+        removed, _ = pipe.execute()
+        return int(removed)
+
+    def blocklist_members(self) -> set[str]:
+        """Every fingerprint on the list."""
+        return {m.decode() for m in self.r.smembers(keys.KEY_BLOCKLIST)}
+
+    def blocklist_version(self) -> int:
+        """A number that changes whenever the list changes (0 when it never had an entry)."""
+        return int(self.r.get(keys.KEY_BLOCKLIST_VERSION) or 0)
