@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             if handler is None:
                 raise WireError(501, "NotImplemented", f"{operation} is not implemented by this server yet.")
             params = schemas.validate_request(operation, body)
-            result = handler(Context(caller, authorities, issuance), params)
+            result = handler(Context(caller, authorities, issuance, request_id), params)
             audit.api_call(operation, caller, request_id, params, result)
             return protocol.success(result, request_id)
         except RequestEntityTooLarge:

@@ -117,6 +117,17 @@ def api_details(params: dict, result: dict | None) -> dict:
     return details
 
 
+# Recorded by the record store together with the request itself (see Issuance.issue).
+_RECORDED_WITH_THE_CHANGE = frozenset({"IssueCertificate"})
+
+
+def issue_fields(caller: Caller, request_id: str, params: dict, certificate_arn: str, now: float) -> dict:
+    """The audit entry of an accepted IssueCertificate, appended in the same step as its record."""
+    details = api_details(params, {"CertificateArn": certificate_arn})
+    ca = params["CertificateAuthorityArn"]
+    return _fields("IssueCertificate", caller.access_key or "-", caller.account, request_id, ca, details, now)
+
+
 class AuditTrail:
     """Appends audit entries through the record store (``Store.append_audit``)."""
 
@@ -132,7 +143,7 @@ class AuditTrail:
     ) -> None:
         """Record a successful state-changing API call. A failure to record is logged, not raised:
         the change is already made, and an error answer would make the client repeat it."""
-        if not is_audited(operation):
+        if not is_audited(operation) or operation in _RECORDED_WITH_THE_CHANGE:
             return
         ca = params.get("CertificateAuthorityArn") or (result or {}).get("CertificateAuthorityArn")
         try:

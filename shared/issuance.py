@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
 
-from shared import certificates, keys, profiles, validity
+from shared import audit_trail, certificates, keys, profiles, validity
 from shared.arns import parse_ca_arn, parse_certificate_arn, parse_template_arn
 from shared.authorities import ACTIVE, PENDING_CERTIFICATE, Authorities, effective_status
 from shared.errors import (
@@ -82,8 +82,11 @@ class Issuance:
     authorities: Authorities
     _spki_cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
-    def issue(self, caller: Caller, params: dict) -> str:
-        """Accept a certificate request; returns its ARN before any signing happens."""
+    def issue(self, caller: Caller, params: dict, request_id: str = "-") -> str:
+        """Accept a certificate request; returns its ARN before any signing happens.
+
+        The request's audit entry is written by the same atomic step as its record.
+        """
         ca_arn = params["CertificateAuthorityArn"]
         template = parse_template_arn(params["TemplateArn"]) if params.get("TemplateArn") else None
         template = template or profiles.DEFAULT_TEMPLATE
@@ -103,7 +106,9 @@ class Issuance:
                     raise
                 continue  # a refusal based on a cached copy is confirmed on a fresh one
             try:
-                submission = self._submit(ca_id, caller, request, token, doc["internal"]["version"])
+                submission = self._submit(
+                    ca_id, caller, request, token, doc["internal"]["version"], params, request_id
+                )
                 break
             except CaChanged:
                 continue
@@ -150,10 +155,22 @@ class Issuance:
         )
         return encode_request(csr_der, params, template, not_before, not_after)
 
-    def _submit(self, ca_id: str, caller: Caller, request: bytes, token: str | None, version: int):
+    def _submit(
+        self,
+        ca_id: str,
+        caller: Caller,
+        request: bytes,
+        token: str | None,
+        version: int,
+        params: dict,
+        request_id: str,
+    ):
         while True:  # a serial collision (2^-64 odds per request) just draws again
+            serial_hex = format(new_serial(), "x")
+            arn = f"{params['CertificateAuthorityArn']}/certificate/{serial_hex}"
+            audit = audit_trail.issue_fields(caller, request_id, params, arn, self.store.clock())
             submission = self.store.submit_certificate(
-                ca_id, caller.account, format(new_serial(), "x"), request, token, str(version)
+                ca_id, caller.account, serial_hex, request, token, str(version), audit
             )
             if submission is not None:
                 return submission

@@ -17,6 +17,7 @@ class Context:
     caller: Caller
     authorities: Authorities
     issuance: Issuance
+    request_id: str = "-"
 
 
 Handler = Callable[[Context, dict], "dict | None"]

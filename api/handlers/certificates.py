@@ -6,7 +6,7 @@ from api.handlers import Context
 
 
 def issue_certificate(ctx: Context, p: dict) -> dict:
-    return {"CertificateArn": ctx.issuance.issue(ctx.caller, p)}
+    return {"CertificateArn": ctx.issuance.issue(ctx.caller, p, ctx.request_id)}
 
 
 def get_certificate(ctx: Context, p: dict) -> dict:

@@ -60,19 +60,22 @@ class RequestRecords:
         request: bytes,
         token: str | None,
         ca_version: str | None = None,
+        audit: dict[str, str] | None = None,
     ) -> Submission | None:
         """Record a PENDING certificate request and put it in the outbox, in one atomic step.
 
         With ``ca_version``, the submit happens only if the CA document still has that version
-        (else :class:`CaChanged`), so checks made on a cached document stay exact. Returns None when
+        (else :class:`CaChanged`), so checks made on a cached document stay exact. ``audit`` fields are
+        appended to the CA's audit stream in the same step when the request is new. Returns None when
         the serial is taken (draw another), else the serial that holds the request: the new one, or
         with a token seen within the TTL, the one of the earlier request.
         """
         idem_key = keys.certificate_idempotency(account, ca_id, token) if token else ""
         member = member_of(ca_id, serial_hex)
         gate = keys.ca_gate(ca_id) if ca_version is not None else ""
+        stream = keys.audit_stream(ca_id) if audit else ""
         result = self._submit(
-            keys=[keys.certificate(member), keys.PENDING_CERTS, idem_key, keys.DRAIN_KICK, gate],
+            keys=[keys.certificate(member), keys.PENDING_CERTS, idem_key, keys.DRAIN_KICK, gate, stream],
             args=[
                 serial_hex,
                 request,
@@ -81,6 +84,8 @@ class RequestRecords:
                 member,
                 self.settings.drain_kick_ms,
                 ca_version or "",
+                self.settings.audit_stream_maxlen,
+                *(item for pair in (audit or {}).items() for item in pair),
             ],
         )
         code, serial = result[0], result[1]

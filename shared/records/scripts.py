@@ -6,8 +6,9 @@ a request whose worker died becomes ready again by itself when its lease ends.
 """
 
 # Submit: CA gate check, idempotency claim, PENDING record, outbox entry and drain kick in one step.
-# KEYS: record, outbox, idempotency key or '', drain kick, CA gate or '' (no check)
-# ARGV: serial, request, now, idempotency TTL, member, kick ms, expected CA version
+# KEYS: record, outbox, idempotency key or '', drain kick, CA gate or '' (no check), audit stream or ''
+# ARGV: serial, request, now, idempotency TTL, member, kick ms, expected CA version, audit MAXLEN,
+#       then the audit entry's field/value pairs (appended with the record, in the same step)
 # Returns {1, serial, kicked} new; {0, serial} idempotent repeat; {-1} serial taken; {-2} CA changed.
 SUBMIT = """
 if KEYS[5] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[7] then return {-2, ''} end
@@ -19,6 +20,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, ''} end
 redis.call('HSET', KEYS[1], 's', 'P', 'r', ARGV[2], 't', ARGV[3], 'a', '0')
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4]) end
+if KEYS[6] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', unpack(ARGV, 9)) end
 local kicked = 0
 if redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then kicked = 1 end
 return {1, ARGV[1], kicked}
