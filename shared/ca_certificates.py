@@ -94,7 +94,7 @@ def _parse_certificate(data: bytes) -> x509.Certificate:
     if b"-----BEGIN" in data:
         try:
             certs = x509.load_pem_x509_certificates(data)
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise MalformedCertificate("Certificate is not a parsable PEM certificate") from exc
         if len(certs) != 1:
             raise MalformedCertificate(
@@ -104,7 +104,7 @@ def _parse_certificate(data: bytes) -> x509.Certificate:
         return certs[0]
     try:
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise MalformedCertificate("Certificate is neither a PEM nor a DER certificate") from exc
 
 
@@ -115,11 +115,11 @@ def _parse_chain(data: bytes | None) -> list[x509.Certificate]:
     if b"-----BEGIN" in data:
         try:
             return x509.load_pem_x509_certificates(data)
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise MalformedCertificate("CertificateChain is not parsable PEM certificates") from exc
     try:
         return [x509.load_der_x509_certificate(data)]
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise MalformedCertificate("CertificateChain is not PEM certificates") from exc
 
 

@@ -157,7 +157,7 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
                 raise ValueError("more than one PEM block")
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):  # InvalidVersion: not a ValueError
         raise MalformedCSR(
             "The CSR could not be parsed: send exactly one PKCS#10 certificate signing request, PEM or DER."
         ) from None

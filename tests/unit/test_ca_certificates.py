@@ -379,3 +379,23 @@ def test_pem_helpers_round_trip(pki):
     text = cac.chain_pem([pki["inter"], pki["root"]])
     assert x509.load_pem_x509_certificates(text.encode()) == [pki["inter"], pki["root"]]
     assert x509.load_pem_x509_certificate(cac.certificate_pem(pki["sub"]).encode()) == pki["sub"]
+
+
+@pytest.mark.parametrize("encoding", [serialization.Encoding.DER, serialization.Encoding.PEM])
+def test_a_certificate_with_an_invalid_version_is_malformed(key_of, pki, encoding):
+    der = bytearray(pki["root"].public_bytes(serialization.Encoding.DER))
+    at = der.find(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] EXPLICIT INTEGER 2 (v3)
+    der[at + 4] = 7  # cryptography raises InvalidVersion, which is not a ValueError
+    blob = bytes(der)
+    if encoding == serialization.Encoding.PEM:
+        blob = x509_pem(blob)
+    with pytest.raises(MalformedCertificate):
+        cac.validate_import("ROOT", spki_pem(key_of("root")), blob, None)
+
+
+def x509_pem(der: bytes) -> bytes:
+    import base64
+
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"

@@ -1082,3 +1082,17 @@ def test_der_to_pem_matches_cryptography():
     )
     der = cert.public_bytes(serialization.Encoding.DER)
     assert certificates.der_to_pem(der) == cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_csr_with_an_invalid_version_is_malformed():
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "v")]))
+        .sign(key, hashes.SHA256())
+    )
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    version_at = der.find(bytes([0x02, 0x01, 0x00]))  # INTEGER 0, the first field of the request info
+    der[version_at + 2] = 1  # cryptography raises InvalidVersion, which is not a ValueError
+    with pytest.raises(MalformedCSR):
+        parse_csr(bytes(der))
