@@ -105,32 +105,15 @@ class RequestRecords:
 
     def claim(self, members: list[str], owner: str) -> list[tuple[str, bytes]]:
         """Lease the given requests to ``owner``; returns ``(member, request)`` for each one leased."""
-        if not members:
-            return []
-        out = self._claim(
-            keys=[keys.PENDING_CERTS, keys.CERT_PREFIX],
-            args=[
-                owner,
-                f"{self.clock():.3f}",
-                self.settings.lease_seconds,
-                self.settings.max_attempts,
-                *members,
-            ],
-        )
-        return [(out[i].decode(), out[i + 1]) for i in range(0, len(out), 2)]
+        return self._run_claim(self._claim, owner, members) if members else []
 
     def claim_ready(self, owner: str, limit: int) -> list[tuple[str, bytes]]:
         """Lease up to ``limit`` requests that are ready now (oldest first) to ``owner``."""
-        out = self._claim_ready(
-            keys=[keys.PENDING_CERTS, keys.CERT_PREFIX],
-            args=[
-                owner,
-                f"{self.clock():.3f}",
-                self.settings.lease_seconds,
-                self.settings.max_attempts,
-                limit,
-            ],
-        )
+        return self._run_claim(self._claim_ready, owner, [limit])
+
+    def _run_claim(self, script, owner: str, extra: list) -> list[tuple[str, bytes]]:
+        lease = [owner, f"{self.clock():.3f}", self.settings.lease_seconds, self.settings.max_attempts]
+        out = script(keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=[*lease, *extra])
         return [(out[i].decode(), out[i + 1]) for i in range(0, len(out), 2)]
 
     def clear_drain_kick(self) -> None:
