@@ -188,9 +188,12 @@ class Stack:
             return False
 
     def start_api(self) -> None:
-        args = api_args("127.0.0.1", self.port)
-        i = args.index("--access-logfile")  # no access log: writing it costs the API more than routing
-        argv = [sys.executable, "-m", "gunicorn", *args[:i], *args[i + 2 :]]
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            *api_args("127.0.0.1", self.port),
+        ]  # the Procfile's web line
         self.procs["api"] = subprocess.Popen(
             argv,
             env=self.env,
