@@ -324,7 +324,18 @@ def _child_env(
         public = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
         env["PCAQ_PUBLIC_HOST"] = f"{public}:{port}"
         log.info("PCAQ_PUBLIC_HOST not set: CRL URLs will name %s", env["PCAQ_PUBLIC_HOST"])
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings.data_dir / "metrics"))
     return env
+
+
+def _fresh_metrics_dir(folder: Path) -> Path:
+    """The folder where the API processes pool their request counters (for GET /metrics), emptied of
+    an earlier run's files so that counters start from zero with the service."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return folder
 
 
 if __name__ == "__main__":

@@ -43,9 +43,14 @@ def new_serial() -> int:
 
 
 def encode_request(
-    csr_der: bytes, params: dict, template: str, not_before: datetime, not_after: datetime
+    csr_der: bytes,
+    params: dict,
+    template: str,
+    not_before: datetime,
+    not_after: datetime,
+    request_id: str | None = None,
 ) -> bytes:
-    """The compact request document a worker signs from."""
+    """The compact request document a worker signs from (``rid``: the API request id, for its logs)."""
     doc = {
         "csr": base64.b64encode(csr_der).decode(),
         "alg": params["SigningAlgorithm"],
@@ -55,6 +60,8 @@ def encode_request(
     }
     if params.get("ApiPassthrough"):
         doc["api"] = params["ApiPassthrough"]
+    if request_id and request_id != "-":
+        doc["rid"] = request_id
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -100,7 +107,7 @@ class Issuance:
         for fresh in (False, True, True):
             doc = self.authorities.load(caller, ca_arn, max_age=0.0 if fresh else float("inf"))
             try:
-                request = self._checked_request(doc, template, profile, csr, csr_der, params)
+                request = self._checked_request(doc, template, profile, csr, csr_der, params, request_id)
             except PcaqError:
                 if fresh:
                     raise
@@ -121,7 +128,9 @@ class Issuance:
                 pass
         return f"{ca_arn}/certificate/{submission.serial_hex}"
 
-    def _checked_request(self, doc: dict, template: str, profile, csr, csr_der: bytes, params: dict) -> bytes:
+    def _checked_request(
+        self, doc: dict, template: str, profile, csr, csr_der: bytes, params: dict, request_id: str
+    ) -> bytes:
         """The cheap checks of IssueCertificate against one CA document; the encoded request."""
         status = effective_status(doc)
         config = doc["CertificateAuthorityConfiguration"]
@@ -153,7 +162,7 @@ class Issuance:
             datetime.fromtimestamp(ca_not_before, UTC) if ca_not_before else None,
             doc.get("UsageMode") == "SHORT_LIVED_CERTIFICATE",
         )
-        return encode_request(csr_der, params, template, not_before, not_after)
+        return encode_request(csr_der, params, template, not_before, not_after, request_id)
 
     def _submit(
         self,

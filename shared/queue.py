@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from shared import redis_transport
 from shared.settings import Settings
 
 ISSUE_TASK = "pcaq.issue_batch"
@@ -31,9 +32,15 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=settings.prefetch_multiplier,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
+        # A broker outage leaves running tasks alone (they fail on Redis and their work is retried from
+        # the outbox); said explicitly, as Celery warns that its default will change.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # what Flower watches (as `celery worker -E`); a few PUBLISHes per task
         task_default_queue="pcaq",
     )
+    if settings.effective_redis_url.startswith("redis://"):
+        app.conf.broker_transport = redis_transport.TRANSPORT  # lives through a Redis restart (see there)
     return app
 
 

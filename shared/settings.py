@@ -17,6 +17,13 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"pcaq: {name} must be a whole number, got {raw!r}") from exc
 
 
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise SystemExit(f"pcaq: {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _path(env: dict[str, str], name: str) -> Path | None:
     return Path(env[name]) if env.get(name) else None
 
@@ -49,6 +56,8 @@ class Settings:
     stale_after: int = 60
     max_attempts: int = 5
     log_level: str = "INFO"
+    log_format: str = "text"  # text or json (one JSON object per line; docker-compose.yml sets json)
+    metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: API processes pool their counters there
     embedded_redis: str = "auto"  # auto, redis-server or fakeredis: what `pcaq up` embeds without REDIS_URL
     # Security (README "Security"): no credentials = open development mode, loopback only.
     credentials: str | None = field(default=None, repr=False)  # ACCESS_KEY:SECRET[:ACCOUNT],...
@@ -99,6 +108,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         stale_after=_int(env, "PCAQ_STALE_AFTER", 60),
         max_attempts=_int(env, "PCAQ_MAX_ATTEMPTS", 5),
         log_level=env.get("PCAQ_LOG_LEVEL", "INFO").upper(),
+        log_format=_choice(env, "PCAQ_LOG_FORMAT", ("text", "json"), "text"),
+        metrics_dir=_path(env, "PROMETHEUS_MULTIPROC_DIR"),
         embedded_redis=env.get("PCAQ_EMBEDDED_REDIS", "auto"),
         credentials=env.get("PCAQ_CREDENTIALS") or None,
         credentials_file=_path(env, "PCAQ_CREDENTIALS_FILE"),

@@ -13,6 +13,7 @@ import threading
 
 from celery import signals
 
+from shared import logs
 from shared.queue import make_celery
 from shared.settings import load
 
@@ -45,6 +46,26 @@ def _background_loop() -> None:
         except Exception:  # noqa: BLE001 - the loop must survive anything
             log.exception("background loop failed; continuing")
         _stop.wait(min(5.0, settings.sweep_interval))
+
+
+def _pcaq_log_level() -> None:
+    """PCAQ_LOG_LEVEL governs pcaq's own lines (celery --loglevel governs Celery's)."""
+    logging.getLogger("pcaq").setLevel(logs.most_verbose(settings.log_level))
+
+
+if settings.log_format == logs.JSON:
+
+    @signals.setup_logging.connect
+    def _json_logging(loglevel: int | str | None = None, **_: object) -> None:
+        # A receiver of setup_logging makes Celery leave logging to us: every line becomes JSON.
+        logs.configure(logs.JSON, loglevel or settings.log_level)
+        _pcaq_log_level()
+
+else:
+
+    @signals.after_setup_logger.connect
+    def _text_logging(**_: object) -> None:
+        _pcaq_log_level()
 
 
 @signals.worker_ready.connect

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -24,9 +25,14 @@ from shared.issuance import decode_request
 from shared.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
 from shared.records import split_member
 from worker.app import app
+from worker.observe import BatchReport
 from worker.services import Services, services
 
 log = logging.getLogger("pcaq.worker")
+
+# A drain task signs for at most this long, then hands the rest to a new drain message: under a
+# steady load a task still ends, so a warm shutdown (SIGTERM) waits for one slice, not for the load.
+DRAIN_SLICE_SECONDS = 5.0
 
 
 def _owner() -> str:
@@ -88,11 +94,13 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
     """Sign requests leased to ``owner`` and commit the results; returns how many results took."""
     issuers = _Issuers(svc)
     results: list[tuple[str, bool, bytes]] = []
+    report = BatchReport()
     key_checks.refresh_blocklist(svc.settings.key_blocklist_file, svc.store)  # one GET per batch
     for member, raw in claimed:
         ca_id, serial_hex = split_member(member)
         try:
             req = decode_request(raw)
+            report.request(member, req)
             self_signed = req["tpl"] in ("RootCACertificate", "RootCACertificate_APIPassthrough")
             issuer, doc = issuers.get(ca_id, self_signed)
             rc = doc["RevocationConfiguration"]
@@ -111,11 +119,13 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
             results.append((member, True, cert.public_bytes(serialization.Encoding.DER)))
         except PcaqError as exc:
             results.append((member, False, exc.message.encode()))
+            report.failed(member, exc)
         except Exception:  # noqa: BLE001 - left leased: retried after the lease, up to max attempts
-            log.exception("signing %s failed unexpectedly", member)
+            report.unexpected(member)
     done = svc.store.commit(owner, results)
     ca_arns = {ca_id: doc["Arn"] for (ca_id, _), (_, doc) in issuers.cache.items()}
     AuditTrail(svc.store).signed(results, ca_arns, all_took=done == len(results))  # one round trip
+    report.finish(svc.store, results, done)  # metrics (one round trip) and log lines
     return done
 
 
@@ -125,15 +135,20 @@ def sign_batch(svc: Services, members: Iterable[str]) -> int:
     return sign_claimed(svc, owner, svc.store.claim(list(members), owner))
 
 
-def drain_outbox(svc: Services) -> int:
+def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> int:
     """Sign ready requests from the outbox, a batch at a time, until none is ready; returns how many.
 
     Before it stops it clears the drain kick and looks once more, so a request submitted while it
-    was stopping is either seen here or makes its submitter ask for a new drain.
+    was stopping is either seen here or makes its submitter ask for a new drain. After
+    ``slice_seconds`` it stops anyway and asks for a new drain (another worker may take it).
     """
     owner = _owner()
     done = 0
+    ends = time.monotonic() + slice_seconds
     while True:
+        if time.monotonic() >= ends:
+            svc.queue.drain()
+            return done
         claimed = svc.store.claim_ready(owner, svc.settings.batch_size)
         if not claimed:
             svc.store.clear_drain_kick()

@@ -18,6 +18,7 @@ from shared.records.audit_trail import AuditRecords
 from shared.records.authorities import AuthorityRecords
 from shared.records.fleet import FleetRecords
 from shared.records.key_blocklist import BlocklistRecords
+from shared.records.metrics import MetricsRecords
 from shared.records.permissions import PermissionRecords
 from shared.records.reports import ReportRecords
 from shared.records.requests import CertificateRecord, RequestRecords, Submission, member_of, split_member
@@ -41,6 +42,7 @@ class Store(
     RevocationRecords,
     ReportRecords,
     PermissionRecords,
+    MetricsRecords,
 ):
     """All of pcaq's state in Redis. ``clock`` is injectable so tests can move time without sleeping."""
 

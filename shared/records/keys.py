@@ -128,3 +128,10 @@ def permissions(ca_id: str) -> str:
 def policy(ca_id: str) -> str:
     """A CA's resource policy (JSON text)."""
     return f"{PREFIX}policy:{ca_id}"
+
+
+# -- metrics (shared/records/metrics.py; served by GET /metrics) -----------------------------------
+
+METRICS_LATENCY = f"{PREFIX}metrics:latency"  # ARN -> ISSUED seconds: bucket number -> count; count, sum
+METRICS_OUTCOMES = f"{PREFIX}metrics:outcomes"  # issued, failed:<reason class>, error:unexpected -> count
+CELERY_QUEUE = "pcaq"  # Celery's list for task_default_queue (shared/queue.py): messages not yet taken

@@ -1,0 +1,182 @@
+"""Records behind ``GET /metrics``: issuance outcomes and latency, written once per signing batch, and
+a snapshot of the outbox read in one round trip per scrape.
+
+The worker calls :meth:`MetricsRecords.observe_batch` after each commit with the requests its commit
+wrote (only one commit per request can take, so a redelivered batch or two workers racing for one
+request never count it twice). Latency is ARN -> ISSUED, taken from the record itself (``t`` set at
+submit, ``d`` at commit). A worker killed between its commit and this call leaves its batch uncounted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+
+from shared.records import keys
+
+# Upper bounds (seconds) of the ARN -> ISSUED latency histogram; one more bucket holds the rest.
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+# KEYS: record prefix, latency hash, outcomes hash
+# ARGV: n (number of bounds), the n bounds ascending, unexpected errors, then (member, reason class) pairs.
+# Counts each finished member; returns how many were counted.
+_OBSERVE = """
+local n = tonumber(ARGV[1])
+local errors = tonumber(ARGV[n + 2])
+if errors > 0 then redis.call('HINCRBY', KEYS[3], 'error:unexpected', errors) end
+local buckets, failed = {}, {}
+local sum, issued, counted = 0, 0, 0
+for i = n + 3, #ARGV, 2 do
+  local key = KEYS[1] .. ARGV[i]
+  local st = redis.call('HMGET', key, 's', 't', 'd')
+  if st[1] == 'I' or st[1] == 'F' then
+    counted = counted + 1
+    if st[1] == 'I' then
+      local seconds = math.max(0, tonumber(st[3] or '0') - tonumber(st[2] or '0'))
+      local b = n + 1
+      for j = 1, n do
+        if seconds <= tonumber(ARGV[j + 1]) then b = j; break end
+      end
+      buckets[b] = (buckets[b] or 0) + 1
+      sum = sum + seconds
+      issued = issued + 1
+    else
+      local reason = ARGV[i + 1]
+      if reason == '' then reason = 'Other' end
+      failed[reason] = (failed[reason] or 0) + 1
+    end
+  end
+end
+for b, c in pairs(buckets) do redis.call('HINCRBY', KEYS[2], b, c) end
+if issued > 0 then
+  redis.call('HINCRBY', KEYS[2], 'count', issued)
+  redis.call('HINCRBYFLOAT', KEYS[2], 'sum', string.format('%.6f', sum))
+  redis.call('HINCRBY', KEYS[3], 'issued', issued)
+end
+for r, c in pairs(failed) do redis.call('HINCRBY', KEYS[3], 'failed:' .. r, c) end
+return counted
+"""
+
+# KEYS: outbox, record prefix, latency hash, outcomes hash, workers, Celery queue
+# ARGV: now, heartbeat window (s), how many outbox heads to look at for the oldest request
+_SNAPSHOT = """
+local now = tonumber(ARGV[1])
+local head = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+local oldest, first_ready = now, now
+for i = 1, #head, 2 do
+  local t = tonumber(redis.call('HGET', KEYS[2] .. head[i], 't') or now)
+  if t < oldest then oldest = t end
+  local score = tonumber(head[i + 1])
+  if score < first_ready then first_ready = score end
+end
+return {
+  redis.call('ZCARD', KEYS[1]),
+  redis.call('ZCOUNT', KEYS[1], '-inf', now),
+  string.format('%.3f', now - oldest),
+  string.format('%.3f', now - first_ready),
+  redis.call('HGETALL', KEYS[3]),
+  redis.call('HGETALL', KEYS[4]),
+  redis.call('ZCOUNT', KEYS[5], now - tonumber(ARGV[2]), '+inf'),
+  redis.call('LLEN', KEYS[6]),
+}
+"""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one scrape reads from Redis."""
+
+    outbox: int  # unfinished certificate requests
+    ready: int  # of those, the ones a worker may take now
+    oldest_age: float  # seconds since the oldest request at the head of the outbox got its ARN
+    longest_wait: float  # seconds the first ready request has waited for a worker (0: none waits)
+    latency_buckets: list[int]  # per LATENCY_BUCKETS bound, then the overflow bucket (not cumulative)
+    latency_count: int
+    latency_sum: float
+    issued: int
+    failures: dict[str, int]  # reason class -> count
+    unexpected_errors: int
+    workers: int  # workers with a recent heartbeat
+    queued_messages: int  # Celery messages waiting in the broker
+
+
+class MetricsRecords:
+    """Mixin of :class:`shared.records.Store`."""
+
+    r: redis.Redis
+
+    def observe_batch(self, members: Iterable[tuple[str, str]], unexpected_errors: int = 0) -> int:
+        """Count the requests a commit wrote, ``(member, failure reason class or '')``, and signing
+        errors left for a retry; one round trip. Returns how many requests were counted."""
+        pairs = [part for member, reason in members for part in (member, reason)]
+        if not pairs and not unexpected_errors:
+            return 0
+        args = [len(LATENCY_BUCKETS), *LATENCY_BUCKETS, unexpected_errors, *pairs]
+        script = self._metrics_script(_OBSERVE)
+        return int(script(keys=[keys.CERT_PREFIX, keys.METRICS_LATENCY, keys.METRICS_OUTCOMES], args=args))
+
+    def metrics_snapshot(self, heartbeat_window: float = 30.0, head: int = 16) -> Snapshot:
+        """The outbox, outcome and latency figures, the live workers and the broker queue, in one call."""
+        out = self._metrics_script(_SNAPSHOT)(
+            keys=[
+                keys.PENDING_CERTS,
+                keys.CERT_PREFIX,
+                keys.METRICS_LATENCY,
+                keys.METRICS_OUTCOMES,
+                keys.WORKERS,
+                keys.CELERY_QUEUE,
+            ],
+            args=[f"{self.clock():.3f}", heartbeat_window, head],
+        )
+        latency = _pairs(out[4])
+        outcomes = _pairs(out[5])
+        buckets = [int(latency.get(str(i + 1), 0)) for i in range(len(LATENCY_BUCKETS) + 1)]
+        failures = {k[7:]: int(v) for k, v in outcomes.items() if k.startswith("failed:")}
+        return Snapshot(
+            outbox=int(out[0]),
+            ready=int(out[1]),
+            oldest_age=max(0.0, float(out[2])),
+            longest_wait=max(0.0, float(out[3])),
+            latency_buckets=buckets,
+            latency_count=int(latency.get("count", 0)),
+            latency_sum=float(latency.get("sum", 0)),
+            issued=int(outcomes.get("issued", 0)),
+            failures=failures,
+            unexpected_errors=int(outcomes.get("error:unexpected", 0)),
+            workers=int(out[6]),
+            queued_messages=int(out[7]),
+        )
+
+    def written_by(self, results: list[tuple[str, bool, bytes]]) -> list[str]:
+        """Which of these commit results are the ones stored (after a commit that took only some)."""
+        pipe = self.r.pipeline(transaction=False)
+        for member, _, _ in results:
+            pipe.hmget(keys.certificate(member), ["c", "e"])
+        stored = pipe.execute()
+        return [
+            m for (m, ok, payload), (c, e) in zip(results, stored, strict=True) if (c if ok else e) == payload
+        ]
+
+    def _metrics_script(self, source: str):
+        scripts = self.__dict__.setdefault("_metrics_scripts", {})  # registered on first use
+        if source not in scripts:
+            scripts[source] = self.r.register_script(source)
+        return scripts[source]
+
+    def ca_statuses(self, accounts: Iterable[str]) -> list[dict]:
+        """The CA documents of these accounts (for counting CAs by state); CAs are few, read in chunks."""
+        docs: list[dict] = []
+        for account in sorted(set(accounts)):
+            ids = [i.decode() for i in self.r.zrange(keys.ca_index(account), 0, -1)]
+            for start in range(0, len(ids), 100):
+                chunk = self.r.mget([keys.ca(i) for i in ids[start : start + 100]])
+                docs += [json.loads(raw) for raw in chunk if raw]
+        return docs
+
+
+def _pairs(flat: list) -> dict[str, str]:
+    text = [v.decode() if isinstance(v, bytes) else str(v) for v in flat]
+    return dict(zip(text[0::2], text[1::2], strict=True))

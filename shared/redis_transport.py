@@ -1,0 +1,36 @@
+"""kombu's Redis transport with one fix, so that Celery workers live through a restart of Redis.
+
+With kombu 5.7 and Celery 5.7, once a broken broker connection has been torn down, anything still
+holding one of its channels (closing it gives unacknowledged messages back; a task that was running
+during the outage acknowledges its message when it ends) asks the torn-down transport for its
+connection parameters and fails with ``AttributeError``. Celery treats that as unrecoverable and the
+worker exits instead of reconnecting. Here such a channel raises a connection error instead, which
+kombu and Celery already handle: the worker logs it and reconnects; the message concerned stays in
+kombu's ``unacked`` hash and is delivered again after the visibility timeout (for pcaq a repeated
+message is harmless: tasks are idempotent, and signing work waits in the outbox anyway).
+
+``tests/faults/test_redis_restart.py`` checks that the same worker process carries on after Redis
+is killed and started again. Used for ``redis://`` brokers (see :func:`shared.queue.make_celery`).
+"""
+
+from __future__ import annotations
+
+import redis
+from kombu.transport import redis as kombu_redis
+
+TRANSPORT = "shared.redis_transport:Transport"
+
+
+class Channel(kombu_redis.Channel):
+    """A Redis channel that reports a torn-down connection as a connection error."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the connection to the broker was closed; reconnecting")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`Channel`."""
+
+    Channel = Channel

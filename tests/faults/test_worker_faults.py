@@ -1,0 +1,162 @@
+"""Workers killed or stopped in the middle of a bulk, and wake-ups that never arrive: every ARN handed
+out still ends ISSUED with exactly one certificate (invariants 1, 2 and 5 of design.md).
+
+Each test runs ``pcaq up`` (two signing processes) on a Redis of its own with the append-only file,
+sends a bulk from 8 clients and audits Redis afterwards (``tests.faults.harness.Audit``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from shared.records import keys
+from tests.faults.conftest import BULK
+from tests.faults.harness import (
+    Audit,
+    Load,
+    ca_records,
+    env_with,
+    owners,
+    root_ca,
+    scrape,
+    wait_all_finished,
+)
+from tests.support import alive, descendants, running_stack, wait_until
+from worker.tasks import DRAIN_SLICE_SECONDS
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+def _port(stack) -> int:
+    return int(stack.endpoint_url.rsplit(":", 1)[1])
+
+
+def _pids(owner_list: list[str]) -> set[str]:
+    return {owner.split(":")[1] for owner in owner_list}
+
+
+def test_sigkill_every_worker_mid_bulk_loses_and_doubles_nothing(tmp_path, redis_server, bulk_csrs):
+    server = redis_server("everysec")
+    with running_stack(tmp_path, env=env_with(REDIS_URL=server.url), workers=2) as stack:
+        port, r = _port(stack), server.client()
+        ca_arn = root_ca(port)
+        before = set(ca_records(r, ca_arn))
+        load = Load(port, ca_arn, bulk_csrs).start()
+        wait_until(lambda: load.answered >= BULK // 4, what="a quarter of the bulk answered")
+        orphaned: list[str] = []
+        kills = 0
+        while not orphaned and kills < 3:  # until a kill lands on a batch in flight
+            worker = stack.child_pids()["worker"]
+            pool = {str(p.pid) for p in wait_until(lambda w=worker: descendants(w), what="pool processes")}
+            wait_until(
+                lambda p=pool: [o for o in owners(r) if o.split(":")[1] in p], what="a batch in flight"
+            )
+            os.killpg(worker, signal.SIGKILL)  # the Celery main process and every pool process at once
+            killed_at, kills = time.monotonic(), kills + 1
+            # What the dead pool had leased stays leased to it: no one may take it before the lease ends.
+            orphaned = [o for o in owners(r) if o.split(":")[1] in pool]
+            wait_until(
+                lambda w=worker: stack.child_pids().get("worker") not in (None, w),
+                what="pcaq up to restart it",
+            )
+
+        load.wait()
+        wait_all_finished(r)
+        recovered_in = time.monotonic() - killed_at
+        audit = Audit.of(r, ca_arn, list(load.arns.values()), before)
+
+        assert load.unexpected == [] and load.retried == [], (load.unexpected[:3], load.retried[:3])
+        assert len(load.arns) == BULK
+        # every_event=False: a worker killed between a commit and its audit entry leaves the entry out.
+        assert audit.problems(every_event=False) == []
+        assert orphaned, "no kill landed on leased work: the test proved nothing"
+        retried = [m for m, h in audit.records.items() if int(h.get(b"a", b"0")) >= 2]
+        assert retried, "the orphaned leases must have been signed again by the new worker"
+        metrics = scrape(port)
+        requests = 'pcaq_api_requests_total{operation="IssueCertificate",outcome="success"}'
+        counted, files = metrics[requests], sorted(stack.data_dir.glob("metrics/*"))
+        assert BULK + 1 <= counted <= BULK + 1 + load.broken_connections, (
+            counted,
+            load.broken_connections,
+            files,
+        )
+        # Counted once each; a batch whose worker was killed between its commit and its report goes
+        # uncounted (at most one batch per killed pool process).
+        issued = metrics["pcaq_certificates_issued_total"]
+        assert BULK + 1 - 2 * 100 * kills <= issued <= BULK + 1
+        assert metrics["pcaq_issuance_latency_seconds_count"] == issued
+        print(
+            f"\nSIGKILL: {kills} kill(s), {len(orphaned)} leased requests orphaned, {len(retried)} signed "
+            f"again; all {BULK} ISSUED {recovered_in:.1f} s after the kill"
+        )
+
+
+def test_sigterm_mid_batch_finishes_or_hands_back_its_work(tmp_path, redis_server, bulk_csrs):
+    server = redis_server("everysec")
+    with running_stack(tmp_path, env=env_with(REDIS_URL=server.url), workers=2) as stack:
+        port, r = _port(stack), server.client()
+        ca_arn = root_ca(port)
+        before = set(ca_records(r, ca_arn))
+        load = Load(port, ca_arn, bulk_csrs).start()
+        wait_until(lambda: load.answered >= BULK // 4, what="a quarter of the bulk answered")
+
+        worker = stack.child_pids()["worker"]
+        pool = {str(p.pid) for p in descendants(worker)}
+        held = wait_until(lambda: [o for o in owners(r) if o.split(":")[1] in pool], what="a batch in flight")
+        os.kill(worker, signal.SIGTERM)  # what docker stop, systemd and a Procfile runner send
+        stopped_at = time.monotonic()
+        wait_until(lambda: not alive(worker), timeout=60, what="the warm shutdown")
+        stop_seconds = time.monotonic() - stopped_at
+
+        # Nothing it had taken is left leased to it: each batch was committed (or given back).
+        left = [o for o in owners(r) if o.split(":")[1] in pool]
+        assert left == [], f"{len(left)} requests still leased to the stopped worker"
+        assert f"worker (pid {worker}) exited with status 0" in stack.log()
+        assert stop_seconds < DRAIN_SLICE_SECONDS + 15, "a warm shutdown waits for one drain slice at most"
+
+        load.wait()
+        wait_all_finished(r)
+        audit = Audit.of(r, ca_arn, list(load.arns.values()), before)
+        assert load.unexpected == [] and len(load.arns) == BULK
+        assert audit.problems() == []
+        print(
+            f"\nSIGTERM: {len(held)} requests leased at the signal; the worker stopped in {stop_seconds:.1f} s"
+        )
+
+
+def test_lost_wakeups_are_found_by_the_sweeper_after_stale_after(tmp_path, redis_server, bulk_csrs):
+    stale_after, sweep_interval = 3, 1
+    server = redis_server("everysec")
+    env = env_with(
+        REDIS_URL=server.url, PCAQ_STALE_AFTER=str(stale_after), PCAQ_SWEEP_INTERVAL=str(sweep_interval)
+    )
+    with running_stack(tmp_path, env=env, workers=2) as stack:
+        port, r = _port(stack), server.client()
+        ca_arn = root_ca(port)
+        before = set(ca_records(r, ca_arn))
+        # Wait until no task runs or waits (kombu keeps delivered, unacknowledged messages in "unacked"),
+        # then hold the drain kick: from now on no IssueCertificate publishes a wake-up, as if every
+        # message were lost on the way. Only the sweeper can find the requests.
+        wait_until(lambda: r.hlen("unacked") == 0 and r.llen(keys.CELERY_QUEUE) == 0, what="idle workers")
+        r.set(keys.DRAIN_KICK, "1", px=600_000)
+        load = Load(port, ca_arn, bulk_csrs[:300]).start()
+        load.wait()
+        wait_all_finished(r, timeout=60)
+
+        records = [h for m, h in ca_records(r, ca_arn).items() if m not in before]
+        created = [float(h[b"t"]) for h in records]
+        done = [float(h[b"d"]) for h in records]
+        audit = Audit.of(r, ca_arn, list(load.arns.values()), before)
+        assert load.unexpected == [] and len(load.arns) == 300
+        assert audit.problems() == []
+        # None was taken before the oldest had waited stale_after; all were found soon after that.
+        assert min(done) - min(created) >= stale_after - 0.05, min(done) - min(created)
+        assert max(done) - min(created) <= stale_after + 2 * sweep_interval + 5, max(done) - min(created)
+        assert "request(s) waiting too long" in stack.log()
+        print(
+            f"\nsweeper: first issued {min(done) - min(created):.2f} s after the first submit (stale_after {stale_after} s)"
+        )

@@ -1,0 +1,164 @@
+"""What GET /metrics reports (api/metrics.py) and the records behind it (shared/records/metrics.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from api.app import create_app
+from shared.records import Store, keys, member_of
+from shared.records.metrics import LATENCY_BUCKETS
+from shared.settings import load
+from tests.support import private_redis_db
+
+CA = "0b5c3a1e-1111-4222-8333-444455556666"
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(redis_base_url):
+    with private_redis_db(redis_base_url) as url:
+        client = redis.Redis.from_url(url)
+        yield Store(client, load({"REDIS_URL": url}), clock=Clock(1_700_000_000.0))
+        client.close()
+
+
+def _finished(store: Store, serial: str, created: float, seconds: float, ok: bool = True) -> str:
+    """A request submitted at ``created`` and committed ``seconds`` later; its member."""
+    store.clock.now = created
+    assert store.submit_certificate(CA, "111122223333", serial, b"req", None)
+    member = member_of(CA, serial)
+    assert store.claim([member], "w")
+    store.clock.now = created + seconds
+    assert store.commit("w", [(member, ok, b"DER" if ok else b"bad CSR")]) == 1
+    return member
+
+
+def test_a_batch_is_counted_once_with_its_latencies_and_reasons(store):
+    t0 = store.clock.now
+    fast = _finished(store, "a1", t0, 0.04)
+    slow = _finished(store, "a2", t0, 7.0)
+    very_slow = _finished(store, "a3", t0, 4000.0)
+    refused = _finished(store, "a4", t0, 1.0, ok=False)
+    store.clock.now = t0
+    store.submit_certificate(CA, "111122223333", "a5", b"req", None)
+    pending = member_of(CA, "a5")
+    batch = [(fast, ""), (slow, ""), (very_slow, ""), (refused, "MalformedCSR"), (pending, "")]
+
+    assert store.observe_batch(batch, unexpected_errors=2) == 4  # the pending one is not finished
+    snap = store.metrics_snapshot()
+    assert snap.issued == 3 and snap.failures == {"MalformedCSR": 1} and snap.unexpected_errors == 2
+    assert snap.latency_count == 3 and snap.latency_sum == pytest.approx(4007.04, abs=0.01)
+    expected = [0] * (len(LATENCY_BUCKETS) + 1)
+    expected[0] += 1  # 0.04 s <= 0.05
+    expected[LATENCY_BUCKETS.index(10.0)] += 1  # 7 s: 5 < x <= 10
+    expected[-1] += 1  # 4000 s: past the last bound
+    assert snap.latency_buckets == expected
+
+
+def test_written_by_tells_which_results_a_partial_commit_wrote(store):
+    mine = _finished(store, "c1", store.clock.now, 1.0)  # committed with b"DER"
+    theirs = _finished(store, "c2", store.clock.now, 1.0, ok=False)  # committed FAILED with b"bad CSR"
+    results = [(mine, True, b"DER"), (theirs, True, b"another DER"), (member_of(CA, "none"), True, b"DER")]
+    assert store.written_by(results) == [mine]
+
+
+def test_the_snapshot_reads_the_outbox_workers_and_queue(store):
+    t0 = store.clock.now
+    for serial in ("b1", "b2", "b3"):
+        store.submit_certificate(CA, "111122223333", serial, b"req", None)
+        store.clock.now += 10
+    assert store.claim([member_of(CA, "b2")], "w")  # leased: not ready
+    store.heartbeat("host:1")
+    store.r.rpush(keys.CELERY_QUEUE, "m1", "m2")
+    store.clock.now = t0 + 100
+    snap = store.metrics_snapshot()
+    assert (snap.outbox, snap.ready, snap.workers, snap.queued_messages) == (
+        3,
+        2,
+        0,
+        2,
+    )  # heartbeat: 70 s old
+    assert snap.oldest_age == pytest.approx(100.0)  # b1, submitted at t0
+    assert snap.longest_wait == pytest.approx(100.0)
+    store.clock.now = t0 + 20
+    assert store.metrics_snapshot().workers == 1
+
+
+def _metrics(client) -> dict[str, float]:
+    resp = client.get("/metrics")
+    assert resp.status_code == 200 and resp.content_type.startswith("text/plain")
+    out = {}
+    for line in resp.data.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _call(client, operation: str, body: dict | None = None):
+    return client.post(
+        "/", data=json.dumps(body or {}), headers={"X-Amz-Target": f"ACMPrivateCA.{operation}"}
+    )
+
+
+def test_the_endpoint_counts_requests_by_operation_and_outcome(redis_base_url):
+    with private_redis_db(redis_base_url) as url:
+        client = create_app(load({"REDIS_URL": url})).test_client()
+        before = _metrics(client)
+        ok = 'pcaq_api_requests_total{operation="ListCertificateAuthorities",outcome="success"}'
+        bad = (
+            'pcaq_api_requests_total{operation="DescribeCertificateAuthority",outcome="InvalidArnException"}'
+        )
+        unknown = 'pcaq_api_requests_total{operation="unknown",outcome="UnknownOperationException"}'
+        for _ in range(3):
+            _call(client, "ListCertificateAuthorities")
+        _call(client, "DescribeCertificateAuthority", {"CertificateAuthorityArn": "arn:nope"})
+        _call(client, "NoSuchOperation")
+        after = _metrics(client)
+        for name, more in ((ok, 3), (bad, 1), (unknown, 1)):
+            assert after[name] - before.get(name, 0) == more, name
+        assert after["pcaq_redis_up"] == 1
+        assert (
+            after['pcaq_issuance_latency_seconds_bucket{le="+Inf"}']
+            == after["pcaq_issuance_latency_seconds_count"]
+        )
+        assert set(k for k in after if k.startswith("pcaq_certificate_authorities")) == {
+            f'pcaq_certificate_authorities{{status="{s}"}}'
+            for s in ("CREATING", "PENDING_CERTIFICATE", "ACTIVE", "DISABLED", "EXPIRED", "FAILED", "DELETED")
+        }
+        created = _call(
+            client,
+            "CreateCertificateAuthority",
+            {
+                "CertificateAuthorityType": "ROOT",
+                "CertificateAuthorityConfiguration": {
+                    "KeyAlgorithm": "EC_prime256v1",
+                    "SigningAlgorithm": "SHA256WITHECDSA",
+                    "Subject": {"CommonName": "Metrics Root"},
+                },
+            },
+        )
+        assert created.status_code == 200
+        # The CA count is cached for 15 s: a new app (a new process, say) sees the new CA at once.
+        fresh = create_app(load({"REDIS_URL": url})).test_client()
+        assert _metrics(fresh)['pcaq_certificate_authorities{status="CREATING"}'] == 1
+
+
+def test_redis_down_is_counted_and_reported(redis_base_url):
+    client = create_app(load({"REDIS_URL": "redis://127.0.0.1:1/0"})).test_client()
+    name = 'pcaq_api_requests_total{operation="ListCertificateAuthorities",outcome="ServiceUnavailable"}'
+    before = _metrics(client).get(name, 0)
+    assert _call(client, "ListCertificateAuthorities").status_code == 503
+    after = _metrics(client)
+    assert after[name] == before + 1
+    assert after["pcaq_redis_up"] == 0
