@@ -72,6 +72,10 @@ def test_metrics_json_logs_and_task_events(tmp_path, redis_base_url):
         csrs = make_csrs(5)
         client = ApiClient(port)
         with EventLog(stack.redis_url) as events:
+            # A heartbeat (every 2 s) shows the receiver is subscribed: no task event can be missed now.
+            wait_until(
+                lambda: "worker-heartbeat" in events.types(), timeout=10, what="a worker heartbeat event"
+            )
             request_ids = []
             for csr in [*csrs, _broken_signature(csrs[0])]:
                 body = {
@@ -85,11 +89,8 @@ def test_metrics_json_logs_and_task_events(tmp_path, redis_base_url):
                 request_ids.append(request_id)
             r = redis.Redis.from_url(stack.redis_url)
             wait_until(lambda: r.zcard(keys.PENDING_CERTS) == 0, what="all requests finished")
-            wait_until(
-                lambda: "worker-heartbeat" in events.types(), timeout=10, what="a worker heartbeat event"
-            )
-            wait_until(lambda: "task-succeeded" in events.types("pcaq.drain"), what="a drain task's events")
-        assert {"task-received", "task-started", "task-succeeded"} <= events.types("pcaq.drain")
+            wanted = {"task-received", "task-started", "task-succeeded"}
+            wait_until(lambda: wanted <= events.types("pcaq.drain"), what=f"a drain task's events {wanted}")
 
         # GET /metrics: outcomes, latency, the outbox, CAs, and requests counted across API processes.
         m = scrape(port)
