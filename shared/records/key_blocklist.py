@@ -17,25 +17,21 @@ class BlocklistRecords:
 
     def blocklist_add(self, fingerprints: Iterable[str]) -> int:
         """Add fingerprints; returns how many were new."""
-        items = sorted(set(fingerprints))
-        if not items:
-            return 0
-        pipe = self.r.pipeline()
-        pipe.sadd(keys.KEY_BLOCKLIST, *items)
-        pipe.incr(keys.KEY_BLOCKLIST_VERSION)
-        added, _ = pipe.execute()
-        return int(added)
+        return self._blocklist_change("sadd", fingerprints)
 
     def blocklist_remove(self, fingerprints: Iterable[str]) -> int:
         """Remove fingerprints; returns how many were there."""
+        return self._blocklist_change("srem", fingerprints)
+
+    def _blocklist_change(self, command: str, fingerprints: Iterable[str]) -> int:
         items = sorted(set(fingerprints))
         if not items:
             return 0
         pipe = self.r.pipeline()
-        pipe.srem(keys.KEY_BLOCKLIST, *items)
-        pipe.incr(keys.KEY_BLOCKLIST_VERSION)
-        removed, _ = pipe.execute()
-        return int(removed)
+        getattr(pipe, command)(keys.KEY_BLOCKLIST, *items)
+        pipe.incr(keys.KEY_BLOCKLIST_VERSION)  # workers reload the list when the version moves
+        changed, _ = pipe.execute()
+        return int(changed)
 
     def blocklist_members(self) -> set[str]:
         """Every fingerprint on the list."""
