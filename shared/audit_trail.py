@@ -2,8 +2,11 @@
 with who (the access key), what (the operation or event), when and the request id.
 
 The API appends one entry after each successful state-changing call (every operation but Get*,
-Describe* and List*); the worker appends the outcome of key generation and of each signing, batched
-into one round trip per batch. ``pcaq audit --ca ARN`` prints a CA's entries. Entries never hold key
+Describe* and List*); IssueCertificate's entry is appended by the same atomic step as its record.
+The worker appends the outcome of key generation; the outcome of each signing is appended by the
+commit that writes it (and a request given up after its last attempt by the claim that gives it up),
+so a certificate is in the trail exactly when it is in its record, with the request id of the
+IssueCertificate call that asked for it. ``pcaq audit --ca ARN`` prints a CA's entries. Entries never hold key
 material, CSRs or certificates: only names, ARNs, serials and short scalar parameters.
 """
 
@@ -19,11 +22,10 @@ from datetime import UTC, datetime
 from shared.arns import parse_ca_arn
 from shared.errors import PcaqError
 from shared.identity import Caller
-from shared.records.requests import split_member
+from shared.records.audit_trail import CERTIFICATE_FAILED, CERTIFICATE_ISSUED, WORKER
 
 log = logging.getLogger("pcaq.audit")
 
-WORKER = "pcaq-worker"  # who, for what the worker does on its own
 _READ_PREFIXES = ("Get", "Describe", "List")
 # Scalar request parameters worth keeping (never blobs such as Csr or Certificate).
 _PARAMS = (
@@ -128,6 +130,19 @@ def issue_fields(caller: Caller, request_id: str, params: dict, certificate_arn:
     return _fields("IssueCertificate", caller.access_key or "-", caller.account, request_id, ca, details, now)
 
 
+def signing_fields(
+    ca_arn: str, serial_hex: str, issued: bool, payload: bytes, request_id: str, now: float
+) -> dict:
+    """The audit entry of one signing outcome (the certificate, or the refusal in ``payload``), for the
+    commit to append if, and only if, that outcome is the one written (``Store.commit``)."""
+    details = {"CertificateArn": f"{ca_arn}/certificate/{serial_hex}"}
+    if not issued:
+        details["Reason"] = _short(payload.decode("utf-8", "replace"))
+    event = CERTIFICATE_ISSUED if issued else CERTIFICATE_FAILED
+    account = parse_ca_arn(ca_arn).account
+    return _fields(event, WORKER, account, request_id or "-", ca_arn, details, now)
+
+
 class AuditTrail:
     """Appends audit entries through the record store (``Store.append_audit``)."""
 
@@ -179,29 +194,6 @@ class AuditTrail:
             self.store.append_audit(entries)
         except Exception:  # noqa: BLE001 - results are committed; losing the log line must not undo them
             log.error("could not append %d worker events to the audit trail", len(entries))
-
-    def signed(self, results: list[tuple[str, bool, bytes]], ca_arns: dict[str, str], all_took: bool) -> None:
-        """Record a signing batch's outcome: ``results`` as given to ``Store.commit`` (member, issued,
-        DER or reason), ``ca_arns`` by CA id. When not every result took (another worker's lease won),
-        only those whose stored outcome is ours are recorded, so the trail never shows a second issuance.
-        """
-        events = []
-        for member, issued, payload in results:
-            ca_id, serial_hex = split_member(member)
-            arn = ca_arns.get(ca_id)
-            if arn is None:
-                continue
-            if not all_took:
-                record = self.store.get_certificate(ca_id, serial_hex)
-                stored = None if record is None else (record.certificate_der if issued else record.failure)
-                if stored != (payload if issued else payload.decode("utf-8", "replace")):
-                    continue
-            details = {"CertificateArn": f"{arn}/certificate/{serial_hex}"}
-            if not issued:
-                details["Reason"] = _short(payload.decode("utf-8", "replace"))
-            events.append((arn, "CertificateIssued" if issued else "CertificateRequestFailed", "", details))
-        if events:
-            self.worker_events(events)
 
     def entries(self, ca_arn: str, count: int | None = None) -> list[AuditEntry]:
         """The CA's entries, oldest first (the last ``count`` when given). InvalidArn for a bad ARN."""

@@ -1,6 +1,6 @@
-"""What a worker reports about each signing batch: a log line per failure (with the API request id),
-one summary line per batch at DEBUG, and the batch's outcomes and latencies for ``GET /metrics`` in
-one Redis round trip (``Store.observe_batch``)."""
+"""What a worker reports about each signing batch: a log line per failure and per abandoned request
+(with the API request id), one summary line per batch at DEBUG, and what the commit needs to count
+the batch for ``GET /metrics`` (failure reasons, unexpected errors; the commit script counts them)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,21 @@ import time
 from dataclasses import dataclass, field
 
 from shared.errors import PcaqError
-from shared.records import Store, split_member
+from shared.records import split_member
 
 log = logging.getLogger("pcaq.worker")
+
+
+def abandoned(requests: list[tuple[str, str]]) -> None:
+    """Log the requests a claim gave up after their last attempt: ``(member, API request id)``."""
+    for member, request_id in requests:
+        ca_id, serial_hex = split_member(member)
+        log.warning(
+            "certificate request %s (request %s) abandoned: its leases ended without a result too often",
+            member,
+            request_id,
+            extra={"request_id": request_id, "ca_id": ca_id, "serial": serial_hex, "reason": "Abandoned"},
+        )
 
 
 @dataclass
@@ -27,6 +39,14 @@ class BatchReport:
         """Note the API request id carried by a decoded request document."""
         self.request_ids[member] = doc.get("rid") or "-"
 
+    def request_id(self, member: str) -> str:
+        """The API request id of a request of this batch ('-' when unknown)."""
+        return self.request_ids.get(member, "-")
+
+    def reason(self, member: str) -> str:
+        """The failure reason class of a request of this batch ('' when it did not fail)."""
+        return self.reasons.get(member, "")
+
     def failed(self, member: str, exc: PcaqError) -> None:
         """A request that will be committed FAILED (a refusal of its content, not a fault of ours)."""
         reason = type(exc).__name__
@@ -35,7 +55,7 @@ class BatchReport:
         log.info(
             "certificate request %s (request %s) failed: %s",
             member,
-            self.request_ids.get(member, "-"),
+            self.request_id(member),
             exc.message,
             extra=self._fields(member, ca_id, serial_hex, reason=reason),
         )
@@ -47,27 +67,19 @@ class BatchReport:
         log.exception(
             "signing %s (request %s) failed unexpectedly; it will be retried",
             member,
-            self.request_ids.get(member, "-"),
+            self.request_id(member),
             extra=self._fields(member, ca_id, serial_hex),
         )
 
     def _fields(self, member: str, ca_id: str, serial_hex: str, **more: str) -> dict:
-        return {"request_id": self.request_ids.get(member, "-"), "ca_id": ca_id, "serial": serial_hex, **more}
+        return {"request_id": self.request_id(member), "ca_id": ca_id, "serial": serial_hex, **more}
 
-    def finish(self, store: Store, results: list[tuple[str, bool, bytes]], took: int) -> None:
-        """Record the batch's metrics and log its summary; never raises (the results are committed)."""
-        try:
-            if took == len(results):
-                ours = [m for m, _, _ in results]
-            else:  # another worker's commit won some (a redelivery race): count only what ours wrote
-                ours = store.written_by(results) if took else []
-            store.observe_batch(((m, self.reasons.get(m, "")) for m in ours), self.errors)
-        except Exception:  # noqa: BLE001 - a lost metric must not fail a committed batch
-            log.warning("could not record the metrics of a batch of %d", len(results), exc_info=True)
+    def finish(self, results: int, took: int) -> None:
+        """Log the batch's summary (its metrics were counted by the commit itself)."""
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch: %d signed, %d committed, %d failed, %d errors in %.1f ms",
-                len(results),
+                results,
                 took,
                 len(self.reasons),
                 self.errors,

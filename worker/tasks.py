@@ -17,15 +17,15 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shared import ca_certificates, certificates, key_checks, keys, revocation_config
+from shared import audit_trail, ca_certificates, certificates, key_checks, keys, revocation_config
 from shared.audit_trail import AuditTrail
 from shared.authorities import CREATING
 from shared.errors import PcaqError
 from shared.issuance import decode_request
 from shared.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
-from shared.records import split_member
+from shared.records import Claimed, Result, split_member
 from worker.app import app
-from worker.observe import BatchReport
+from worker.observe import BatchReport, abandoned
 from worker.services import Services, services
 
 log = logging.getLogger("pcaq.worker")
@@ -68,12 +68,19 @@ class _Issuers:
 
     def __init__(self, svc: Services):
         self.svc = svc
+        self.docs: dict[str, dict | None] = {}
         self.cache: dict[tuple[str, bool], tuple[certificates.Issuer, dict]] = {}
+
+    def doc(self, ca_id: str) -> dict | None:
+        """The CA's document as read once in this batch (None: the CA no longer exists)."""
+        if ca_id not in self.docs:
+            self.docs[ca_id] = self.svc.store.get_ca(ca_id)
+        return self.docs[ca_id]
 
     def get(self, ca_id: str, self_signed: bool) -> tuple[certificates.Issuer, dict]:
         key = (ca_id, self_signed)
         if key not in self.cache:
-            doc = self.svc.store.get_ca(ca_id)
+            doc = self.doc(ca_id)
             if doc is None:
                 raise PcaqError("The issuing certificate authority no longer exists.")
             cert_pem = None if self_signed else doc["internal"].get("certificate_pem")
@@ -90,49 +97,73 @@ class _Issuers:
         return self.cache[key]
 
 
+def _sign(svc: Services, issuers: _Issuers, member: str, req: dict) -> bytes:
+    """The DER certificate for one decoded request; raises PcaqError when its content is refused."""
+    ca_id, serial_hex = split_member(member)
+    self_signed = req["tpl"] in ("RootCACertificate", "RootCACertificate_APIPassthrough")
+    issuer, doc = issuers.get(ca_id, self_signed)
+    rc = doc["RevocationConfiguration"]
+    request = certificates.IssueRequest(
+        csr_der=req["csr"],
+        signing_algorithm=req["alg"],
+        template=req["tpl"],
+        not_before=req["nb"],
+        not_after=req["na"],
+        serial=int(serial_hex, 16),
+        api_passthrough=req.get("api"),
+        crl_url=revocation_config.crl_url(rc, ca_id, svc.settings.public_host),
+        ocsp_url=revocation_config.ocsp_url(rc, svc.settings.public_host),
+    )
+    return certificates.build_certificate(request, issuer).public_bytes(serialization.Encoding.DER)
+
+
 def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) -> int:
-    """Sign requests leased to ``owner`` and commit the results; returns how many results took."""
+    """Sign requests leased to ``owner`` and commit the results; returns how many results took.
+
+    One commit writes the results together with their audit entries and metrics (one Redis round
+    trip): an outcome that does not take (another worker's lease won) leaves no trace at all.
+    """
     issuers = _Issuers(svc)
-    results: list[tuple[str, bool, bytes]] = []
+    outcomes: list[tuple[str, bool, bytes]] = []
     report = BatchReport()
     key_checks.refresh_blocklist(svc.settings.key_blocklist_file, svc.store)  # one GET per batch
     for member, raw in claimed:
-        ca_id, serial_hex = split_member(member)
         try:
             req = decode_request(raw)
             report.request(member, req)
-            self_signed = req["tpl"] in ("RootCACertificate", "RootCACertificate_APIPassthrough")
-            issuer, doc = issuers.get(ca_id, self_signed)
-            rc = doc["RevocationConfiguration"]
-            request = certificates.IssueRequest(
-                csr_der=req["csr"],
-                signing_algorithm=req["alg"],
-                template=req["tpl"],
-                not_before=req["nb"],
-                not_after=req["na"],
-                serial=int(serial_hex, 16),
-                api_passthrough=req.get("api"),
-                crl_url=revocation_config.crl_url(rc, ca_id, svc.settings.public_host),
-                ocsp_url=revocation_config.ocsp_url(rc, svc.settings.public_host),
-            )
-            cert = certificates.build_certificate(request, issuer)
-            results.append((member, True, cert.public_bytes(serialization.Encoding.DER)))
+            outcomes.append((member, True, _sign(svc, issuers, member, req)))
         except PcaqError as exc:
-            results.append((member, False, exc.message.encode()))
+            outcomes.append((member, False, exc.message.encode()))
             report.failed(member, exc)
         except Exception:  # noqa: BLE001 - left leased: retried after the lease, up to max attempts
             report.unexpected(member)
-    done = svc.store.commit(owner, results)
-    ca_arns = {ca_id: doc["Arn"] for (ca_id, _), (_, doc) in issuers.cache.items()}
-    AuditTrail(svc.store).signed(results, ca_arns, all_took=done == len(results))  # one round trip
-    report.finish(svc.store, results, done)  # metrics (one round trip) and log lines
+    now = svc.store.clock()
+    results = []
+    for member, issued, payload in outcomes:
+        ca_id, serial_hex = split_member(member)
+        doc = issuers.doc(ca_id)
+        audit = (
+            None  # a CA that no longer exists has no trail to append to
+            if doc is None
+            else audit_trail.signing_fields(
+                doc["Arn"], serial_hex, issued, payload, report.request_id(member), now
+            )
+        )
+        results.append(Result(member, issued, payload, report.reason(member), audit))
+    done = svc.store.commit(owner, results, unexpected_errors=report.errors)
+    report.finish(len(results), done)
     return done
+
+
+def _claimed(claim: Claimed) -> Claimed:
+    abandoned(claim.abandoned)  # given up by the claim itself (FAILED, counted and audited there)
+    return claim
 
 
 def sign_batch(svc: Services, members: Iterable[str]) -> int:
     """Claim the named requests, sign and commit them; returns how many results were written."""
     owner = _owner()
-    return sign_claimed(svc, owner, svc.store.claim(list(members), owner))
+    return sign_claimed(svc, owner, _claimed(svc.store.claim(list(members), owner)))
 
 
 def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> int:
@@ -149,10 +180,10 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> i
         if time.monotonic() >= ends:
             svc.queue.drain()
             return done
-        claimed = svc.store.claim_ready(owner, svc.settings.batch_size)
+        claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
         if not claimed:
             svc.store.clear_drain_kick()
-            claimed = svc.store.claim_ready(owner, svc.settings.batch_size)
+            claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
             if not claimed:
                 return done
         done += sign_claimed(svc, owner, claimed)

@@ -21,12 +21,29 @@ from shared.records.key_blocklist import BlocklistRecords
 from shared.records.metrics import MetricsRecords
 from shared.records.permissions import PermissionRecords
 from shared.records.reports import ReportRecords
-from shared.records.requests import CertificateRecord, RequestRecords, Submission, member_of, split_member
+from shared.records.requests import (
+    CertificateRecord,
+    Claimed,
+    RequestRecords,
+    Result,
+    Submission,
+    member_of,
+    split_member,
+)
 from shared.records.revocations import RevocationRecords
 from shared.records.throttle import ThrottleRecords
 from shared.settings import Settings
 
-__all__ = ["STORE_DOWN", "CertificateRecord", "Store", "Submission", "member_of", "split_member"]
+__all__ = [
+    "STORE_DOWN",
+    "CertificateRecord",
+    "Claimed",
+    "Result",
+    "Store",
+    "Submission",
+    "member_of",
+    "split_member",
+]
 
 # Exceptions that mean "Redis is not reachable right now" (a retryable 503, never a 500).
 STORE_DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)

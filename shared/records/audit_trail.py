@@ -1,4 +1,8 @@
-"""Records of the audit trail: one Redis stream per CA, appended to, trimmed approximately."""
+"""Records of the audit trail: one Redis stream per CA, appended to, trimmed approximately.
+
+Entries about a certificate request are appended by the record scripts themselves (submit, claim,
+commit: ``shared/records/scripts.py``), in the same step as the change they record.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from collections.abc import Iterable
 import redis
 
 from shared.records import keys
+
+WORKER = "pcaq-worker"  # who, for what the worker does on its own
+CERTIFICATE_ISSUED = "CertificateIssued"  # the event of a certificate committed ISSUED
+CERTIFICATE_FAILED = "CertificateRequestFailed"  # the event of a request committed or given up FAILED
 
 
 class AuditRecords:

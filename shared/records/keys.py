@@ -12,6 +12,8 @@ PENDING_CAS = f"{PREFIX}pending:cas"  # CA id -> time its key generation was las
 WORKERS = f"{PREFIX}workers"  # worker name -> last heartbeat
 SWEEP_LOCK = f"{PREFIX}sweep-lock"
 DRAIN_KICK = f"{PREFIX}drain-kick"  # set (with a short expiry) when a drain task has been asked for
+CA_PREFIX = f"{PREFIX}ca:"  # + CA id; the claim script appends the id (audit of abandoned requests)
+AUDIT_PREFIX = f"{PREFIX}audit:"  # + CA id; the claim and commit scripts append the id
 
 
 def token_digest(token: str) -> str:
@@ -21,7 +23,7 @@ def token_digest(token: str) -> str:
 
 def ca(ca_id: str) -> str:
     """The JSON document of one CA."""
-    return f"{PREFIX}ca:{ca_id}"
+    return f"{CA_PREFIX}{ca_id}"
 
 
 def ca_gate(ca_id: str) -> str:
@@ -72,7 +74,7 @@ def throttle_bucket(access_key: str, operation: str) -> str:
 
 def audit_stream(ca_id: str) -> str:
     """The stream of a CA's audit trail."""
-    return f"{PREFIX}audit:{ca_id}"
+    return f"{AUDIT_PREFIX}{ca_id}"
 
 
 # -- revocation, CRLs, OCSP, audit reports, permissions and policies --------------------------------

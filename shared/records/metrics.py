@@ -1,10 +1,12 @@
-"""Records behind ``GET /metrics``: issuance outcomes and latency, written once per signing batch, and
-a snapshot of the outbox read in one round trip per scrape.
+"""Records behind ``GET /metrics``: issuance outcomes and latency, and a snapshot of the outbox read in
+one round trip per scrape.
 
-The worker calls :meth:`MetricsRecords.observe_batch` after each commit with the requests its commit
-wrote (only one commit per request can take, so a redelivered batch or two workers racing for one
-request never count it twice). Latency is ARN -> ISSUED, taken from the record itself (``t`` set at
-submit, ``d`` at commit). A worker killed between its commit and this call leaves its batch uncounted.
+Outcomes and latencies are counted by the commit script (``shared/records/scripts.py``) for each
+result that takes, in the same step: only one commit per request can take, so a redelivered batch or
+two workers racing for one request never count it twice, and a crash never loses a count without
+losing the result too. Requests given up after their last attempt are counted by the claim script
+(reason ``Abandoned``). Latency is ARN -> ISSUED, from the record itself (``t`` set at submit, the
+commit's time at commit).
 """
 
 from __future__ import annotations
@@ -20,45 +22,8 @@ from shared.records import keys
 # Upper bounds (seconds) of the ARN -> ISSUED latency histogram; one more bucket holds the rest.
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
-# KEYS: record prefix, latency hash, outcomes hash
-# ARGV: n (number of bounds), the n bounds ascending, unexpected errors, then (member, reason class) pairs.
-# Counts each finished member; returns how many were counted.
-_OBSERVE = """
-local n = tonumber(ARGV[1])
-local errors = tonumber(ARGV[n + 2])
-if errors > 0 then redis.call('HINCRBY', KEYS[3], 'error:unexpected', errors) end
-local buckets, failed = {}, {}
-local sum, issued, counted = 0, 0, 0
-for i = n + 3, #ARGV, 2 do
-  local key = KEYS[1] .. ARGV[i]
-  local st = redis.call('HMGET', key, 's', 't', 'd')
-  if st[1] == 'I' or st[1] == 'F' then
-    counted = counted + 1
-    if st[1] == 'I' then
-      local seconds = math.max(0, tonumber(st[3] or '0') - tonumber(st[2] or '0'))
-      local b = n + 1
-      for j = 1, n do
-        if seconds <= tonumber(ARGV[j + 1]) then b = j; break end
-      end
-      buckets[b] = (buckets[b] or 0) + 1
-      sum = sum + seconds
-      issued = issued + 1
-    else
-      local reason = ARGV[i + 1]
-      if reason == '' then reason = 'Other' end
-      failed[reason] = (failed[reason] or 0) + 1
-    end
-  end
-end
-for b, c in pairs(buckets) do redis.call('HINCRBY', KEYS[2], b, c) end
-if issued > 0 then
-  redis.call('HINCRBY', KEYS[2], 'count', issued)
-  redis.call('HINCRBYFLOAT', KEYS[2], 'sum', string.format('%.6f', sum))
-  redis.call('HINCRBY', KEYS[3], 'issued', issued)
-end
-for r, c in pairs(failed) do redis.call('HINCRBY', KEYS[3], 'failed:' .. r, c) end
-return counted
-"""
+# The failure reason of a request given up after PCAQ_MAX_ATTEMPTS leases ended without a commit.
+ABANDONED = "Abandoned"
 
 # KEYS: outbox, record prefix, latency hash, outcomes hash, workers, Celery queue
 # ARGV: now, heartbeat window (s), how many outbox heads to look at for the oldest request
@@ -108,16 +73,6 @@ class MetricsRecords:
 
     r: redis.Redis
 
-    def observe_batch(self, members: Iterable[tuple[str, str]], unexpected_errors: int = 0) -> int:
-        """Count the requests a commit wrote, ``(member, failure reason class or '')``, and signing
-        errors left for a retry; one round trip. Returns how many requests were counted."""
-        pairs = [part for member, reason in members for part in (member, reason)]
-        if not pairs and not unexpected_errors:
-            return 0
-        args = [len(LATENCY_BUCKETS), *LATENCY_BUCKETS, unexpected_errors, *pairs]
-        script = self._metrics_script(_OBSERVE)
-        return int(script(keys=[keys.CERT_PREFIX, keys.METRICS_LATENCY, keys.METRICS_OUTCOMES], args=args))
-
     def metrics_snapshot(self, heartbeat_window: float = 30.0, head: int = 16) -> Snapshot:
         """The outbox, outcome and latency figures, the live workers and the broker queue, in one call."""
         out = self._metrics_script(_SNAPSHOT)(
@@ -149,16 +104,6 @@ class MetricsRecords:
             workers=int(out[6]),
             queued_messages=int(out[7]),
         )
-
-    def written_by(self, results: list[tuple[str, bool, bytes]]) -> list[str]:
-        """Which of these commit results are the ones stored (after a commit that took only some)."""
-        pipe = self.r.pipeline(transaction=False)
-        for member, _, _ in results:
-            pipe.hmget(keys.certificate(member), ["c", "e"])
-        stored = pipe.execute()
-        return [
-            m for (m, ok, payload), (c, e) in zip(results, stored, strict=True) if (c if ok else e) == payload
-        ]
 
     def _metrics_script(self, source: str):
         scripts = self.__dict__.setdefault("_metrics_scripts", {})  # registered on first use

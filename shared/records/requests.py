@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 
@@ -27,6 +29,26 @@ class Submission:
     serial_hex: str
     created: bool
     kicked: bool = False
+
+
+class Result(NamedTuple):
+    """One signing outcome for :meth:`RequestRecords.commit` (a plain ``(member, issued, payload)``
+    triple will do where no metrics reason or audit entry is wanted)."""
+
+    member: str
+    issued: bool
+    payload: bytes  # the certificate (DER) or the failure message
+    reason: str = ""  # the failure's reason class, counted by GET /metrics ('' when issued)
+    audit: Mapping[str, str] | None = None  # the audit entry's fields, appended only if the result takes
+
+
+class Claimed(list):
+    """What a claim leased: ``(member, request)`` pairs, as a list. ``abandoned`` holds the
+    ``(member, API request id)`` pairs the same step gave up after their last attempt (FAILED)."""
+
+    def __init__(self, leased: list[tuple[str, bytes]], abandoned: list[tuple[str, str]]):
+        super().__init__(leased)
+        self.abandoned = abandoned
 
 
 class CaChanged(Exception):
@@ -103,18 +125,30 @@ class RequestRecords:
             return None
         return CertificateRecord(_STATUS[s], c, e.decode() if e else None, float(t or 0))
 
-    def claim(self, members: list[str], owner: str) -> list[tuple[str, bytes]]:
+    def claim(self, members: list[str], owner: str) -> Claimed:
         """Lease the given requests to ``owner``; returns ``(member, request)`` for each one leased."""
-        return self._run_claim(self._claim, owner, members) if members else []
+        return self._run_claim(self._claim, owner, members) if members else Claimed([], [])
 
-    def claim_ready(self, owner: str, limit: int) -> list[tuple[str, bytes]]:
+    def claim_ready(self, owner: str, limit: int) -> Claimed:
         """Lease up to ``limit`` requests that are ready now (oldest first) to ``owner``."""
         return self._run_claim(self._claim_ready, owner, [limit])
 
-    def _run_claim(self, script, owner: str, extra: list) -> list[tuple[str, bytes]]:
+    def _run_claim(self, script, owner: str, extra: list) -> Claimed:
         lease = [owner, f"{self.clock():.3f}", self.settings.lease_seconds, self.settings.max_attempts]
-        out = script(keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=[*lease, *extra])
-        return [(out[i].decode(), out[i + 1]) for i in range(0, len(out), 2)]
+        leased, abandoned = script(
+            keys=[
+                keys.PENDING_CERTS,
+                keys.CERT_PREFIX,
+                keys.CA_PREFIX,
+                keys.AUDIT_PREFIX,
+                keys.METRICS_OUTCOMES,
+            ],
+            args=[*lease, self.settings.audit_stream_maxlen, *extra],
+        )
+        return Claimed(
+            [(leased[i].decode(), leased[i + 1]) for i in range(0, len(leased), 2)],
+            [(abandoned[i].decode(), abandoned[i + 1].decode()) for i in range(0, len(abandoned), 2)],
+        )
 
     def clear_drain_kick(self) -> None:
         """Forget that a drain was asked for, so the next submit asks again (a draining worker that
@@ -129,15 +163,32 @@ class RequestRecords:
         """How many unfinished requests a worker could take now."""
         return int(self.r.zcount(keys.PENDING_CERTS, "-inf", self.clock()))
 
-    def commit(self, owner: str, results: list[tuple[str, bool, bytes]]) -> int:
-        """Write results ``(member, issued, certificate DER or failure reason)``; returns how many took."""
-        if not results:
+    def commit(
+        self, owner: str, results: list[Result] | list[tuple[str, bool, bytes]], unexpected_errors: int = 0
+    ) -> int:
+        """Write results (see :class:`Result`) leased to ``owner``, in one atomic step with their audit
+        entries and metrics, and count ``unexpected_errors`` (requests left leased for a retry);
+        returns how many results took."""
+        if not results and not unexpected_errors:
             return 0
-        args: list = [owner]
-        for member, ok, payload in results:
-            args += [member, "I" if ok else "F", payload]
-        args.append(f"{self.clock():.3f}")
-        return int(self._commit(keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=args))
+        args: list = [owner, f"{self.clock():.3f}", self.settings.audit_stream_maxlen, unexpected_errors]
+        for item in results:
+            result = Result(*item)
+            audit = [part for pair in (result.audit or {}).items() for part in pair]
+            args += [result.member, "I" if result.issued else "F", result.payload, result.reason, len(audit)]
+            args += audit
+        return int(
+            self._commit(
+                keys=[
+                    keys.PENDING_CERTS,
+                    keys.CERT_PREFIX,
+                    keys.AUDIT_PREFIX,
+                    keys.METRICS_LATENCY,
+                    keys.METRICS_OUTCOMES,
+                ],
+                args=args,
+            )
+        )
 
     def stale_ready_count(self, older_than: float) -> int:
         """How many requests have been ready since before ``older_than`` without a worker taking them."""

@@ -3,7 +3,13 @@
 The outbox (a sorted set) scores each unfinished request with the time from which a worker may take
 it: the submit time, then the end of each lease. Workers pull ready requests from it in batches, so
 a request whose worker died becomes ready again by itself when its lease ends.
+
+A request's audit entries and metrics are written by the same script as the state change they
+describe, so a crash (of a worker or of Redis) can never keep one without the other.
 """
+
+from shared.records.audit_trail import CERTIFICATE_FAILED, WORKER
+from shared.records.metrics import ABANDONED, LATENCY_BUCKETS
 
 # Submit: CA gate check, idempotency claim, PENDING record, outbox entry and drain kick in one step.
 # KEYS: record, outbox, idempotency key or '', drain kick, CA gate or '' (no check), audit stream or ''
@@ -26,12 +32,48 @@ if redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then kicked = 1 end
 return {1, ARGV[1], kicked}
 """
 
+# The words of the audit entries and failure counts the claim and commit scripts write.
+_WORDS = {
+    "WORKER": WORKER,
+    "FAILED_EVENT": CERTIFICATE_FAILED,
+    "ABANDONED": ABANDONED,
+    "BOUNDS": ", ".join(repr(float(b)) for b in LATENCY_BUCKETS),
+}
+
+# Give up a request whose leases all ended without a commit (its worker kept dying): FAILED, counted
+# with the failures by reason, and its audit entry (with the request id IssueCertificate answered,
+# read from the stored request) appended in the same step. Returns that request id.
+_ABANDON = """
+local function request_id_of(raw)
+  local ok, doc = pcall(cjson.decode, raw or '')
+  if ok and type(doc) == 'table' and type(doc.rid) == 'string' then return doc.rid end
+  return '-'
+end
+local function abandon(key, member, max_attempts)
+  local reason = 'Issuance was abandoned after ' .. max_attempts .. ' attempts.'
+  local request_id = request_id_of(redis.call('HGET', key, 'r'))
+  redis.call('HSET', key, 's', 'F', 'e', reason, 'd', ARGV[2])
+  redis.call('HDEL', key, 'r', 'o', 'l')
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HINCRBY', KEYS[5], 'failed:{ABANDONED}', 1)
+  local ca_id, serial = string.match(member, '^(.*):([^:]*)$')
+  local ok, ca = pcall(cjson.decode, redis.call('GET', KEYS[3] .. ca_id) or '')
+  if ok and type(ca) == 'table' and type(ca.Arn) == 'string' then
+    local account = string.match(ca.Arn, '^arn:[^:]*:[^:]*:[^:]*:([^:]*):') or '-'
+    local details = '{{"CertificateArn":"' .. ca.Arn .. '/certificate/' .. serial .. '","Reason":"' .. reason .. '"}}'
+    redis.call('XADD', KEYS[4] .. ca_id, 'MAXLEN', '~', ARGV[5], '*', 'when', ARGV[2], 'event', '{FAILED_EVENT}',
+      'who', '{WORKER}', 'account', account, 'request_id', request_id, 'ca', ca.Arn, 'details', details)
+  end
+  return request_id
+end
+""".format(**_WORDS)
+
 # The body shared by both claims: lease each still-PENDING, unleased member in `members` to ARGV[1].
 _CLAIM_MEMBERS = """
 local now = tonumber(ARGV[2])
 local lease_until = now + tonumber(ARGV[3])
 local max_attempts = tonumber(ARGV[4])
-local out = {}
+local out, abandoned = {}, {}
 for _, member in ipairs(members) do
   local key = KEYS[2] .. member
   local state = redis.call('HMGET', key, 's', 'l')
@@ -39,9 +81,8 @@ for _, member in ipairs(members) do
     if tonumber(state[2] or '0') < now then
       local attempts = redis.call('HINCRBY', key, 'a', 1)
       if attempts > max_attempts then
-        redis.call('HSET', key, 's', 'F', 'e', 'Issuance was abandoned after ' .. max_attempts .. ' attempts.')
-        redis.call('HDEL', key, 'r', 'o', 'l')
-        redis.call('ZREM', KEYS[1], member)
+        table.insert(abandoned, member)
+        table.insert(abandoned, abandon(key, member, max_attempts))
       else
         redis.call('HSET', key, 'o', ARGV[1], 'l', lease_until)
         redis.call('ZADD', KEYS[1], lease_until, member)
@@ -53,39 +94,83 @@ for _, member in ipairs(members) do
     redis.call('ZREM', KEYS[1], member)
   end
 end
-return out
+return {out, abandoned}
 """
 
-# Claim the named members. KEYS: outbox, record prefix. ARGV: owner, now, lease, max attempts, members...
-CLAIM = "local members = {}\nfor i = 5, #ARGV do members[#members + 1] = ARGV[i] end\n" + _CLAIM_MEMBERS
+# Claim the named members.
+# KEYS: outbox, record prefix, CA document prefix, audit stream prefix, outcomes hash.
+# ARGV: owner, now, lease, max attempts, audit MAXLEN, members...
+# Returns {leased, abandoned}: (member, request) pairs now leased to the owner, and (member, request id)
+# pairs of the requests given up after max attempts.
+CLAIM = (
+    _ABANDON
+    + "local members = {}\nfor i = 6, #ARGV do members[#members + 1] = ARGV[i] end\n"
+    + _CLAIM_MEMBERS
+)
 
-# Claim up to ARGV[5] members that are ready now (oldest first). Same KEYS and first four ARGV.
+# Claim up to ARGV[6] members that are ready now (oldest first). Same KEYS, first five ARGV and answer.
 CLAIM_READY = (
-    "local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[5]))\n"
+    _ABANDON
+    + "local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[6]))\n"
     + _CLAIM_MEMBERS
 )
 
 # Commit: write a result only on the PENDING -> ISSUED/FAILED transition, and only for the lease owner.
-# KEYS: outbox, record prefix. ARGV: owner, then (member, 'I'|'F', DER or reason) triples, then now.
+# For each result that takes, in the same step: its audit entry (fields rendered by the caller, appended
+# to the CA's stream with approximate MAXLEN) and its count in the metrics (outcome, failure reason,
+# ARN -> ISSUED latency from the record's submit time). A result that does not take leaves no trace.
+# KEYS: outbox, record prefix, audit stream prefix, latency hash, outcomes hash.
+# ARGV: owner, now, audit MAXLEN, unexpected signing errors, then per result: member, 'I'|'F', DER or
+#       reason, failure reason class ('' if issued), n, and n audit field/value strings (0: no entry).
+# Returns how many results took.
 COMMIT = """
-local done = 0
-for i = 2, #ARGV - 1, 3 do
-  local member = ARGV[i]
+local owner, now = ARGV[1], ARGV[2]
+local bounds = {{{BOUNDS}}}
+local done, issued, sum = 0, 0, 0
+local buckets, failed = {{}}, {{}}
+local i = 5
+while i <= #ARGV do
+  local member, n = ARGV[i], tonumber(ARGV[i + 4])
   local key = KEYS[2] .. member
-  local state = redis.call('HMGET', key, 's', 'o')
-  if state[1] == 'P' and state[2] == ARGV[1] then
+  local state = redis.call('HMGET', key, 's', 'o', 't')
+  if state[1] == 'P' and state[2] == owner then
     if ARGV[i + 1] == 'I' then
-      redis.call('HSET', key, 's', 'I', 'c', ARGV[i + 2], 'd', ARGV[#ARGV])
+      redis.call('HSET', key, 's', 'I', 'c', ARGV[i + 2], 'd', now)
+      local seconds = math.max(0, tonumber(now) - tonumber(state[3] or now))
+      local b = #bounds + 1
+      for j = 1, #bounds do
+        if seconds <= bounds[j] then b = j; break end
+      end
+      buckets[b] = (buckets[b] or 0) + 1
+      sum = sum + seconds
+      issued = issued + 1
     else
-      redis.call('HSET', key, 's', 'F', 'e', ARGV[i + 2], 'd', ARGV[#ARGV])
+      redis.call('HSET', key, 's', 'F', 'e', ARGV[i + 2], 'd', now)
+      local reason = ARGV[i + 3]
+      if reason == '' then reason = 'Other' end
+      failed[reason] = (failed[reason] or 0) + 1
     end
     redis.call('HDEL', key, 'r', 'o', 'l')
     redis.call('ZREM', KEYS[1], member)
+    if n > 0 then
+      local ca_id = string.match(member, '^(.*):[^:]*$')
+      redis.call('XADD', KEYS[3] .. ca_id, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, i + 5, i + 4 + n))
+    end
     done = done + 1
   end
+  i = i + 5 + n
 end
+local errors = tonumber(ARGV[4])
+if errors > 0 then redis.call('HINCRBY', KEYS[5], 'error:unexpected', errors) end
+for b, c in pairs(buckets) do redis.call('HINCRBY', KEYS[4], b, c) end
+if issued > 0 then
+  redis.call('HINCRBY', KEYS[4], 'count', issued)
+  redis.call('HINCRBYFLOAT', KEYS[4], 'sum', string.format('%.6f', sum))
+  redis.call('HINCRBY', KEYS[5], 'issued', issued)
+end
+for reason, c in pairs(failed) do redis.call('HINCRBY', KEYS[5], 'failed:' .. reason, c) end
 return done
-"""
+""".format(**_WORDS)
 
 # Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers.
 # KEYS: record, revoked set, CRL hash, CRL dirty set, then the cached OCSP answers (one per hash).

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from api.app import create_app
-from shared.records import Store, keys, member_of
+from shared.records import Result, Store, keys, member_of
 from shared.records.metrics import LATENCY_BUCKETS
 from shared.settings import load
 from tests.support import private_redis_db
@@ -39,23 +39,22 @@ def _finished(store: Store, serial: str, created: float, seconds: float, ok: boo
     member = member_of(CA, serial)
     assert store.claim([member], "w")
     store.clock.now = created + seconds
-    assert store.commit("w", [(member, ok, b"DER" if ok else b"bad CSR")]) == 1
+    result = Result(member, ok, b"DER" if ok else b"bad CSR", "" if ok else "MalformedCSR")
+    assert store.commit("w", [result]) == 1
     return member
 
 
-def test_a_batch_is_counted_once_with_its_latencies_and_reasons(store):
+def test_commits_count_what_took_with_latencies_and_reasons(store):
     t0 = store.clock.now
-    fast = _finished(store, "a1", t0, 0.04)
-    slow = _finished(store, "a2", t0, 7.0)
-    very_slow = _finished(store, "a3", t0, 4000.0)
-    refused = _finished(store, "a4", t0, 1.0, ok=False)
+    _finished(store, "a1", t0, 0.04)
+    _finished(store, "a2", t0, 7.0)
+    _finished(store, "a3", t0, 4000.0)
+    _finished(store, "a4", t0, 1.0, ok=False)
     store.clock.now = t0
     store.submit_certificate(CA, "111122223333", "a5", b"req", None)
-    pending = member_of(CA, "a5")
-    batch = [(fast, ""), (slow, ""), (very_slow, ""), (refused, "MalformedCSR"), (pending, "")]
+    assert store.commit("w", [Result(member_of(CA, "a5"), True, b"DER")], unexpected_errors=2) == 0
 
-    assert store.observe_batch(batch, unexpected_errors=2) == 4  # the pending one is not finished
-    snap = store.metrics_snapshot()
+    snap = store.metrics_snapshot()  # a5 is not leased to "w": its result did not take, not counted
     assert snap.issued == 3 and snap.failures == {"MalformedCSR": 1} and snap.unexpected_errors == 2
     assert snap.latency_count == 3 and snap.latency_sum == pytest.approx(4007.04, abs=0.01)
     expected = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -65,11 +64,14 @@ def test_a_batch_is_counted_once_with_its_latencies_and_reasons(store):
     assert snap.latency_buckets == expected
 
 
-def test_written_by_tells_which_results_a_partial_commit_wrote(store):
-    mine = _finished(store, "c1", store.clock.now, 1.0)  # committed with b"DER"
-    theirs = _finished(store, "c2", store.clock.now, 1.0, ok=False)  # committed FAILED with b"bad CSR"
-    results = [(mine, True, b"DER"), (theirs, True, b"another DER"), (member_of(CA, "none"), True, b"DER")]
-    assert store.written_by(results) == [mine]
+def test_a_result_committed_twice_is_counted_once_and_a_failure_without_reason_is_other(store):
+    member = _finished(store, "c1", store.clock.now, 1.0)
+    assert store.commit("w", [Result(member, True, b"DER again")]) == 0  # a redelivered batch
+    store.submit_certificate(CA, "111122223333", "c2", b"req", None)
+    assert store.claim([member_of(CA, "c2")], "w")
+    assert store.commit("w", [(member_of(CA, "c2"), False, b"why")]) == 1  # a plain triple: no reason
+    snap = store.metrics_snapshot()
+    assert snap.issued == 1 and snap.latency_count == 1 and snap.failures == {"Other": 1}
 
 
 def test_the_snapshot_reads_the_outbox_workers_and_queue(store):
