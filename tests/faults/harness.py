@@ -289,12 +289,10 @@ class Audit:
         """ARNs handed out with no record behind them."""
         return self.handed_out - set(self.records)
 
-    def problems(self, every_event: bool = True) -> list[str]:
-        """Everything that breaks invariants 1 and 2 for the ARNs handed out (empty when all is well).
-
-        ``every_event``: also require one audit entry per certificate (not when Redis was killed: an
-        entry is appended just after its commit, and is lost, not doubled, if Redis dies in between).
-        """
+    def problems(self) -> list[str]:
+        """Everything that breaks invariants 1 and 2 for the ARNs handed out (empty when all is well),
+        and any certificate without exactly one issuance entry in the audit trail (the commit writes
+        the entry with the result, in one step, so no fault may separate them)."""
         out = []
         if self.lost:
             out.append(f"{len(self.lost)} ARNs handed out have no record: {sorted(self.lost)[:3]}")
@@ -319,7 +317,7 @@ class Audit:
         if len(serials) != len(set(serials)):
             out.append(f"{len(serials) - len(set(serials))} serials repeat")
         doubled = {m: n for m, n in self.issued_events.items() if m in self.handed_out and n != 1}
-        missing = self.handed_out & set(self.records) - set(self.issued_events) if every_event else set()
+        missing = self.handed_out & set(self.records) - set(self.issued_events)
         if doubled or missing:
             out.append(
                 f"issuance events per ARN: {len(doubled)} not exactly one ({list(doubled.items())[:3]}), "
