@@ -1,4 +1,4 @@
-# The pcaq image: both the API (gunicorn) and the worker (celery) run from it; see docker-compose.yml.
+# The pcaq image: both the API (granian) and the worker (celery) run from it; see docker-compose.yml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,4 +18,4 @@ RUN pip install . \
 USER pcaq
 EXPOSE 8080
 # The Procfile's web line; docker-compose.yml runs the worker line in the same image.
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-", "api.app:create_app()"]
+CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8080", "--workers", "2", "--blocking-threads", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--respawn-failed-workers", "--factory", "api.app:create_app"]

@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 from cryptography.x509.ocsp import OCSPResponseStatus
 from flask import Blueprint, Response, request, send_file
 
-from api.auth import http_request
+from api import wire
 from api.sigv4 import SigV4Verifier
 from shared.audit_reports import object_path
 from shared.credentials import Credentials
@@ -124,7 +124,9 @@ def distribution_blueprint(
             return _s3_error(400, "InvalidArgument", "The bucket or key is not valid.", resource)
         if s3_verifier is not None:
             try:
-                account = s3_verifier.verify(http_request(request)).credential.account
+                account = s3_verifier.verify(
+                    wire.http_request(request.environ, request.get_data())
+                ).credential.account
             except AuthenticationFailed as exc:
                 return _s3_error(403, "AccessDenied", exc.message, resource)
             parts = key.split("/")

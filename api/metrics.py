@@ -1,7 +1,7 @@
 """``GET /metrics`` in the Prometheus text format: the API's request counters and the service's state.
 
-Request counters live in this process (no Redis round trip on the request path). gunicorn runs
-several API processes, so with ``PROMETHEUS_MULTIPROC_DIR`` set (``pcaq up`` and docker-compose.yml
+Request counters live in this process (no Redis round trip on the request path). The API runs
+several processes, so with ``PROMETHEUS_MULTIPROC_DIR`` set (``pcaq up`` and docker-compose.yml
 set it) every process writes its counters to that folder and any of them answers a scrape with the
 sum; without it each process reports its own. Everything else is read from Redis at scrape time:
 issuance outcomes and ARN -> ISSUED latency (written by the workers once per batch), the outbox, live

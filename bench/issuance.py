@@ -27,9 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
@@ -41,6 +39,7 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import load  # noqa: E402
 from shared import keys  # noqa: E402
 from shared.cli import api_args, worker_args  # noqa: E402
 
@@ -143,7 +142,7 @@ class Client:
 
 
 class Stack:
-    """Redis, the API (gunicorn) and Celery workers as separate processes the bench can start and stop."""
+    """Redis, the API (granian) and Celery workers as separate processes the bench can start and stop."""
 
     def __init__(self, redis_url: str | None, workdir: Path):
         self.workdir = workdir
@@ -191,7 +190,7 @@ class Stack:
         argv = [
             sys.executable,
             "-m",
-            "gunicorn",
+            "granian",
             *api_args("127.0.0.1", self.port),
         ]  # the Procfile's web line
         self.procs["api"] = subprocess.Popen(
@@ -288,58 +287,51 @@ def submit_all(
     port: int, ca_arn: str, signing: str, csrs: list[bytes], connections: int = 8
 ) -> tuple[list[str], list[float], float]:
     """IssueCertificate for every CSR from ``connections`` keep-alive connections: ARNs, latencies, seconds."""
-    bodies = [
-        {
-            "CertificateAuthorityArn": ca_arn,
-            "Csr": base64.b64encode(c).decode(),
-            "SigningAlgorithm": signing,
-            "Validity": {"Value": 30, "Type": "DAYS"},
-        }
+    requests = [
+        load.encode(
+            port,
+            "IssueCertificate",
+            {
+                "CertificateAuthorityArn": ca_arn,
+                "Csr": base64.b64encode(c).decode(),
+                "SigningAlgorithm": signing,
+                "Validity": {"Value": 30, "Type": "DAYS"},
+            },
+        )
         for c in csrs
     ]
-    arns: list[str] = [""] * len(bodies)
-    latencies: list[float] = [0.0] * len(bodies)
+    arns: list[str] = [""] * len(requests)
 
-    def run(worker: int) -> None:
-        client = Client(port)
-        for i in range(worker, len(bodies), connections):
-            t0 = time.perf_counter()
-            status, out = client.call("IssueCertificate", bodies[i])
-            latencies[i] = time.perf_counter() - t0
-            if status != 200:
-                raise SystemExit(f"IssueCertificate failed: {status} {out}")
-            arns[i] = out["CertificateArn"]
+    def answered(i: int, status: int, body: bytes) -> bool:
+        if status != 200:
+            raise SystemExit(f"IssueCertificate failed: {status} {body[:300]!r}")
+        arns[i] = json.loads(body)["CertificateArn"]
+        return True
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(connections) as pool:
-        list(pool.map(run, range(connections)))
+    latencies = load.run(port, requests, answered, connections)
     return arns, latencies, time.perf_counter() - start
 
 
-def poll_all(port: int, ca_arn: str, arns: list[str], connections: int = 8) -> None:
-    """GetCertificate until every ARN answers with a certificate."""
-    pending = list(arns)
-    lock = threading.Lock()
+def poll_all(port: int, ca_arn: str, arns: list[str], connections: int = 8) -> int:
+    """GetCertificate until every ARN answers with a certificate; returns how many calls it took."""
+    requests = [
+        load.encode(port, "GetCertificate", {"CertificateAuthorityArn": ca_arn, "CertificateArn": arn})
+        for arn in arns
+    ]
+    calls = 0
 
-    def run(_: int) -> None:
-        client = Client(port)
-        while True:
-            with lock:
-                if not pending:
-                    return
-                arn = pending.pop()
-            while True:
-                status, out = client.call(
-                    "GetCertificate", {"CertificateAuthorityArn": ca_arn, "CertificateArn": arn}
-                )
-                if status == 200:
-                    break
-                if out.get("__type") != "RequestInProgressException":
-                    raise SystemExit(f"GetCertificate failed: {out}")
-                time.sleep(0.05)
+    def answered(i: int, status: int, body: bytes) -> bool:
+        nonlocal calls
+        calls += 1
+        if status == 200:
+            return True
+        if b"RequestInProgressException" not in body:
+            raise SystemExit(f"GetCertificate failed: {status} {body[:300]!r}")
+        return False
 
-    with ThreadPoolExecutor(connections) as pool:
-        list(pool.map(run, range(connections)))
+    load.run(port, requests, answered, connections)
+    return calls
 
 
 def pending(stack: Stack) -> int:
@@ -370,7 +362,7 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
     start = time.perf_counter()
     signing = CA_SIGNING[ca_algorithm]
     arns, latencies, submit_seconds = submit_all(stack.port, ca_arn, signing, csrs)
-    poll_all(stack.port, ca_arn, arns)
+    polls = poll_all(stack.port, ca_arn, arns)
     e2e_seconds = time.perf_counter() - start
     per_record = (stack.r.info("memory")["used_memory"] - used_before) / len(arns)
     sample = stack.r.memory_usage("pcaq:cert:" + arns[0].split("/")[1] + ":" + arns[0].rsplit("/", 1)[1])
@@ -390,6 +382,7 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
         "bytes_per_record": per_record,
         "record_key_bytes": sample,
         "count": len(arns),
+        "polls_per_cert": polls / len(arns),
         "drain_count": drain_count,
     }
 

@@ -231,7 +231,7 @@ class Supervisor:
         running = [c for c in self._children if c.proc is not None and not c.exited()]
         for child in running:
             assert child.proc is not None
-            # To the leader only: gunicorn and celery stop their own workers gracefully on SIGTERM.
+            # To the leader only: granian and celery stop their own workers gracefully on SIGTERM.
             os.kill(child.proc.pid, signal.SIGTERM)  # not Popen.send_signal: that may reap the leader
         deadline = time.monotonic() + self._stop_timeout
         # Stopping on a signal: a second one kills now (also one that came before we got here).

@@ -148,7 +148,7 @@ def pcaq_argv(*args: str) -> list[str]:
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """This process's environment, cleared of pcaq settings, with a private data folder.
 
-    The interpreter's own bin folder goes first on PATH so that ``gunicorn`` and ``celery`` in a
+    The interpreter's own bin folder goes first on PATH so that ``granian`` and ``celery`` in a
     Procfile line are the ones installed for this interpreter.
     """
     env = {k: v for k, v in os.environ.items() if not (k.startswith("PCAQ_") or k == "REDIS_URL")}
@@ -222,7 +222,7 @@ class Stack:
         """The live children of ``pcaq up`` by role: ``api``, ``worker`` and, if embedded, ``redis``."""
         roles = {}
         for info in children(self.proc.pid):
-            for role, marker in (("api", "gunicorn"), ("worker", "celery"), ("redis", "redis-server")):
+            for role, marker in (("api", "granian"), ("worker", "celery"), ("redis", "redis-server")):
                 if marker in info.cmdline:
                     roles[role] = info.pid
         return roles

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from email.message import Message
 
 import pytest
 import redis
@@ -301,16 +302,16 @@ def test_idempotent_creation(pca):
 
 
 def test_wire_errors(pca, stack):
-    def post(target: str | None, body: bytes) -> tuple[int, dict, dict]:
+    def post(target: str | None, body: bytes) -> tuple[int, Message, dict]:
         headers = {"Content-Type": "application/x-amz-json-1.1"}
         if target:
             headers["X-Amz-Target"] = target
         req = urllib.request.Request(stack.endpoint_url + "/", data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, dict(resp.headers), json.loads(resp.read() or b"{}")
+                return resp.status, resp.headers, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers), json.loads(err.read())
+            return err.code, err.headers, json.loads(err.read())
 
     status, headers, body = post("ACMPrivateCA.NoSuchOperation", b"{}")
     assert (status, body["__type"]) == (400, "UnknownOperationException")

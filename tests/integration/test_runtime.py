@@ -77,7 +77,7 @@ def test_procfile_runs_what_pcaq_up_runs():
     assert set(lines) == {"web", "worker"}
     assert "${PORT:-8080}" in lines["web"], "web must listen on $PORT (8080 by default)"
     web = shlex.split(lines["web"].replace("${PORT:-8080}", "8080"))
-    assert web == ["gunicorn", *api_args("0.0.0.0", 8080)]
+    assert web == ["granian", *api_args("0.0.0.0", 8080)]
     assert shlex.split(lines["worker"]) == ["celery", *worker_args()]
     assert "-B" not in shlex.split(lines["worker"]), "no celery beat: the sweeper runs inside the worker"
 
@@ -124,6 +124,8 @@ def test_dockerfile_installs_the_package_and_drops_root():
     assert "pip install ." in text
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
+    assert cmd == ["granian", *api_args("0.0.0.0", 8080)], "the image runs the Procfile's web line"
 
 
 def test_redact_hides_only_the_password():
@@ -331,7 +333,7 @@ def test_procfile_web_and_worker_serve_on_redis(tmp_path, redis_base_url):
             stopped = [_stop_group(p) for p in (web, worker) if p is not None]
         assert stopped == [True, True], log_path.read_text()
         log = log_path.read_text()
-        assert "Shutting down: Master" in log and "Warm shutdown" in log, log
+        assert "Granian shutdown completed" in log and "Warm shutdown" in log, log
 
 
 # -- pcaq up --------------------------------------------------------------------------------------
@@ -411,7 +413,7 @@ def test_pcaq_up_refuses_a_malformed_master_key(tmp_path):
 
 
 def test_pcaq_up_without_redis_server_falls_back_to_fakeredis(tmp_path):
-    # A fresh machine: nothing on PATH but this Python (pcaq up starts gunicorn and celery through it).
+    # A fresh machine: nothing on PATH but this Python (pcaq up starts granian and celery through it).
     bare_path = str(Path(sys.executable).parent)
     assert shutil.which("redis-server", path=bare_path) is None
     with running_stack(tmp_path, env={"PATH": bare_path}) as stack:
