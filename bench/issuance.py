@@ -147,24 +147,15 @@ class Stack:
     def __init__(self, redis_url: str | None, workdir: Path):
         self.workdir = workdir
         self.procs: dict[str, subprocess.Popen] = {}
-        if redis_url is None:
-            port = free_port()
+        if redis_url is None:  # like pcaq up's embedded Redis: a Unix socket, nothing on disk
+            sock = workdir / "redis.sock"
             self.procs["redis"] = subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
+                ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+                 "--save", "", "--appendonly", "no"],
                 cwd=workdir,
                 stdout=subprocess.DEVNULL,
-            )
-            redis_url = f"redis://127.0.0.1:{port}/0"
+            )  # fmt: skip
+            redis_url = f"unix://{sock}?db=0"
         self.redis_url = redis_url
         self.r = redis.Redis.from_url(redis_url)
         wait_for(self._redis_up, 10, "Redis")

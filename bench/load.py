@@ -65,11 +65,13 @@ def run(
     """Send every request over ``connections`` keep-alive connections; returns each one's latency.
 
     ``on_answer(index, status, body)`` returns True when request ``index`` is done, False to send it
-    again ``retry_after`` seconds later (polling a certificate that is still being issued).
+    again. A False (a certificate still being issued) also pauses sending for ``retry_after`` seconds:
+    requests are sent in the order they were issued and workers sign in that order too, so the ones
+    behind it are not ready either.
     """
     latencies = [0.0] * len(requests)
     ready: deque[int] = deque(range(len(requests)))
-    later: deque[tuple[float, int]] = deque()  # (when, index), in time order
+    hold_until = 0.0
     sel = selectors.DefaultSelector()
     idle: list[_Conn] = []
     for _ in range(connections):
@@ -82,14 +84,12 @@ def run(
     try:
         while outstanding:
             now = time.perf_counter()
-            while later and later[0][0] <= now:
-                ready.append(later.popleft()[1])
-            while idle and ready:
+            while idle and ready and now >= hold_until:
                 conn = idle.pop()
                 conn.job = ready.popleft()
                 conn.sent_at = time.perf_counter()
                 conn.sock.sendall(requests[conn.job])
-            timeout = max(0.0, later[0][0] - now) if later and idle else None
+            timeout = max(0.0, hold_until - now) if ready and idle else None
             for key, _ in sel.select(timeout):
                 conn = key.data
                 chunk = conn.sock.recv(65536)
@@ -105,7 +105,8 @@ def run(
                 if on_answer(conn.job, status, body):
                     outstanding -= 1
                 else:
-                    later.append((time.perf_counter() + retry_after, conn.job))
+                    ready.appendleft(conn.job)
+                    hold_until = time.perf_counter() + retry_after
                 conn.job = -1
                 idle.append(conn)
     finally:

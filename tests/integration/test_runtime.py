@@ -261,7 +261,9 @@ def test_supervisor_kills_at_once_on_a_second_stop_request(tmp_path):
 def test_embedded_redis_server_is_private_durable_and_locked(tmp_path):
     with er.embedded_redis(tmp_path, er.REDIS_SERVER) as running:
         assert running.kind == er.REDIS_SERVER
-        assert running.url.startswith("redis://127.0.0.1:")
+        sock = (tmp_path / "redis" / "redis.sock").resolve()
+        assert running.url == f"unix://{sock}?db=0"  # the socket: half the CPU of loopback TCP
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o700, "only pcaq's own user may open the socket"
         client = redis.Redis.from_url(running.url, decode_responses=True)
         config = {k: v for p in ("appendonly", "appendfsync", "maxmemory-policy", "bind", "dir", "save")
                   for k, v in client.config_get(p).items()}  # fmt: skip
