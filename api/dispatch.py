@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
@@ -32,9 +33,33 @@ _unavailable_log = logs.Every(5.0)  # during a Redis outage: one line per 5 s, n
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
+class _RandomPool:
+    """``os.urandom`` bytes drawn 4 KiB at a time (a system call per request costs more than a UUID).
+
+    Refilled in a forked child, so no two processes ever hand out the same bytes.
+    """
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self.lock = threading.Lock()
+        self.pid = -1
+        self.buf = b""
+        self.at = 0
+
+    def take(self, n: int) -> bytes:
+        with self.lock:
+            if self.pid != os.getpid() or self.at + n > len(self.buf):
+                self.pid, self.buf, self.at = os.getpid(), os.urandom(self.size), 0
+            self.at += n
+            return self.buf[self.at - n : self.at]
+
+
+_random = _RandomPool()
+
+
 def new_request_id() -> str:
     """A random (version 4) UUID, the form AWS uses for ``x-amzn-RequestId``."""
-    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+    return str(uuid.UUID(bytes=_random.take(16), version=4))
 
 
 class ApiCalls:
