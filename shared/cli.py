@@ -50,7 +50,8 @@ def api_args(host: str, port: int | str) -> list[str]:
     Two processes, each serving one request at a time on one Python thread: HTTP is parsed in Rust
     and no GIL hand-off happens between request threads, which on the machines we measure costs more
     than the request itself (see README, "Where the time goes"). A process that dies is replaced.
-    No access log by default (it costs more than routing a request); ``GRANIAN_LOG_ACCESS_ENABLED=1``
+    Request headers are bounded at 64 KiB (SigV4's need a few hundred bytes); bodies by
+    ``PCAQ_MAX_BODY_BYTES`` in the application. No access log by default (it costs more than routing a request); ``GRANIAN_LOG_ACCESS_ENABLED=1``
     turns it on.
     """
     return [
@@ -62,6 +63,7 @@ def api_args(host: str, port: int | str) -> list[str]:
         "--runtime-mode", "st",
         "--runtime-threads", "1",
         "--respawn-failed-workers",
+        "--http1-buffer-size", "65536",  # request line and headers: at most 64 KiB (431 past it)
         "--factory",
         API_APP,
     ]  # fmt: skip

@@ -437,10 +437,10 @@ def test_bodies_over_the_limit_are_413_even_chunked(stack):
 
 def test_oversized_headers_are_400_not_a_crash(stack):
     target = {"X-Amz-Target": "ACMPrivateCA.ListCertificateAuthorities"}
-    status, _ = _raw(stack, {**target, "X-Big": "a" * 20_000})
-    assert 400 <= status < 500
+    status, _ = _raw(stack, {**target, "X-Big": "a" * 70_000})  # over the server's 64 KiB for headers
+    assert status in (0, 431), status  # 0: the server answered 431 and closed while we still sent
     status, _ = _raw(stack, {**target, **{f"X-Many-{i}": "v" for i in range(150)}})
-    assert 400 <= status < 500
+    assert status == 431
     status, _ = _raw(stack, {**target, "Authorization": "AWS4-HMAC-SHA256 " + "x" * 7000})
     assert 400 <= status < 500
     assert client(stack).list_certificate_authorities()  # still serving
