@@ -39,7 +39,7 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import load  # noqa: E402
+from bench import cpu, load  # noqa: E402
 from shared import keys  # noqa: E402
 from shared.cli import api_args, worker_args  # noqa: E402
 
@@ -350,11 +350,15 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
     stack.start_workers(1)
     ca_arn = activate_root(Client(stack.port), ca_algorithm)
     used_before = stack.r.info("memory")["used_memory"]
+    roots = {name: proc.pid for name, proc in stack.procs.items()}
+    cpu_before = cpu.snapshot(roots) | {"clients": time.process_time()}  # the clients: this process
     start = time.perf_counter()
     signing = CA_SIGNING[ca_algorithm]
     arns, latencies, submit_seconds = submit_all(stack.port, ca_arn, signing, csrs)
     polls = poll_all(stack.port, ca_arn, arns)
     e2e_seconds = time.perf_counter() - start
+    cpu_after = cpu.snapshot(roots) | {"clients": time.process_time()}
+    cpu_us = {name: 1e6 * (cpu_after[name] - cpu_before[name]) / len(arns) for name in cpu_after}
     per_record = (stack.r.info("memory")["used_memory"] - used_before) / len(arns)
     sample = stack.r.memory_usage("pcaq:cert:" + arns[0].split("/")[1] + ":" + arns[0].rsplit("/", 1)[1])
     drain_csrs = (csrs * (drain_count // len(csrs) + 1))[:drain_count]
@@ -374,6 +378,8 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
         "record_key_bytes": sample,
         "count": len(arns),
         "polls_per_cert": polls / len(arns),
+        "cpu_us_per_cert": cpu_us,  # end to end, by process tree (the clients are this process)
+        "cpu_us_available": 1e6 * e2e_seconds * (os.cpu_count() or 1) / len(arns),
         "drain_count": drain_count,
     }
 
@@ -393,6 +399,14 @@ def report(rows: list[dict]) -> None:
             f"{r['drain2']:>9.0f}{r['drain2'] / r['drain1']:>6.2f}{r['record_key_bytes']:>7}"
         )
     print("targets: e2e/raw >= 0.50, d1/raw >= 0.85, d2/d1 >= 1.7, p99 < 10 ms, B/rec < 2500")
+    print("\nend to end, CPU per certificate (us) by process tree, against one raw-loop certificate:")
+    for r in rows:
+        parts = ", ".join(f"{name} {us:.0f}" for name, us in r["cpu_us_per_cert"].items())
+        used = sum(r["cpu_us_per_cert"].values())
+        print(
+            f"{r['ca']:<14}{parts}; total {used:.0f} of {r['cpu_us_available']:.0f} available;"
+            f" raw loop {1e6 / r['raw']:.0f}; GetCertificate calls per certificate {r['polls_per_cert']:.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,3 +26,5 @@ def test_bench_quick_prints_every_figure():
         assert row[figure] > 0, figure
     assert row["count"] == 100 and row["drain_count"] == 200
     assert "e2e/raw" in proc.stdout and "targets:" in proc.stdout
+    assert set(row["cpu_us_per_cert"]) == {"redis", "api", "worker", "clients"}  # where the time went
+    assert row["cpu_us_per_cert"]["worker"] > 0 and row["polls_per_cert"] >= 1.0
