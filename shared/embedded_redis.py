@@ -89,7 +89,9 @@ def _redis_server(binary: str, folder: Path) -> Iterator[EmbeddedRedis]:
         stack.enter_context(_folder_lock(folder))
         _stop_orphan(folder)
         proc, port = _start_redis_server(binary, folder)
-        stack.callback(_stop_redis_server, proc)
+        keeper = _Keeper(binary, folder, port, proc)
+        stack.callback(keeper.stop)
+        keeper.start()
         log.info("embedded redis-server (pid %d) on 127.0.0.1:%d, data in %s", proc.pid, port, folder)
         sock = _socket_path(folder)
         # The socket when there is one: a command over it costs about half the CPU of one over TCP.
@@ -156,17 +158,68 @@ def _redis_server_argv(binary: str, folder: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+class _Keeper(threading.Thread):
+    """Starts the embedded redis-server again, on the same data, port and socket, when it dies.
+
+    A single-machine install heals itself: while Redis is gone the API answers 503 and the workers
+    retry their connection; once it is back (its append-only file replayed) both carry on.
+    """
+
+    def __init__(self, binary: str, folder: Path, port: int, proc: subprocess.Popen):
+        super().__init__(name="embedded-redis-keeper", daemon=True)
+        self.binary, self.folder, self.port, self.proc = binary, folder, port, proc
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            status = self.proc.wait()
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                log.warning(
+                    "embedded redis-server (pid %d) exited with status %s; starting it again on %s",
+                    self.proc.pid, status, self.folder,
+                )  # fmt: skip
+                self.proc = self._restart()
+
+    def _restart(self) -> subprocess.Popen:
+        delay = _POLL
+        while True:  # keep trying: without Redis nothing works, and a transient cause may pass
+            proc = _spawn(self.binary, self.folder, self.port)
+            try:
+                _wait_for_ping(proc, self.port)
+                log.info("embedded redis-server (pid %d) is back on 127.0.0.1:%d", proc.pid, self.port)
+                return proc
+            except EmbeddedRedisError as exc:
+                _stop_redis_server(proc)
+                log.error("embedded redis-server did not start again (%s); retrying", exc)
+                if self.stopping.wait(delay):
+                    return proc
+                delay = min(delay * 2, 5.0)
+
+    def stop(self) -> None:
+        """Stop the current redis-server for good (flushing its append-only file)."""
+        with self.lock:
+            self.stopping.set()
+            _stop_redis_server(self.proc)
+
+
+def _spawn(binary: str, folder: Path, port: int) -> subprocess.Popen:
+    # Own process group: a Ctrl-C at the terminal must not stop Redis before the workers are stopped.
+    return subprocess.Popen(
+        _redis_server_argv(binary, folder, port),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        process_group=0,
+    )
+
+
 def _start_redis_server(binary: str, folder: Path) -> tuple[subprocess.Popen, int]:
     last_error = ""
     for _ in range(3):  # the free port may be taken between our probe and redis's bind: try another
         port = free_port()
-        # Own process group: a Ctrl-C at the terminal must not stop Redis before the workers are stopped.
-        proc = subprocess.Popen(
-            _redis_server_argv(binary, folder, port),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            process_group=0,
-        )
+        proc = _spawn(binary, folder, port)
         try:
             _wait_for_ping(proc, port)
             return proc, port

@@ -371,6 +371,22 @@ def test_pcaq_up_runs_heals_and_stops_cleanly(tmp_path):
         wait_until(lambda: descendants(new_worker), what="the new worker's pool")
         assert http_status(stack.endpoint_url + "/readyz") == 200
 
+        # The embedded Redis killed outright comes back on the same data, and the service with it.
+        client = redis.Redis.from_url(stack.redis_url)
+        client.set("pcaq:test:survives", "1")  # answered, so in the append-only file (page cache)
+        client.close()
+        os.kill(pids["redis"], signal.SIGKILL)
+        new_redis = wait_until(
+            lambda: (p := redis_servers_on(stack.data_dir / "redis")) and p[0] != pids["redis"] and p[0],
+            what="the embedded Redis to be started again",
+        )
+        wait_until(lambda: http_status(stack.endpoint_url + "/readyz") == 200, what="ready again")
+        client = redis.Redis.from_url(stack.redis_url)
+        assert client.get("pcaq:test:survives") == b"1"
+        client.close()
+        assert "exited with status -9; starting it again" in stack.log()
+        pids["redis"] = new_redis
+
         # SIGTERM stops every child and the embedded Redis.
         stack.remember_groups()
         os.kill(stack.proc.pid, signal.SIGTERM)
