@@ -13,7 +13,9 @@ Two sources:
 
 The worker calls :func:`refresh_blocklist` once per batch (one GET of a version counter; the set is
 read again only when it changed) and ``certificates.check_csr`` calls :func:`check_public_key`.
-Verdicts are cached per key fingerprint, so a key seen again costs one SHA-256.
+Verdicts are cached per key fingerprint, so a key seen again costs one SHA-256. When no list could
+name the key (the operator's blocklist is empty and badkeys' is not installed) and badkeys has no
+other check for its type (every type but RSA), there is nothing to look up: no fingerprint is taken.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ class KeyBlocklist:
 
     def __len__(self) -> int:
         return len(self._from_file | self._from_store)
+
+    @property
+    def empty(self) -> bool:
+        """True when neither the file nor the Redis set names any key."""
+        return not self._from_file and not self._from_store
 
     def refresh(self, path: Path | None, store: Any | None) -> None:
         """Re-read the file if it changed (by mtime and size) and the set if its version moved.
@@ -219,6 +226,12 @@ def check_public_key(public_key: Any) -> None:
     """Refuse (InvalidArgument, with the reason) a key on a blocklist or with a known weakness."""
     if _operator_blocklist.error:
         raise InvalidArgument(_operator_blocklist.error)
+    if (
+        _operator_blocklist.empty
+        and not isinstance(public_key, rsa.RSAPublicKey)
+        and not badkeys_blocklist_available()
+    ):
+        return  # no list to look the key up in, and badkeys checks only RSA keys otherwise
     fingerprint = spki_fingerprint(public_key)
     if fingerprint in _operator_blocklist:
         raise InvalidArgument(
