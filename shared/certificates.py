@@ -20,7 +20,10 @@ RFC 5280 linter flags wildcard DNS names and URIs without a dotted host (SPIFFE 
 are still issued.
 
 The hot path is :func:`build_certificate`: an :class:`Issuer` caches everything derived from the CA
-certificate, so build one Issuer per CA and reuse it for a whole batch.
+certificate, and per (template, subject key algorithm, CDP and OCSP URLs) the template layer, already
+checked and conformed and built as extension objects, so build one Issuer per CA and reuse it for a
+whole batch. Per certificate the CSR's key is loaded once (:func:`check_csr` hands it, its subject and
+its extensions to the builder); only the SKI and what the API and CSR layers add are checked anew.
 """
 
 from __future__ import annotations
@@ -29,17 +32,19 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import (
     AuthorityInformationAccessOID,
     ExtendedKeyUsageOID,
     ExtensionOID,
     NameOID,
     ObjectIdentifier,
+    SignatureAlgorithmOID,
 )
 
 from shared import key_checks, keys, profiles, subjects
@@ -61,6 +66,7 @@ _CSR_NEVER = frozenset(
 _SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME
 _KU = ExtensionOID.KEY_USAGE
 _EKU = ExtensionOID.EXTENDED_KEY_USAGE
+_SKI = ExtensionOID.SUBJECT_KEY_IDENTIFIER
 # Criticality RFC 5280 (and pkilint) fixes whatever the CSR or API asked for.
 _MUST_BE_CRITICAL = frozenset({_KU, ExtensionOID.NAME_CONSTRAINTS})
 _MUST_NOT_BE_CRITICAL = frozenset(
@@ -75,6 +81,7 @@ _MUST_NOT_BE_CRITICAL = frozenset(
         ObjectIdentifier("1.2.840.113549.1.9.15"),  # S/MIME capabilities (RFC 4262)
     }
 )
+_FIXED_CRITICALITY = _MUST_BE_CRITICAL | _MUST_NOT_BE_CRITICAL
 # Extensions that only make sense in (and RFC 5280 allows only in) CA certificates.
 _CA_ONLY = {
     ExtensionOID.NAME_CONSTRAINTS: "NameConstraints",
@@ -84,6 +91,16 @@ _CA_ONLY = {
 }
 
 _Layer = dict[ObjectIdentifier, tuple[x509.ExtensionType, bool]]
+_LAYER_CACHE_SIZE = 256  # template layers an Issuer keeps (templates x key algorithms x URLs in use)
+
+# ECDSA self-signatures are verified with the key check_csr already loaded: the same call cryptography's
+# is_signature_valid makes (public_key.verify(signature, TBS, ECDSA(hash))) without loading the key
+# a second time. Every other signature algorithm goes through is_signature_valid.
+_ECDSA = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
+}
 
 
 @dataclass
@@ -117,6 +134,7 @@ class Issuer:
     aki: x509.AuthorityKeyIdentifier = field(init=False, repr=False)
     path_length: int | None = field(init=False)
     _sign_kwargs: dict[str, dict] = field(init=False, default_factory=dict, repr=False)
+    _layers: dict[tuple, _TemplateLayer] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         public_key = self.private_key.public_key()
@@ -146,6 +164,44 @@ class Issuer:
             kwargs = self._sign_kwargs[signing_algorithm] = keys.sign_kwargs(signing_algorithm)
         return kwargs
 
+    def template_layer(
+        self, profile: Profile, key_alg: str, crl_url: str | None, ocsp_url: str | None
+    ) -> _TemplateLayer:
+        """The template layer for a subject key of ``key_alg``, built once per (template, key
+        algorithm, URLs) and kept (it depends on nothing else of the request)."""
+        cache_key = (profile.name, key_alg, crl_url, ocsp_url)
+        layer = self._layers.get(cache_key)
+        if layer is None:
+            if len(self._layers) >= _LAYER_CACHE_SIZE:
+                self._layers.clear()
+            layer = self._layers[cache_key] = _template_layer(profile, self, key_alg, crl_url, ocsp_url)
+        return layer
+
+
+class CheckedCSR(NamedTuple):
+    """What :func:`check_csr` read from a CSR it accepted, so that the builder does not read it again."""
+
+    public_key: Any
+    key_algorithm: str  # ``keys.key_algorithm_of`` the public key
+    subject: x509.Name
+    extensions: x509.Extensions
+
+
+@dataclass(frozen=True)
+class _TemplateLayer:
+    """The extensions a template fixes for one issuer, subject key algorithm and pair of URLs.
+
+    ``entries`` are already conformed (criticality, CA-only extensions, EKU timeStamping) and, when the
+    template fixes the KeyUsage, already checked against the key and the certificate type
+    (``ku_checked``): neither depends on the certificate's subject nor on the other layers. The SKI
+    slot holds a placeholder (the SKI is the subject key's); ``built`` holds the other entries as
+    ``x509.Extension`` objects, used as long as an entry is still the very tuple of ``entries``.
+    """
+
+    entries: _Layer
+    built: dict[ObjectIdentifier, x509.Extension]
+    ku_checked: bool
+
 
 def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
     """Exactly one PKCS#10 CSR, PEM or DER (base64 of the wire already removed). No signature check."""
@@ -163,9 +219,9 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
         ) from None
 
 
-def check_csr(csr: x509.CertificateSigningRequest) -> None:
+def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
     """Key policy (InvalidArgument: ``_CSR_KEYS`` only, no weak or blocklisted key: ``key_checks``), then
-    structure and self-signature (MalformedCSR)."""
+    structure and self-signature (MalformedCSR). Returns the key, its algorithm, subject and extensions."""
     try:
         public_key = csr.public_key()
         key_algorithm = keys.key_algorithm_of(public_key)
@@ -181,13 +237,26 @@ def check_csr(csr: x509.CertificateSigningRequest) -> None:
         raise InvalidArgument(f"The CSR's key {key_algorithm} is not supported; use {_CSR_KEYS}.")
     key_checks.check_public_key(public_key)  # before the signature: a weak key is named even if unsigned
     try:
-        csr.subject  # noqa: B018 - parse now so that a bad name fails as MalformedCSR, not later
-        csr.extensions  # noqa: B018
-        valid = csr.is_signature_valid
+        subject = csr.subject  # parsed now so that a bad name fails as MalformedCSR, not later
+        extensions = csr.extensions
+        valid = _signature_valid(csr, public_key)
     except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
         raise MalformedCSR(f"The CSR could not be parsed: {exc}") from None
     if not valid:
         raise MalformedCSR("The CSR's signature does not verify with its own public key.")
+    return CheckedCSR(public_key, key_algorithm, subject, extensions)
+
+
+def _signature_valid(csr: x509.CertificateSigningRequest, public_key: Any) -> bool:
+    """``csr.is_signature_valid``, without loading the public key again for ECDSA (see ``_ECDSA``)."""
+    ecdsa = _ECDSA.get(csr.signature_algorithm_oid)
+    if ecdsa is None or not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return csr.is_signature_valid
+    try:
+        public_key.verify(csr.signature, csr.tbs_certrequest_bytes, ecdsa)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def der_to_pem(der: bytes) -> str:
@@ -279,7 +348,10 @@ def _api_layer(extensions: dict) -> _Layer:
     return layer
 
 
-def _template_layer(profile: Profile, request: IssueRequest, issuer: Issuer, public_key, key_alg) -> _Layer:
+def _template_layer(
+    profile: Profile, issuer: Issuer, key_alg: str, crl_url: str | None, ocsp_url: str | None
+) -> _TemplateLayer:
+    """The template layer (see :class:`_TemplateLayer`); use :meth:`Issuer.template_layer`, which keeps it."""
     layer: _Layer = {
         ExtensionOID.BASIC_CONSTRAINTS: (
             x509.BasicConstraints(ca=profile.ca, path_length=profile.path_length),
@@ -292,19 +364,29 @@ def _template_layer(profile: Profile, request: IssueRequest, issuer: Issuer, pub
     if profile.eku is not None:
         eku = x509.ExtendedKeyUsage(list(profile.eku))
         layer[ExtensionOID.EXTENDED_KEY_USAGE] = (eku, profile.eku_critical)
-    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-    layer[ExtensionOID.SUBJECT_KEY_IDENTIFIER] = (ski, False)
+    placeholder = (None, False)
+    layer[_SKI] = placeholder  # the subject key's SKI goes here, per certificate
     if not profile.is_root:
         layer[ExtensionOID.AUTHORITY_KEY_IDENTIFIER] = (issuer.aki, False)
-    if profile.include_cdp and request.crl_url:
-        point = x509.DistributionPoint([x509.UniformResourceIdentifier(request.crl_url)], None, None, None)
+    if profile.include_cdp and crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
         layer[ExtensionOID.CRL_DISTRIBUTION_POINTS] = (x509.CRLDistributionPoints([point]), False)
-    if profile.include_aia and request.ocsp_url:
+    if profile.include_aia and ocsp_url:
         access = x509.AccessDescription(
-            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(request.ocsp_url)
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
         )
         layer[ExtensionOID.AUTHORITY_INFORMATION_ACCESS] = (x509.AuthorityInformationAccess([access]), False)
-    return layer
+    # A template KU wins over the other layers, so its check depends on nothing per certificate.
+    ku_checked = _KU in layer
+    if ku_checked:
+        _check_key_usage(layer, profile, key_alg)
+    _conform_entries(layer, [oid for oid in layer if oid != _SKI], profile)
+    built = {
+        oid: x509.Extension(oid, critical, value)
+        for oid, (value, critical) in layer.items()
+        if layer[oid] is not placeholder
+    }
+    return _TemplateLayer(layer, built, ku_checked)
 
 
 def _check_key_usage(extensions: _Layer, profile: Profile, key_alg: str) -> None:
@@ -335,8 +417,12 @@ def _check_key_usage(extensions: _Layer, profile: Profile, key_alg: str) -> None
         raise InvalidArgument("KeyUsage may not assert both EncipherOnly and DecipherOnly.")
 
 
-def _conform(extensions: _Layer, subject: x509.Name, profile: Profile) -> None:
-    """Subject/SAN rules and the criticality RFC 5280 requires, applied to the merged extensions."""
+def _conform(extensions: _Layer, subject: x509.Name, profile: Profile, added: list[ObjectIdentifier]) -> None:
+    """Subject/SAN rules and the criticality RFC 5280 requires, applied to the merged extensions.
+
+    The per-extension rules (:func:`_conform_entries`) run on ``added``, the entries the API and CSR
+    layers contributed: the template's were conformed when its layer was built.
+    """
     if len(subject) == 0:
         if _SAN not in extensions:
             raise InvalidArgument("The CSR must contain a subject name or a subject alternative name.")
@@ -354,15 +440,23 @@ def _conform(extensions: _Layer, subject: x509.Name, profile: Profile) -> None:
             extensions[_SAN] = (x509.SubjectAlternativeName(names + missing), False)
     if _SAN in extensions:  # RFC 5280 §4.2.1.6: critical exactly when the subject is empty
         extensions[_SAN] = (extensions[_SAN][0], len(subject) == 0)
+    if added:
+        _conform_entries(extensions, added, profile)
+
+
+def _conform_entries(extensions: _Layer, oids: list[ObjectIdentifier], profile: Profile) -> None:
+    """The rules on single extensions (CA-only extensions, EKU timeStamping, fixed criticality) for the
+    entries ``oids`` of ``extensions``."""
     if not profile.ca:
         for oid, label in _CA_ONLY.items():
-            if oid in extensions:
+            if oid in oids:
                 raise InvalidArgument(f"{label} is allowed only in CA certificates; use a CA template.")
-        eku = extensions.get(_EKU, (None,))[0]
-        if isinstance(eku, x509.ExtendedKeyUsage) and ExtendedKeyUsageOID.TIME_STAMPING in eku:
-            extensions[_EKU] = (eku, True)  # RFC 3161 §2.3
-    for oid in _MUST_BE_CRITICAL | _MUST_NOT_BE_CRITICAL:
-        if oid in extensions:
+        if _EKU in oids:
+            eku = extensions[_EKU][0]
+            if isinstance(eku, x509.ExtendedKeyUsage) and ExtendedKeyUsageOID.TIME_STAMPING in eku:
+                extensions[_EKU] = (eku, True)  # RFC 3161 §2.3
+    for oid in oids:
+        if oid in _FIXED_CRITICALITY:
             extensions[oid] = (extensions[oid][0], oid in _MUST_BE_CRITICAL)
 
 
@@ -374,9 +468,7 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
     """
     profile = profiles.get_profile(request.template)
     csr = parse_csr(request.csr_der)
-    check_csr(csr)
-    public_key = csr.public_key()
-    key_alg = keys.key_algorithm_of(public_key)
+    public_key, key_alg, csr_subject, csr_extensions = check_csr(csr)
     sign_kwargs = issuer.sign_kwargs(request.signing_algorithm)
 
     if profile.is_root:
@@ -395,21 +487,28 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
         )
 
     api = (request.api_passthrough or {}) if profile.api_passthrough else {}
-    subject = subjects.build_name(api["Subject"]) if api.get("Subject") else csr.subject
+    subject = subjects.build_name(api["Subject"]) if api.get("Subject") else csr_subject
 
     csr_layer: _Layer = {}
-    for ext in csr.extensions:
+    for ext in csr_extensions:
         if ext.oid == _SAN or (profile.csr_passthrough and ext.oid not in _CSR_NEVER):
             csr_layer[ext.oid] = (ext.value, ext.critical)
-    api_layer = _api_layer(api.get("Extensions") or {})
-    extensions = _template_layer(profile, request, issuer, public_key, key_alg)
+    api_layer = _api_layer(api["Extensions"]) if api.get("Extensions") else {}
+    template = issuer.template_layer(profile, key_alg, request.crl_url, request.ocsp_url)
+    extensions = template.entries.copy()
+    extensions[_SKI] = (x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+    added: list[ObjectIdentifier] = []
     for layer in (api_layer, csr_layer):  # lower precedence: only OIDs not set yet
         for oid, entry in layer.items():
-            extensions.setdefault(oid, entry)
+            if oid not in extensions:
+                extensions[oid] = entry
+                added.append(oid)
 
-    _check_key_usage(extensions, profile, key_alg)
-    _conform(extensions, subject, profile)
+    if not template.ku_checked:
+        _check_key_usage(extensions, profile, key_alg)
+    _conform(extensions, subject, profile, added)
 
+    fixed, built = template.entries, template.built
     builder = x509.CertificateBuilder(
         issuer_name=subject if profile.is_root else issuer.name,
         subject_name=subject,
@@ -417,6 +516,9 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
         serial_number=request.serial,
         not_valid_before=request.not_before,
         not_valid_after=request.not_after,
-        extensions=[x509.Extension(oid, critical, value) for oid, (value, critical) in extensions.items()],
+        extensions=[
+            built[oid] if entry is fixed.get(oid) else x509.Extension(oid, entry[1], entry[0])
+            for oid, entry in extensions.items()
+        ],
     )
     return builder.sign(issuer.private_key, **sign_kwargs)
