@@ -364,8 +364,7 @@ def _template_layer(
     if profile.eku is not None:
         eku = x509.ExtendedKeyUsage(list(profile.eku))
         layer[ExtensionOID.EXTENDED_KEY_USAGE] = (eku, profile.eku_critical)
-    placeholder = (None, False)
-    layer[_SKI] = placeholder  # the subject key's SKI goes here, per certificate
+    layer[_SKI] = (None, False)  # a placeholder: the subject key's SKI goes here, per certificate
     if not profile.is_root:
         layer[ExtensionOID.AUTHORITY_KEY_IDENTIFIER] = (issuer.aki, False)
     if profile.include_cdp and crl_url:
@@ -382,11 +381,19 @@ def _template_layer(
         _check_key_usage(layer, profile, key_alg)
     _conform_entries(layer, [oid for oid in layer if oid != _SKI], profile)
     built = {
-        oid: x509.Extension(oid, critical, value)
-        for oid, (value, critical) in layer.items()
-        if layer[oid] is not placeholder
+        oid: _encoded(oid, value, critical) for oid, (value, critical) in layer.items() if value is not None
     }
     return _TemplateLayer(layer, built, ku_checked)
+
+
+def _encoded(oid: ObjectIdentifier, value: x509.ExtensionType, critical: bool) -> x509.Extension:
+    """The extension with its value already DER-encoded: the builder copies the bytes instead of encoding
+    the value again for every certificate (the certificate's bytes are the same)."""
+    try:
+        der = value.public_bytes()
+    except NotImplementedError:  # a value type cryptography cannot encode on its own: let the builder do it
+        return x509.Extension(oid, critical, value)
+    return x509.Extension(oid, critical, x509.UnrecognizedExtension(oid, der))
 
 
 def _check_key_usage(extensions: _Layer, profile: Profile, key_alg: str) -> None:
@@ -496,7 +503,8 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
     api_layer = _api_layer(api["Extensions"]) if api.get("Extensions") else {}
     template = issuer.template_layer(profile, key_alg, request.crl_url, request.ocsp_url)
     extensions = template.entries.copy()
-    extensions[_SKI] = (x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+    ski_value = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    ski = extensions[_SKI] = (ski_value, False)
     added: list[ObjectIdentifier] = []
     for layer in (api_layer, csr_layer):  # lower precedence: only OIDs not set yet
         for oid, entry in layer.items():
@@ -509,6 +517,8 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
     _conform(extensions, subject, profile, added)
 
     fixed, built = template.entries, template.built
+    digest = ski_value.digest  # SHA-1, 20 bytes: its DER is a short-form OCTET STRING
+    ski_der = x509.UnrecognizedExtension(_SKI, b"\x04" + bytes([len(digest)]) + digest)
     builder = x509.CertificateBuilder(
         issuer_name=subject if profile.is_root else issuer.name,
         subject_name=subject,
@@ -517,7 +527,11 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
         not_valid_before=request.not_before,
         not_valid_after=request.not_after,
         extensions=[
-            built[oid] if entry is fixed.get(oid) else x509.Extension(oid, entry[1], entry[0])
+            built[oid]
+            if entry is fixed.get(oid)
+            else x509.Extension(_SKI, False, ski_der)
+            if entry is ski
+            else x509.Extension(oid, entry[1], entry[0])
             for oid, entry in extensions.items()
         ],
     )
