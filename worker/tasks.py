@@ -3,6 +3,10 @@
 Every task is safe to run twice (Redis redelivers unacked messages): key generation holds a lock
 and only moves a CA out of CREATING once; signing commits a result only for requests it still
 leases and that are still PENDING (invariant 2).
+
+A drain keeps its one core signing: while it signs a batch, a background thread commits the batch
+before it and claims the batch after it (Redis runs both Lua steps on its own core meanwhile), so the
+worker does not sit idle for two round trips per batch. At most one commit and one claim are in flight.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -21,7 +26,7 @@ from shared import audit_trail, ca_certificates, certificates, key_checks, keys,
 from shared.audit_trail import AuditTrail
 from shared.authorities import CREATING
 from shared.errors import PcaqError
-from shared.issuance import decode_request
+from shared.issuance import ROOT_TEMPLATES, decode_request
 from shared.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
 from shared.records import Claimed, Result, split_member
 from worker.app import app
@@ -70,6 +75,7 @@ class _Issuers:
         self.svc = svc
         self.docs: dict[str, dict | None] = {}
         self.cache: dict[tuple[str, bool], tuple[certificates.Issuer, dict]] = {}
+        self.urls: dict[str, tuple[str | None, str | None]] = {}
 
     def doc(self, ca_id: str) -> dict | None:
         """The CA's document as read once in this batch (None: the CA no longer exists)."""
@@ -96,13 +102,23 @@ class _Issuers:
             self.cache[key] = (issuer, doc)
         return self.cache[key]
 
+    def revocation_urls(self, ca_id: str, doc: dict) -> tuple[str | None, str | None]:
+        """The CDP and OCSP URLs the CA's certificates carry (from the document read in this batch)."""
+        urls = self.urls.get(ca_id)
+        if urls is None:
+            rc, host = doc["RevocationConfiguration"], self.svc.settings.public_host
+            urls = self.urls[ca_id] = (
+                revocation_config.crl_url(rc, ca_id, host),
+                revocation_config.ocsp_url(rc, host),
+            )
+        return urls
+
 
 def _sign(svc: Services, issuers: _Issuers, member: str, req: dict) -> bytes:
     """The DER certificate for one decoded request; raises PcaqError when its content is refused."""
     ca_id, serial_hex = split_member(member)
-    self_signed = req["tpl"] in ("RootCACertificate", "RootCACertificate_APIPassthrough")
-    issuer, doc = issuers.get(ca_id, self_signed)
-    rc = doc["RevocationConfiguration"]
+    issuer, doc = issuers.get(ca_id, req["tpl"] in ROOT_TEMPLATES)
+    crl_url, ocsp_url = issuers.revocation_urls(ca_id, doc)
     request = certificates.IssueRequest(
         csr_der=req["csr"],
         signing_algorithm=req["alg"],
@@ -111,8 +127,8 @@ def _sign(svc: Services, issuers: _Issuers, member: str, req: dict) -> bytes:
         not_after=req["na"],
         serial=int(serial_hex, 16),
         api_passthrough=req.get("api"),
-        crl_url=revocation_config.crl_url(rc, ca_id, svc.settings.public_host),
-        ocsp_url=revocation_config.ocsp_url(rc, svc.settings.public_host),
+        crl_url=crl_url,
+        ocsp_url=ocsp_url,
     )
     return certificates.build_certificate(request, issuer).public_bytes(serialization.Encoding.DER)
 
@@ -123,6 +139,11 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
     One commit writes the results together with their audit entries and metrics (one Redis round
     trip): an outcome that does not take (another worker's lease won) leaves no trace at all.
     """
+    return _commit(svc, owner, _sign_all(svc, claimed))
+
+
+def _sign_all(svc: Services, claimed: list[tuple[str, bytes]]) -> tuple[list[Result], BatchReport]:
+    """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`."""
     issuers = _Issuers(svc)
     outcomes: list[tuple[str, bool, bytes]] = []
     report = BatchReport()
@@ -150,6 +171,12 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
             )
         )
         results.append(Result(member, issued, payload, report.reason(member), audit))
+    return results, report
+
+
+def _commit(svc: Services, owner: str, signed: tuple[list[Result], BatchReport]) -> int:
+    """Commit what :func:`_sign_all` made (one Redis round trip); returns how many results took."""
+    results, report = signed
     done = svc.store.commit(owner, results, unexpected_errors=report.errors)
     report.finish(len(results), done)
     return done
@@ -176,17 +203,34 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> i
     owner = _owner()
     done = 0
     ends = time.monotonic() + slice_seconds
-    while True:
-        if time.monotonic() >= ends:
-            svc.queue.drain()
-            return done
-        claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
-        if not claimed:
-            svc.store.clear_drain_kick()
-            claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
+
+    def claim() -> Claimed:
+        return _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
+
+    # One background thread: it claims the next batch, then commits this one, while this one is signed.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcaq-drain") as background:
+        committing: Future[int] | None = None  # the commit of the batch signed last
+        claimed: Claimed | None = None  # a batch claimed while the one before it was signed
+        while True:
+            if claimed is None:
+                if time.monotonic() >= ends:
+                    svc.queue.drain()
+                    break
+                claimed = claim()
             if not claimed:
-                return done
-        done += sign_claimed(svc, owner, claimed)
+                svc.store.clear_drain_kick()
+                claimed = claim()
+                if not claimed:
+                    break
+            ahead = background.submit(claim) if time.monotonic() < ends else None
+            signed = _sign_all(svc, claimed)
+            if committing is not None:
+                done += committing.result()
+            committing = background.submit(_commit, svc, owner, signed)
+            claimed = None if ahead is None else ahead.result()
+        if committing is not None:
+            done += committing.result()
+    return done
 
 
 @app.task(name=CREATE_CA_KEY_TASK)
