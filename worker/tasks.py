@@ -139,15 +139,22 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
     One commit writes the results together with their audit entries and metrics (one Redis round
     trip): an outcome that does not take (another worker's lease won) leaves no trace at all.
     """
+    _refresh_blocklist(svc)
     return _commit(svc, owner, _sign_all(svc, claimed))
 
 
+def _refresh_blocklist(svc: Services) -> None:
+    """Bring the operator's key blocklist up to date (one GET) before a batch is signed. Called after
+    the batch is claimed: a key blocklisted before a request was submitted is in the list it meets."""
+    key_checks.refresh_blocklist(svc.settings.key_blocklist_file, svc.store)
+
+
 def _sign_all(svc: Services, claimed: list[tuple[str, bytes]]) -> tuple[list[Result], BatchReport]:
-    """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`."""
+    """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`
+    (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`)."""
     issuers = _Issuers(svc)
     outcomes: list[tuple[str, bool, bytes]] = []
     report = BatchReport()
-    key_checks.refresh_blocklist(svc.settings.key_blocklist_file, svc.store)  # one GET per batch
     for member, raw in claimed:
         try:
             req = decode_request(raw)
@@ -205,7 +212,10 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> i
     ends = time.monotonic() + slice_seconds
 
     def claim() -> Claimed:
-        return _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
+        claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
+        if claimed:
+            _refresh_blocklist(svc)
+        return claimed
 
     # One background thread: it claims the next batch, then commits this one, while this one is signed.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcaq-drain") as background:
