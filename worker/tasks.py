@@ -68,12 +68,19 @@ def generate_ca_key(svc: Services, ca_id: str) -> None:
     log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
 
 
-class _Issuers:
-    """Issuer objects per CA for one batch (the CA document is read once per batch)."""
+# Issuer objects outlive a batch (each keeps its template layers): one is reused while the CA document
+# read for a batch still holds the same certificate and algorithms and the vault the same key.
+_ISSUER_CACHE_SIZE = 64
+_issuer_cache: dict[tuple, certificates.Issuer] = {}
 
-    def __init__(self, svc: Services):
+
+class _Issuers:
+    """Issuer objects per CA for one batch (the CA document is read once per batch; ``docs`` may hold
+    documents already read for it, right after its claim)."""
+
+    def __init__(self, svc: Services, docs: dict[str, dict | None] | None = None):
         self.svc = svc
-        self.docs: dict[str, dict | None] = {}
+        self.docs: dict[str, dict | None] = dict(docs or {})
         self.cache: dict[tuple[str, bool], tuple[certificates.Issuer, dict]] = {}
         self.urls: dict[str, tuple[str | None, str | None]] = {}
 
@@ -93,12 +100,19 @@ class _Issuers:
             if not self_signed and cert_pem is None:
                 raise PcaqError("The issuing certificate authority has no certificate.")
             config = doc["CertificateAuthorityConfiguration"]
-            issuer = certificates.Issuer(
-                certificate=x509.load_pem_x509_certificate(cert_pem.encode()) if cert_pem else None,
-                private_key=self.svc.vault.get(ca_id),
-                signing_algorithm=config["SigningAlgorithm"],
-                key_algorithm=config["KeyAlgorithm"],
-            )
+            private_key = self.svc.vault.get(ca_id)
+            reuse = (ca_id, cert_pem, config["SigningAlgorithm"], config["KeyAlgorithm"])
+            issuer = _issuer_cache.get(reuse)
+            if issuer is None or issuer.private_key is not private_key:
+                issuer = certificates.Issuer(
+                    certificate=x509.load_pem_x509_certificate(cert_pem.encode()) if cert_pem else None,
+                    private_key=private_key,
+                    signing_algorithm=config["SigningAlgorithm"],
+                    key_algorithm=config["KeyAlgorithm"],
+                )
+                if len(_issuer_cache) >= _ISSUER_CACHE_SIZE:
+                    _issuer_cache.clear()
+                _issuer_cache[reuse] = issuer
             self.cache[key] = (issuer, doc)
         return self.cache[key]
 
@@ -143,16 +157,29 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
     return _commit(svc, owner, _sign_all(svc, claimed))
 
 
+def _claim_ready(svc: Services, owner: str) -> tuple[Claimed, dict[str, dict | None]]:
+    """Lease a batch of ready requests, refresh the key blocklist and read the batch's CA documents:
+    what a drain's background thread does while the batch before is signed."""
+    claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
+    if not claimed:
+        return claimed, {}
+    _refresh_blocklist(svc)
+    return claimed, {ca_id: svc.store.get_ca(ca_id) for ca_id in {split_member(m)[0] for m, _ in claimed}}
+
+
 def _refresh_blocklist(svc: Services) -> None:
     """Bring the operator's key blocklist up to date (one GET) before a batch is signed. Called after
     the batch is claimed: a key blocklisted before a request was submitted is in the list it meets."""
     key_checks.refresh_blocklist(svc.settings.key_blocklist_file, svc.store)
 
 
-def _sign_all(svc: Services, claimed: list[tuple[str, bytes]]) -> tuple[list[Result], BatchReport]:
+def _sign_all(
+    svc: Services, claimed: list[tuple[str, bytes]], docs: dict[str, dict | None] | None = None
+) -> tuple[list[Result], BatchReport]:
     """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`
-    (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`)."""
-    issuers = _Issuers(svc)
+    (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`; ``docs``:
+    CA documents read since then)."""
+    issuers = _Issuers(svc, docs)
     outcomes: list[tuple[str, bool, bytes]] = []
     report = BatchReport()
     for member, raw in claimed:
@@ -211,33 +238,27 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> i
     done = 0
     ends = time.monotonic() + slice_seconds
 
-    def claim() -> Claimed:
-        claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
-        if claimed:
-            _refresh_blocklist(svc)
-        return claimed
-
     # One background thread: it claims the next batch, then commits this one, while this one is signed.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcaq-drain") as background:
         committing: Future[int] | None = None  # the commit of the batch signed last
-        claimed: Claimed | None = None  # a batch claimed while the one before it was signed
+        batch: tuple[Claimed, dict] | None = None  # a batch claimed while the one before it was signed
         while True:
-            if claimed is None:
+            if batch is None:
                 if time.monotonic() >= ends:
                     svc.queue.drain()
                     break
-                claimed = claim()
-            if not claimed:
+                batch = _claim_ready(svc, owner)
+            if not batch[0]:
                 svc.store.clear_drain_kick()
-                claimed = claim()
-                if not claimed:
+                batch = _claim_ready(svc, owner)
+                if not batch[0]:
                     break
-            ahead = background.submit(claim) if time.monotonic() < ends else None
-            signed = _sign_all(svc, claimed)
+            ahead = background.submit(_claim_ready, svc, owner) if time.monotonic() < ends else None
+            signed = _sign_all(svc, *batch)
             if committing is not None:
                 done += committing.result()
             committing = background.submit(_commit, svc, owner, signed)
-            claimed = None if ahead is None else ahead.result()
+            batch = None if ahead is None else ahead.result()
         if committing is not None:
             done += committing.result()
     return done
