@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -100,6 +101,14 @@ _ECDSA = {
     SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
     SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
     SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
+}
+# The SubjectPublicKeyInfo DER of an EC key up to its point, as cryptography writes it into a certificate
+# (named curve, uncompressed point 04 || X || Y): when a CSR holds these very bytes, the certificate's
+# subjectPublicKey is the CSR's, and the SKI (its SHA-1) is taken from the CSR without encoding the key.
+_EC_SPKI_PREFIX = {
+    "EC_prime256v1": bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"),
+    "EC_secp384r1": bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200"),
+    "EC_secp521r1": bytes.fromhex("30819b301006072a8648ce3d020106052b8104002303818600"),
 }
 
 
@@ -185,6 +194,7 @@ class CheckedCSR(NamedTuple):
     key_algorithm: str  # ``keys.key_algorithm_of`` the public key
     subject: x509.Name
     extensions: x509.Extensions
+    info: bytes | None = None  # the DER CertificationRequestInfo, when the signature check needed it
 
 
 @dataclass(frozen=True)
@@ -239,24 +249,50 @@ def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
     try:
         subject = csr.subject  # parsed now so that a bad name fails as MalformedCSR, not later
         extensions = csr.extensions
-        valid = _signature_valid(csr, public_key)
+        ecdsa = _ECDSA.get(csr.signature_algorithm_oid) if key_algorithm in _EC_CURVES else None
+        if ecdsa is None:
+            info, valid = None, csr.is_signature_valid
+        else:
+            info = csr.tbs_certrequest_bytes
+            valid = _ecdsa_valid(public_key, csr.signature, info, ecdsa)
     except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
         raise MalformedCSR(f"The CSR could not be parsed: {exc}") from None
     if not valid:
         raise MalformedCSR("The CSR's signature does not verify with its own public key.")
-    return CheckedCSR(public_key, key_algorithm, subject, extensions)
+    return CheckedCSR(public_key, key_algorithm, subject, extensions, info)
 
 
-def _signature_valid(csr: x509.CertificateSigningRequest, public_key: Any) -> bool:
-    """``csr.is_signature_valid``, without loading the public key again for ECDSA (see ``_ECDSA``)."""
-    ecdsa = _ECDSA.get(csr.signature_algorithm_oid)
-    if ecdsa is None or not isinstance(public_key, ec.EllipticCurvePublicKey):
-        return csr.is_signature_valid
+def _ecdsa_valid(public_key: Any, signature: bytes, info: bytes, ecdsa: ec.ECDSA) -> bool:
+    """``csr.is_signature_valid`` for an ECDSA self-signature, with the key already loaded (``_ECDSA``)."""
     try:
-        public_key.verify(csr.signature, csr.tbs_certrequest_bytes, ecdsa)
+        public_key.verify(signature, info, ecdsa)
     except InvalidSignature:
         return False
     return True
+
+
+def _der_skip(der: bytes, i: int) -> int:
+    """The offset just past the DER element at ``i`` (of input cryptography has already parsed)."""
+    n = der[i + 1]
+    if n < 0x80:
+        return i + 2 + n
+    return i + 2 + (n & 0x7F) + int.from_bytes(der[i + 2 : i + 2 + (n & 0x7F)], "big")
+
+
+def _subject_key_identifier(checked: CheckedCSR) -> x509.SubjectKeyIdentifier:
+    """The SKI of the CSR's key: SHA-1 of the subjectPublicKey (RFC 5280 §4.2.1.2 method 1), from the
+    CSR's own bytes when they are what the certificate will carry (``_EC_SPKI_PREFIX``)."""
+    prefix = _EC_SPKI_PREFIX.get(checked.key_algorithm)
+    info = checked.info
+    if prefix is not None and info is not None:
+        # CertificationRequestInfo ::= SEQUENCE { version INTEGER, subject Name, subjectPKInfo, ... }
+        n = info[1]
+        i = 2 + (n & 0x7F if n >= 0x80 else 0)
+        i = _der_skip(info, _der_skip(info, i))
+        point = i + len(prefix)
+        if info.startswith(prefix, i) and info[point] == 0x04:  # uncompressed: 04 || X || Y
+            return x509.SubjectKeyIdentifier(hashlib.sha1(info[point : _der_skip(info, i)]).digest())
+    return x509.SubjectKeyIdentifier.from_public_key(checked.public_key)
 
 
 def der_to_pem(der: bytes) -> str:
@@ -430,13 +466,14 @@ def _conform(extensions: _Layer, subject: x509.Name, profile: Profile, added: li
     The per-extension rules (:func:`_conform_entries`) run on ``added``, the entries the API and CSR
     layers contributed: the template's were conformed when its layer was built.
     """
-    if len(subject) == 0:
+    attributes = [attribute for rdn in subject.rdns for attribute in rdn]
+    if not attributes:
         if _SAN not in extensions:
             raise InvalidArgument("The CSR must contain a subject name or a subject alternative name.")
         if profile.ca:
             raise InvalidArgument("A CA certificate needs a non-empty subject name.")
     # RFC 5280 §4.1.2.6: an e-mail address in the subject must also be an rfc822Name in the SAN.
-    emails = [a.value for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
+    emails = [a.value for a in attributes if a.oid == NameOID.EMAIL_ADDRESS]
     if emails and not isinstance(extensions.get(_SAN, (None,))[0], x509.UnrecognizedExtension):
         names = list(extensions[_SAN][0]) if _SAN in extensions else []
         try:
@@ -446,7 +483,7 @@ def _conform(extensions: _Layer, subject: x509.Name, profile: Profile, added: li
         if missing:
             extensions[_SAN] = (x509.SubjectAlternativeName(names + missing), False)
     if _SAN in extensions:  # RFC 5280 §4.2.1.6: critical exactly when the subject is empty
-        extensions[_SAN] = (extensions[_SAN][0], len(subject) == 0)
+        extensions[_SAN] = (extensions[_SAN][0], not attributes)
     if added:
         _conform_entries(extensions, added, profile)
 
@@ -475,7 +512,8 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
     """
     profile = profiles.get_profile(request.template)
     csr = parse_csr(request.csr_der)
-    public_key, key_alg, csr_subject, csr_extensions = check_csr(csr)
+    checked = check_csr(csr)
+    public_key, key_alg, csr_subject, csr_extensions, _ = checked
     sign_kwargs = issuer.sign_kwargs(request.signing_algorithm)
 
     if profile.is_root:
@@ -503,7 +541,7 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
     api_layer = _api_layer(api["Extensions"]) if api.get("Extensions") else {}
     template = issuer.template_layer(profile, key_alg, request.crl_url, request.ocsp_url)
     extensions = template.entries.copy()
-    ski_value = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    ski_value = _subject_key_identifier(checked)
     ski = extensions[_SKI] = (ski_value, False)
     added: list[ObjectIdentifier] = []
     for layer in (api_layer, csr_layer):  # lower precedence: only OIDs not set yet
