@@ -4,9 +4,10 @@ Every task is safe to run twice (Redis redelivers unacked messages): key generat
 and only moves a CA out of CREATING once; signing commits a result only for requests it still
 leases and that are still PENDING (invariant 2).
 
-A drain keeps its one core signing: while it signs a batch, a background thread commits the batch
-before it and claims the batch after it (Redis runs both Lua steps on its own core meanwhile), so the
-worker does not sit idle for two round trips per batch. At most one commit and one claim are in flight.
+A drain keeps its core signing: before it signs a batch it sends the claim of the next one, and it
+reads the reply of the previous batch's commit only after signing this one, so Redis runs both Lua
+steps (on its own core) while the worker signs, and the worker does not wait for two round trips per
+batch. At most one claim and one commit are in flight; both are safe to run again (``Sent``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +29,7 @@ from shared.errors import PcaqError
 from shared.issuance import ROOT_TEMPLATES, decode_request
 from shared.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
 from shared.records import Claimed, Result, split_member
+from shared.records.requests import Sent
 from worker.app import app
 from worker.observe import BatchReport, abandoned
 from worker.services import Services, services
@@ -157,10 +158,10 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
     return _commit(svc, owner, _sign_all(svc, claimed))
 
 
-def _claim_ready(svc: Services, owner: str) -> tuple[Claimed, dict[str, dict | None]]:
-    """Lease a batch of ready requests, refresh the key blocklist and read the batch's CA documents:
-    what a drain's background thread does while the batch before is signed."""
-    claimed = _claimed(svc.store.claim_ready(owner, svc.settings.batch_size))
+def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, dict | None]]:
+    """A drain's next batch from its claim: the leased requests, once the key blocklist is refreshed,
+    with the CA documents they need (both read after the claim)."""
+    claimed = _claimed(claim.result())
     if not claimed:
         return claimed, {}
     _refresh_blocklist(svc)
@@ -216,6 +217,13 @@ def _commit(svc: Services, owner: str, signed: tuple[list[Result], BatchReport])
     return done
 
 
+def _took(commit: Sent[int], results: int, report: BatchReport) -> int:
+    """How many results of a sent commit took (waits for its reply)."""
+    done = commit.result()
+    report.finish(results, done)
+    return done
+
+
 def _claimed(claim: Claimed) -> Claimed:
     abandoned(claim.abandoned)  # given up by the claim itself (FAILED, counted and audited there)
     return claim
@@ -238,29 +246,36 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> i
     done = 0
     ends = time.monotonic() + slice_seconds
 
-    # One background thread: it claims the next batch, then commits this one, while this one is signed.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcaq-drain") as background:
-        committing: Future[int] | None = None  # the commit of the batch signed last
-        batch: tuple[Claimed, dict] | None = None  # a batch claimed while the one before it was signed
+    store, batch_size = svc.store, svc.settings.batch_size
+    committing: tuple[Sent[int], int, BatchReport] | None = None  # the commit of the batch signed last
+    ahead: Sent[Claimed] | None = None  # the claim of the next batch, sent before this one is signed
+    batch: tuple[Claimed, dict] | None = None
+    try:
         while True:
             if batch is None:
                 if time.monotonic() >= ends:
                     svc.queue.drain()
                     break
-                batch = _claim_ready(svc, owner)
+                batch = _batch(svc, store.send_claim_ready(owner, batch_size))
             if not batch[0]:
-                svc.store.clear_drain_kick()
-                batch = _claim_ready(svc, owner)
+                store.clear_drain_kick()
+                batch = _batch(svc, store.send_claim_ready(owner, batch_size))
                 if not batch[0]:
                     break
-            ahead = background.submit(_claim_ready, svc, owner) if time.monotonic() < ends else None
-            signed = _sign_all(svc, *batch)
+            if time.monotonic() < ends:
+                ahead = store.send_claim_ready(owner, batch_size)
+            results, report = _sign_all(svc, *batch)
             if committing is not None:
-                done += committing.result()
-            committing = background.submit(_commit, svc, owner, signed)
-            batch = None if ahead is None else ahead.result()
-        if committing is not None:
-            done += committing.result()
+                previous, committing = committing, None
+                done += _took(*previous)
+            # The next batch is read before this one's commit is sent: its reads do not queue behind it.
+            batch, ahead = (None if ahead is None else _batch(svc, ahead)), None
+            committing = (store.send_commit(owner, results, report.errors), len(results), report)
+    finally:
+        if ahead is not None:  # only on an exception: its batch stays leased until its leases end
+            ahead.close()
+        if committing is not None:  # the last results are written, even on the way out of an exception
+            done += _took(*committing)
     return done
 
 

@@ -1,12 +1,18 @@
-"""Records of certificate requests: submit, claim, commit and the outbox (invariants 1, 2 and 5)."""
+"""Records of certificate requests: submit, claim, commit and the outbox (invariants 1, 2 and 5).
+
+A claim or a commit can also be *sent* ahead (:meth:`RequestRecords.send_claim_ready`,
+:meth:`RequestRecords.send_commit`): Redis runs the script while the caller signs, and the caller reads
+the reply when it needs it (:class:`Sent`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import redis
+from redis.exceptions import NoScriptError
 
 from shared.records import keys
 
@@ -53,6 +59,70 @@ class Claimed(list):
 
 class CaChanged(Exception):
     """The CA document changed after the caller read it; re-read it and submit again."""
+
+
+T = TypeVar("T")
+
+
+class Sent(Generic[T]):
+    """One script call written to a connection of its own, its reply read later by :meth:`result`.
+
+    Redis runs the script as soon as it arrives; the caller goes on working and reads the reply when
+    it needs it, so the round trip and the script's run overlap the caller's work. Read it exactly once
+    (the connection is held until then). Whatever keeps the write or the read from completing (no
+    connection, a lost connection, a server that has not loaded the script yet) makes :meth:`result`
+    run the script the ordinary way, with the client's retries: both scripts sent this way are safe to
+    run again (a commit writes only results whose lease it still holds; a claim repeated after a lost
+    reply leaves the first batch leased until its lease ends, as the client's own retry would).
+    """
+
+    def __init__(self, client: redis.Redis, script: Any, keys: list, args: list, parse: Callable[[Any], T]):
+        self._client, self._script, self._keys, self._args, self._parse = client, script, keys, args, parse
+        self._connection = None
+        pool = client.connection_pool
+        try:
+            connection = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # result() runs it the ordinary way
+        try:
+            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+            pool.release(connection)
+            return
+        except BaseException:
+            connection.disconnect()
+            pool.release(connection)
+            raise
+        self._connection = connection
+
+    def close(self) -> None:
+        """Give up the reply (the script still runs) and hand the connection back."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+            self._client.connection_pool.release(connection)
+
+    def result(self) -> T:
+        """The script's reply, parsed (waits for it)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            pool = self._client.connection_pool
+            try:
+                reply = connection.read_response()
+            except NoScriptError:  # not run: the server does not have the script (yet); run it below
+                pool.release(connection)
+            except (redis.ConnectionError, redis.TimeoutError):  # lost, outcome unknown: run it again below
+                connection.disconnect()
+                pool.release(connection)
+            except BaseException:
+                connection.disconnect()
+                pool.release(connection)
+                raise
+            else:
+                pool.release(connection)
+                return self._parse(reply)
+        return self._parse(self._script(keys=self._keys, args=self._args))
 
 
 def member_of(ca_id: str, serial_hex: str) -> str:
@@ -133,21 +203,19 @@ class RequestRecords:
         """Lease up to ``limit`` requests that are ready now (oldest first) to ``owner``."""
         return self._run_claim(self._claim_ready, owner, [limit])
 
+    def send_claim_ready(self, owner: str, limit: int) -> Sent[Claimed]:
+        """:meth:`claim_ready`, sent now, its batch read by ``result()`` (see :class:`Sent`)."""
+        return Sent(self.r, self._claim_ready, *self._claim_call(owner, [limit]), _claimed)
+
     def _run_claim(self, script, owner: str, extra: list) -> Claimed:
+        call_keys, args = self._claim_call(owner, extra)
+        return _claimed(script(keys=call_keys, args=args))
+
+    def _claim_call(self, owner: str, extra: list) -> tuple[list, list]:
         lease = [owner, f"{self.clock():.3f}", self.settings.lease_seconds, self.settings.max_attempts]
-        leased, abandoned = script(
-            keys=[
-                keys.PENDING_CERTS,
-                keys.CERT_PREFIX,
-                keys.CA_PREFIX,
-                keys.AUDIT_PREFIX,
-                keys.METRICS_OUTCOMES,
-            ],
-            args=[*lease, self.settings.audit_stream_maxlen, *extra],
-        )
-        return Claimed(
-            [(leased[i].decode(), leased[i + 1]) for i in range(0, len(leased), 2)],
-            [(abandoned[i].decode(), abandoned[i + 1].decode()) for i in range(0, len(abandoned), 2)],
+        return (
+            [keys.PENDING_CERTS, keys.CERT_PREFIX, keys.CA_PREFIX, keys.AUDIT_PREFIX, keys.METRICS_OUTCOMES],
+            [*lease, self.settings.audit_stream_maxlen, *extra],
         )
 
     def clear_drain_kick(self) -> None:
@@ -171,23 +239,30 @@ class RequestRecords:
         returns how many results took."""
         if not results and not unexpected_errors:
             return 0
+        return int(self._commit(*self._commit_call(owner, results, unexpected_errors)))
+
+    def send_commit(
+        self, owner: str, results: list[Result] | list[tuple[str, bool, bytes]], unexpected_errors: int = 0
+    ) -> Sent[int]:
+        """:meth:`commit`, sent now, how many results took read by ``result()`` (see :class:`Sent`)."""
+        if not results and not unexpected_errors:
+            return _Done(0)
+        return Sent(self.r, self._commit, *self._commit_call(owner, results, unexpected_errors), int)
+
+    def _commit_call(
+        self, owner: str, results: list[Result] | list[tuple[str, bool, bytes]], unexpected_errors: int
+    ) -> tuple[list, list]:
         args: list = [owner, f"{self.clock():.3f}", self.settings.audit_stream_maxlen, unexpected_errors]
+        extend = args.extend
         for item in results:
-            result = Result(*item)
-            audit = [part for pair in (result.audit or {}).items() for part in pair]
-            args += [result.member, "I" if result.issued else "F", result.payload, result.reason, len(audit)]
-            args += audit
-        return int(
-            self._commit(
-                keys=[
-                    keys.PENDING_CERTS,
-                    keys.CERT_PREFIX,
-                    keys.AUDIT_PREFIX,
-                    keys.METRICS_LATENCY,
-                    keys.METRICS_OUTCOMES,
-                ],
-                args=args,
-            )
+            member, issued, payload, reason, audit = item if len(item) == 5 else Result(*item)
+            extend((member, "I" if issued else "F", payload, reason, 2 * len(audit) if audit else 0))
+            if audit:
+                for pair in audit.items():
+                    extend(pair)
+        return (
+            [keys.PENDING_CERTS, keys.CERT_PREFIX, keys.AUDIT_PREFIX, keys.METRICS_LATENCY, keys.METRICS_OUTCOMES],
+            args,
         )
 
     def stale_ready_count(self, older_than: float) -> int:
@@ -197,3 +272,24 @@ class RequestRecords:
     def pending_count(self) -> int:
         """How many certificate requests are not finished."""
         return int(self.r.zcard(keys.PENDING_CERTS))
+
+
+def _claimed(reply: list) -> Claimed:
+    leased, abandoned = reply
+    return Claimed(
+        [(leased[i].decode(), leased[i + 1]) for i in range(0, len(leased), 2)],
+        [(abandoned[i].decode(), abandoned[i + 1].decode()) for i in range(0, len(abandoned), 2)],
+    )
+
+
+class _Done(Generic[T]):
+    """A :class:`Sent` that needed no call."""
+
+    def __init__(self, value: T):
+        self._value = value
+
+    def close(self) -> None:
+        pass
+
+    def result(self) -> T:
+        return self._value
