@@ -1096,3 +1096,91 @@ def test_a_csr_with_an_invalid_version_is_malformed():
     der[version_at + 2] = 1  # cryptography raises InvalidVersion, which is not a ValueError
     with pytest.raises(MalformedCSR):
         parse_csr(bytes(der))
+
+
+# --- what the hot path takes from the CSR and keeps per issuer -------------------------------
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = (
+        bytes([n])
+        if n < 0x80
+        else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    )
+    return bytes([tag]) + length + content
+
+
+def _csr_with_compressed_point(private_key) -> bytes:
+    """A CSR (DER) whose SubjectPublicKeyInfo carries the compressed point (cryptography writes
+    uncompressed ones), signed by ``private_key``."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name("compressed"))
+        .sign(private_key, hashes.SHA256())
+    )
+    public_key = private_key.public_key()
+    uncompressed = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    at = 2 if uncompressed[1] < 0x80 else 2 + (uncompressed[1] & 0x7F)
+    algorithm = uncompressed[at : at + 2 + uncompressed[at + 1]]  # the AlgorithmIdentifier SEQUENCE
+    point = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    compressed = _der(0x30, algorithm + _der(0x03, b"\x00" + point))
+    info = csr.tbs_certrequest_bytes
+    start = 2 if info[1] < 0x80 else 2 + (info[1] & 0x7F)
+    info = _der(0x30, info[start:].replace(uncompressed, compressed))
+    signature = private_key.sign(info, ec.ECDSA(hashes.SHA256()))
+    ecdsa_with_sha256 = bytes.fromhex("300a06082a8648ce3d040302")
+    return _der(0x30, info + ecdsa_with_sha256 + _der(0x03, b"\x00" + signature))
+
+
+@pytest.mark.parametrize("algorithm", ["EC_prime256v1", "EC_secp384r1", "EC_secp521r1"])
+def test_an_ec_ski_is_the_sha1_of_the_certificate_key_whatever_the_csr_point_form(algorithm, monkeypatch):
+    k = key(algorithm, 70)
+    expected = x509.SubjectKeyIdentifier.from_public_key(k.public_key()).digest
+    uncompressed = check_csr(parse_csr(make_csr(k)))
+    compressed = check_csr(parse_csr(_csr_with_compressed_point(k)))
+    assert uncompressed.info is not None and compressed.info is not None
+    assert certificates._subject_key_identifier(compressed).digest == expected  # through the key
+    with monkeypatch.context() as patch:  # the CSR's own bytes: the key is not encoded again
+        patch.setattr(x509.SubjectKeyIdentifier, "from_public_key", None)
+        assert certificates._subject_key_identifier(uncompressed).digest == expected
+    for der in (make_csr(k), _csr_with_compressed_point(k)):
+        cert = issue("EndEntityCertificate", der)
+        assert ski(cert) == expected == x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+        cert.verify_directly_issued_by(chain("P256").sub)
+
+
+@pytest.mark.parametrize("digest", [hashes.SHA256(), hashes.SHA384(), hashes.SHA512(), hashes.SHA224()])
+def test_ec_self_signatures_are_verified_for_every_hash(digest):
+    k = key("EC_prime256v1", 71)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name("hashes")).sign(k, digest)
+    der = csr.public_bytes(serialization.Encoding.DER)
+    check_csr(parse_csr(der))
+    tampered = bytearray(der)
+    tampered[der.find(b"hashes")] ^= 0x20  # in the subject: the signature no longer covers it
+    with pytest.raises(MalformedCSR, match="signature"):
+        check_csr(parse_csr(bytes(tampered)))
+    foreign = bytearray(der)
+    foreign[-8] ^= 0x01  # in the signature value
+    with pytest.raises(MalformedCSR):
+        check_csr(parse_csr(bytes(foreign)))
+
+
+def test_template_layers_are_built_once_per_issuer_template_key_and_urls():
+    issuer = chain("P256").sub_issuer
+    profile = profiles.get_profile("EndEntityCertificate")
+    layer = issuer.template_layer(profile, "EC_prime256v1", CRL_URL, OCSP_URL)
+    assert issuer.template_layer(profile, "EC_prime256v1", CRL_URL, OCSP_URL) is layer
+    assert issuer.template_layer(profile, "EC_prime256v1", None, OCSP_URL) is not layer
+    assert issuer.template_layer(profile, "RSA_2048", CRL_URL, OCSP_URL) is not layer
+    assert layer.ku_checked
+    # The layer's extensions reach the builder DER-encoded; the certificate carries the same values.
+    cert = issue(
+        "EndEntityCertificate", make_csr(key("EC_prime256v1", 72)), crl_url=CRL_URL, ocsp_url=OCSP_URL
+    )
+    for oid, (value, critical) in layer.entries.items():
+        if oid != ExtensionOID.SUBJECT_KEY_IDENTIFIER:
+            assert ext(cert, oid).value == value and ext(cert, oid).critical == critical
+    assert [e.oid for e in cert.extensions][: len(layer.entries)] == list(layer.entries)

@@ -337,3 +337,23 @@ def test_pcaq_blocklist_command(store, tmp_path, good_rsa, capsys):
     bad.write_text("nonsense\n")
     assert cli.main(["blocklist", "add", str(bad), "--redis-url", url]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_no_fingerprint_is_taken_when_no_list_could_name_the_key(monkeypatch, tmp_path, good_rsa):
+    """Without the operator's list and badkeys' blocklist, an EC key has nothing to be looked up in;
+    an RSA key still goes through badkeys' checks, and a listed EC key is still refused."""
+    monkeypatch.setattr(key_checks, "_badkeys_blocklist", False)
+    taken = []
+    fingerprint = key_checks.spki_fingerprint
+    monkeypatch.setattr(key_checks, "spki_fingerprint", lambda key: taken.append(key) or fingerprint(key))
+    ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    key_checks.check_public_key(ec_key)
+    assert taken == []
+    key_checks.check_public_key(good_rsa.public_key())
+    assert taken == [good_rsa.public_key()]
+    path = tmp_path / "blocked"
+    path.write_text(fingerprint(ec_key) + "\n")
+    key_checks.refresh_blocklist(path, None)
+    with pytest.raises(InvalidArgument, match="blocklist of compromised keys"):
+        key_checks.check_public_key(ec_key)
+    key_checks.check_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())  # others pass
