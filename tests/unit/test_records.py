@@ -429,3 +429,81 @@ def test_key_generation_lock_is_per_ca_and_kek_check_is_set_once(store):
     assert store.kek_check() is None
     assert store.init_kek_check(b"one") and not store.init_kek_check(b"two")
     assert store.kek_check() == b"one"
+
+
+# -- claims and commits sent ahead (Sent) --------------------------------------------------------
+
+
+def _in_use(client) -> int:
+    return len(client.connection_pool._in_use_connections)
+
+
+def test_a_sent_claim_and_commit_do_what_the_calls_do_and_hand_their_connections_back(store, client, clock):
+    for serial in ("a", "b", "c"):
+        submit(store, serial)
+        clock.advance(1)
+    sent = store.send_claim_ready("w1", 2)
+    assert store.claim_ready("w2", 2) == [(member_of(CA, "c"), b"request-body")]  # the sent claim ran first
+    claimed = sent.result()
+    assert [m for m, _ in claimed] == [member_of(CA, "a"), member_of(CA, "b")] and claimed.abandoned == []
+    commit = store.send_commit("w1", [(m, True, b"der") for m, _ in claimed])
+    assert commit.result() == 2
+    assert [store.get_certificate(CA, s).status for s in ("a", "b", "c")] == ["ISSUED", "ISSUED", "PENDING"]
+    assert store.send_commit("w1", []).result() == 0  # nothing to send
+    assert _in_use(client) == 0
+
+
+def test_a_sent_script_the_server_does_not_have_runs_the_ordinary_way(store, client):
+    submit(store, "a1")
+    client.script_flush()  # as after a restart of Redis: NOSCRIPT
+    assert store.send_claim_ready("w1", 5).result() == [(member_of(CA, "a1"), b"request-body")]
+    client.script_flush()
+    assert store.send_commit("w1", [(member_of(CA, "a1"), True, b"der")]).result() == 1
+    assert store.get_certificate(CA, "a1").certificate_der == b"der"
+    assert _in_use(client) == 0
+
+
+def test_a_commit_whose_reply_is_lost_is_run_again_and_takes_once(store, client, monkeypatch):
+    submit(store, "a1")
+    m = member_of(CA, "a1")
+    store.claim([m], "w1")
+    sent = store.send_commit("w1", [(m, True, b"der")])
+
+    connection, lost = sent._connection, []
+    read = connection.read_response
+
+    def read_once_lost(*args, **kwargs):
+        if not lost:
+            lost.append(True)
+            raise redis.ConnectionError("connection lost")
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "read_response", read_once_lost)
+    assert sent.result() == 0  # the first run wrote it; the run again finds no lease of w1's left
+    assert lost
+    rec = store.get_certificate(CA, "a1")
+    assert (rec.status, rec.certificate_der) == ("ISSUED", b"der")
+    assert _in_use(client) == 0
+
+
+def test_a_sent_call_without_a_connection_runs_when_its_result_is_asked(store, client, monkeypatch):
+    submit(store, "a1")
+
+    def refused(*args, **kwargs):
+        raise redis.ConnectionError("refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(client.connection_pool, "get_connection", refused)
+        sent = store.send_claim_ready("w1", 5)
+    assert client.zscore(records.keys.PENDING_CERTS, member_of(CA, "a1")) == pytest.approx(T0)  # not run yet
+    assert sent.result() == [(member_of(CA, "a1"), b"request-body")]
+
+
+def test_a_closed_sent_claim_hands_its_connection_back_and_its_batch_stays_leased(store, client, clock):
+    submit(store, "a1")
+    sent = store.send_claim_ready("w1", 5)
+    sent.close()
+    assert _in_use(client) == 0
+    assert store.claim_ready("w2", 5) == []  # leased to w1 until its lease ends
+    clock.advance(SETTINGS.lease_seconds + 1)
+    assert store.claim_ready("w2", 5) == [(member_of(CA, "a1"), b"request-body")]
