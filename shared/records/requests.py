@@ -79,6 +79,7 @@ class Sent(Generic[T]):
     def __init__(self, client: redis.Redis, script: Any, keys: list, args: list, parse: Callable[[Any], T]):
         self._client, self._script, self._keys, self._args, self._parse = client, script, keys, args, parse
         self._connection = None
+        self._open = True  # until result() or close()
         pool = client.connection_pool
         try:
             connection = pool.get_connection()
@@ -98,14 +99,16 @@ class Sent(Generic[T]):
 
     def close(self) -> None:
         """Give up the reply (the script still runs) and hand the connection back."""
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._open = self._connection, None, False
         if connection is not None:
             connection.disconnect()
             self._client.connection_pool.release(connection)
 
     def result(self) -> T:
-        """The script's reply, parsed (waits for it)."""
-        connection, self._connection = self._connection, None
+        """The script's reply, parsed (waits for it). Only once: the reply is read, not kept."""
+        if not self._open:
+            raise RuntimeError("the reply of this call was already read or given up")
+        connection, self._connection, self._open = self._connection, None, False
         if connection is not None:
             pool = self._client.connection_pool
             try:
@@ -261,7 +264,13 @@ class RequestRecords:
                 for pair in audit.items():
                     extend(pair)
         return (
-            [keys.PENDING_CERTS, keys.CERT_PREFIX, keys.AUDIT_PREFIX, keys.METRICS_LATENCY, keys.METRICS_OUTCOMES],
+            [
+                keys.PENDING_CERTS,
+                keys.CERT_PREFIX,
+                keys.AUDIT_PREFIX,
+                keys.METRICS_LATENCY,
+                keys.METRICS_OUTCOMES,
+            ],
             args,
         )
 

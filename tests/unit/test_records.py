@@ -507,3 +507,14 @@ def test_a_closed_sent_claim_hands_its_connection_back_and_its_batch_stays_lease
     assert store.claim_ready("w2", 5) == []  # leased to w1 until its lease ends
     clock.advance(SETTINGS.lease_seconds + 1)
     assert store.claim_ready("w2", 5) == [(member_of(CA, "a1"), b"request-body")]
+
+
+def test_a_sent_reply_is_read_once(store):
+    sent = store.send_claim_ready("w1", 5)
+    assert sent.result() == []
+    with pytest.raises(RuntimeError, match="already read"):
+        sent.result()
+    closed = store.send_claim_ready("w1", 5)
+    closed.close()
+    with pytest.raises(RuntimeError):
+        closed.result()
