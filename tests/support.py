@@ -30,6 +30,19 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
+class Clock:
+    """A settable ``time.time`` for the record store and the services under test."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def wait_until(
     predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = ""
 ) -> T:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import pytest
 
@@ -35,30 +38,45 @@ def _port(stack) -> int:
     return int(stack.endpoint_url.rsplit(":", 1)[1])
 
 
-def _pids(owner_list: list[str]) -> set[str]:
-    return {owner.split(":")[1] for owner in owner_list}
+def _held_by(r, pool: set[str]) -> list[str]:
+    """Lease owners (``host:pid:...``) in the outbox that belong to one of the ``pool`` pids."""
+    return [o for o in owners(r) if o.split(":")[1] in pool]
 
 
-def test_sigkill_every_worker_mid_bulk_loses_and_doubles_nothing(tmp_path, redis_server, bulk_csrs):
-    server = redis_server("everysec")
+class _Bulk(NamedTuple):
+    stack: object
+    port: int
+    r: object
+    ca_arn: str
+    before: set
+    load: Load
+
+
+@contextmanager
+def _bulk_under_way(tmp_path, server, bulk_csrs) -> Iterator[_Bulk]:
+    """``pcaq up`` with two signing processes on ``server``, a quarter of a bulk already answered."""
     with running_stack(tmp_path, env=env_with(REDIS_URL=server.url), workers=2) as stack:
         port, r = _port(stack), server.client()
         ca_arn = root_ca(port)
         before = set(ca_records(r, ca_arn))
         load = Load(port, ca_arn, bulk_csrs).start()
         wait_until(lambda: load.answered >= BULK // 4, what="a quarter of the bulk answered")
+        yield _Bulk(stack, port, r, ca_arn, before, load)
+
+
+def test_sigkill_every_worker_mid_bulk_loses_and_doubles_nothing(tmp_path, redis_server, bulk_csrs):
+    with _bulk_under_way(tmp_path, redis_server("everysec"), bulk_csrs) as bulk:
+        stack, port, r, ca_arn, before, load = bulk
         orphaned: list[str] = []
         kills = 0
         while not orphaned and kills < 3:  # until a kill lands on a batch in flight
             worker = stack.child_pids()["worker"]
             pool = {str(p.pid) for p in wait_until(lambda w=worker: descendants(w), what="pool processes")}
-            wait_until(
-                lambda p=pool: [o for o in owners(r) if o.split(":")[1] in p], what="a batch in flight"
-            )
+            wait_until(lambda p=pool: _held_by(r, p), what="a batch in flight")
             os.killpg(worker, signal.SIGKILL)  # the Celery main process and every pool process at once
             killed_at, kills = time.monotonic(), kills + 1
             # What the dead pool had leased stays leased to it: no one may take it before the lease ends.
-            orphaned = [o for o in owners(r) if o.split(":")[1] in pool]
+            orphaned = _held_by(r, pool)
             wait_until(
                 lambda w=worker: stack.child_pids().get("worker") not in (None, w),
                 what="pcaq up to restart it",
@@ -95,24 +113,19 @@ def test_sigkill_every_worker_mid_bulk_loses_and_doubles_nothing(tmp_path, redis
 
 
 def test_sigterm_mid_batch_finishes_or_hands_back_its_work(tmp_path, redis_server, bulk_csrs):
-    server = redis_server("everysec")
-    with running_stack(tmp_path, env=env_with(REDIS_URL=server.url), workers=2) as stack:
-        port, r = _port(stack), server.client()
-        ca_arn = root_ca(port)
-        before = set(ca_records(r, ca_arn))
-        load = Load(port, ca_arn, bulk_csrs).start()
-        wait_until(lambda: load.answered >= BULK // 4, what="a quarter of the bulk answered")
+    with _bulk_under_way(tmp_path, redis_server("everysec"), bulk_csrs) as bulk:
+        stack, port, r, ca_arn, before, load = bulk
 
         worker = stack.child_pids()["worker"]
         pool = {str(p.pid) for p in descendants(worker)}
-        held = wait_until(lambda: [o for o in owners(r) if o.split(":")[1] in pool], what="a batch in flight")
+        held = wait_until(lambda: _held_by(r, pool), what="a batch in flight")
         os.kill(worker, signal.SIGTERM)  # what docker stop, systemd and a Procfile runner send
         stopped_at = time.monotonic()
         wait_until(lambda: not alive(worker), timeout=60, what="the warm shutdown")
         stop_seconds = time.monotonic() - stopped_at
 
         # Nothing it had taken is left leased to it: each batch was committed (or given back).
-        left = [o for o in owners(r) if o.split(":")[1] in pool]
+        left = _held_by(r, pool)
         assert left == [], f"{len(left)} requests still leased to the stopped worker"
         assert f"worker (pid {worker}) exited with status 0" in stack.log()
         assert stop_seconds < DRAIN_SLICE_SECONDS + 15, "a warm shutdown waits for one drain slice at most"

@@ -26,22 +26,13 @@ from shared.errors import (
 )
 from shared.identity import Caller
 from shared.records import Store
+from tests.support import Clock
 
 SETTINGS = settings.load({"PCAQ_IDEMPOTENCY_TTL": "300"})
 ME = Caller(account="111122223333", region="us-east-1")
 STRANGER = Caller(account="999988887777", region="us-east-1")
 T0 = 1_700_000_000.0
 DAY = 86400
-
-
-class Clock:
-    """A settable ``time.time``."""
-
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeQueue:

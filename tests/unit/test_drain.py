@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.signer import ExternalCA
 from tests.unit.test_issue_flow import active_root, env, issue, member  # noqa: F401 - env is a fixture
 from worker import tasks
 from worker.tasks import _Issuers, drain_outbox
@@ -71,7 +72,7 @@ def test_issuers_are_reused_across_batches_while_the_ca_is_the_same(env):  # noq
     first, doc = _Issuers(svc).get(ca_id, False)
     assert _Issuers(svc).get(ca_id, False)[0] is first  # a new batch, the same CA: the same Issuer
     assert _Issuers(svc).get(ca_id, True)[0] is not first  # self-signing: no certificate
-    renewed = {**doc, "internal": {**doc["internal"], "certificate_pem": _other_certificate_pem()}}
+    renewed = {**doc, "internal": {**doc["internal"], "certificate_pem": ExternalCA("Renewed Root").pem}}
     assert _Issuers(svc, {ca_id: renewed}).get(ca_id, False)[0] is not first
     changed = {
         **doc,
@@ -82,26 +83,3 @@ def test_issuers_are_reused_across_batches_while_the_ca_is_the_same(env):  # noq
     }
     assert _Issuers(svc, {ca_id: changed}).get(ca_id, False)[0].signing_algorithm == "SHA384WITHECDSA"
 
-
-def _other_certificate_pem() -> str:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Renewed Root")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()

@@ -11,17 +11,9 @@ from api.app import create_app
 from shared.records import Result, Store, keys, member_of
 from shared.records.metrics import LATENCY_BUCKETS
 from shared.settings import load
-from tests.support import private_redis_db
+from tests.support import Clock, private_redis_db
 
 CA = "0b5c3a1e-1111-4222-8333-444455556666"
-
-
-class Clock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

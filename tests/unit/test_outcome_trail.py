@@ -19,6 +19,7 @@ from shared import audit_trail
 from shared.audit_trail import AuditTrail
 from shared.records import Result, Store, member_of
 from shared.settings import load
+from tests.support import Clock
 from tests.unit.test_issue_flow import active_root, env, leaf_csr, member  # noqa: F401 - env is a fixture
 from worker.tasks import sign_batch
 
@@ -27,14 +28,6 @@ CA = "0b5c3a1e-1111-4222-8333-444455556666"
 CA_ARN = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/{CA}"
 T0 = 1_700_000_000.0
 SETTINGS = load({"PCAQ_LEASE_SECONDS": "30", "PCAQ_MAX_ATTEMPTS": "2"})
-
-
-class Clock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["redis", "fakeredis"])

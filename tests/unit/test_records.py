@@ -16,6 +16,7 @@ import redis
 from shared import records, settings
 from shared.errors import NotFound
 from shared.records import Store, Submission, member_of
+from tests.support import Clock
 
 SETTINGS = settings.load(
     {"PCAQ_IDEMPOTENCY_TTL": "300", "PCAQ_LEASE_SECONDS": "30", "PCAQ_MAX_ATTEMPTS": "3"}
@@ -24,19 +25,6 @@ ACCOUNT = "111122223333"
 CA = "0b5c3a1e-1111-4222-8333-444455556666"
 OTHER_CA = "0b5c3a1e-9999-4222-8333-444455556666"
 T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A settable ``time.time``."""
-
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -15,15 +15,7 @@ from shared.errors import Throttled
 from shared.records import Store
 from shared.settings import load
 from shared.throttle import Rate, Throttle, parse_rate_limits
-from tests.support import private_redis_db
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import Clock, private_redis_db
 
 
 @pytest.fixture
