@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -102,16 +101,6 @@ _ECDSA = {
     SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
     SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
 }
-# The SubjectPublicKeyInfo DER of an EC key up to its point, as cryptography writes it into a certificate
-# (named curve, uncompressed point 04 || X || Y): when a CSR holds these very bytes, the certificate's
-# subjectPublicKey is the CSR's, and the SKI (its SHA-1) is taken from the CSR without encoding the key.
-_EC_SPKI_PREFIX = {
-    "EC_prime256v1": bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"),
-    "EC_secp384r1": bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200"),
-    "EC_secp521r1": bytes.fromhex("30819b301006072a8648ce3d020106052b8104002303818600"),
-}
-
-
 @dataclass
 class IssueRequest:
     """One certificate to sign. ``not_before``/``not_after`` come from ``validity.compute_window``."""
@@ -269,30 +258,6 @@ def _ecdsa_valid(public_key: Any, signature: bytes, info: bytes, ecdsa: ec.ECDSA
     except InvalidSignature:
         return False
     return True
-
-
-def _der_skip(der: bytes, i: int) -> int:
-    """The offset just past the DER element at ``i`` (of input cryptography has already parsed)."""
-    n = der[i + 1]
-    if n < 0x80:
-        return i + 2 + n
-    return i + 2 + (n & 0x7F) + int.from_bytes(der[i + 2 : i + 2 + (n & 0x7F)], "big")
-
-
-def _subject_key_identifier(checked: CheckedCSR) -> x509.SubjectKeyIdentifier:
-    """The SKI of the CSR's key: SHA-1 of the subjectPublicKey (RFC 5280 §4.2.1.2 method 1), from the
-    CSR's own bytes when they are what the certificate will carry (``_EC_SPKI_PREFIX``)."""
-    prefix = _EC_SPKI_PREFIX.get(checked.key_algorithm)
-    info = checked.info
-    if prefix is not None and info is not None:
-        # CertificationRequestInfo ::= SEQUENCE { version INTEGER, subject Name, subjectPKInfo, ... }
-        n = info[1]
-        i = 2 + (n & 0x7F if n >= 0x80 else 0)
-        i = _der_skip(info, _der_skip(info, i))
-        point = i + len(prefix)
-        if info.startswith(prefix, i) and info[point] == 0x04:  # uncompressed: 04 || X || Y
-            return x509.SubjectKeyIdentifier(hashlib.sha1(info[point : _der_skip(info, i)]).digest())
-    return x509.SubjectKeyIdentifier.from_public_key(checked.public_key)
 
 
 def der_to_pem(der: bytes) -> str:
@@ -541,7 +506,7 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
     api_layer = _api_layer(api["Extensions"]) if api.get("Extensions") else {}
     template = issuer.template_layer(profile, key_alg, request.crl_url, request.ocsp_url)
     extensions = template.entries.copy()
-    ski_value = _subject_key_identifier(checked)
+    ski_value = x509.SubjectKeyIdentifier.from_public_key(public_key)
     ski = extensions[_SKI] = (ski_value, False)
     added: list[ObjectIdentifier] = []
     for layer in (api_layer, csr_layer):  # lower precedence: only OIDs not set yet

@@ -88,21 +88,23 @@ class Sent(Generic[T]):
         try:
             connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except (redis.ConnectionError, redis.TimeoutError):
-            connection.disconnect()
-            pool.release(connection)
+            self._drop(connection)
             return
         except BaseException:
-            connection.disconnect()
-            pool.release(connection)
+            self._drop(connection)
             raise
         self._connection = connection
+
+    def _drop(self, connection: Any) -> None:
+        """Hand back a connection whose reply will not be read (closed: nothing stale stays on it)."""
+        connection.disconnect()
+        self._client.connection_pool.release(connection)
 
     def close(self) -> None:
         """Give up the reply (the script still runs) and hand the connection back."""
         connection, self._connection, self._open = self._connection, None, False
         if connection is not None:
-            connection.disconnect()
-            self._client.connection_pool.release(connection)
+            self._drop(connection)
 
     def result(self) -> T:
         """The script's reply, parsed (waits for it). Only once: the reply is read, not kept."""
@@ -116,11 +118,9 @@ class Sent(Generic[T]):
             except NoScriptError:  # not run: the server does not have the script (yet); run it below
                 pool.release(connection)
             except (redis.ConnectionError, redis.TimeoutError):  # lost, outcome unknown: run it again below
-                connection.disconnect()
-                pool.release(connection)
+                self._drop(connection)
             except BaseException:
-                connection.disconnect()
-                pool.release(connection)
+                self._drop(connection)
                 raise
             else:
                 pool.release(connection)
