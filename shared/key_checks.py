@@ -12,7 +12,7 @@ Two sources:
   ``PCAQ_KEY_BLOCKLIST_FILE`` and from a Redis set that ``pcaq blocklist add <pem file>`` adds to.
 
 The worker calls :func:`refresh_blocklist` once per batch (one GET of a version counter; the set is
-read again only when it changed) and ``certificates.check_csr`` calls :func:`check_public_key`.
+read again only when it changed) and ``csrs.check_csr`` calls :func:`check_public_key`.
 Verdicts are cached per key fingerprint, so a key seen again costs one SHA-256. When no list could
 name the key (the operator's blocklist is empty and badkeys' is not installed) and badkeys has no
 other check for its type (every type but RSA), there is nothing to look up: no fingerprint is taken.
