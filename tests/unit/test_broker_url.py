@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
 import redis
@@ -12,6 +11,7 @@ import redis
 from shared import redis_transport
 from shared.queue import make_celery
 from shared.settings import load
+from tests.support import wait_until
 
 
 def test_tcp_urls_are_used_as_they_are():
@@ -29,6 +29,13 @@ def test_a_unix_url_with_credentials_is_refused_clearly():
         redis_transport.broker_url("unix://:secret@/r.sock?db=0")
 
 
+def _answers(sock) -> bool:
+    try:
+        return redis.Redis(unix_socket_path=str(sock)).ping()
+    except redis.ConnectionError:
+        return False
+
+
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_celery_talks_to_a_redis_on_a_unix_socket_with_our_transport(tmp_path):
     sock = tmp_path / "redis.sock"
@@ -37,13 +44,7 @@ def test_celery_talks_to_a_redis_on_a_unix_socket_with_our_transport(tmp_path):
         stdout=subprocess.DEVNULL,
     )
     try:
-        client = redis.Redis(unix_socket_path=str(sock))
-        for _ in range(200):  # redis-server needs a moment to create the socket
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
+        wait_until(lambda: _answers(sock), what="redis-server on its socket")
         app = make_celery(load({"REDIS_URL": f"unix://{sock}?db=5"}))
         with app.connection_for_write() as conn:
             assert isinstance(conn.transport, redis_transport.Transport)  # survives a Redis restart
