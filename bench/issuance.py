@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import cpu, load  # noqa: E402
-from shared import keys  # noqa: E402
+from shared import keys as key_algorithms  # noqa: E402
 from shared.cli import api_args, worker_args  # noqa: E402
+from shared.records import keys, member_of  # noqa: E402
 
 CA_SIGNING = {"EC_prime256v1": "SHA256WITHECDSA", "RSA_2048": "SHA256WITHRSA", "RSA_4096": "SHA256WITHRSA"}
 
@@ -89,10 +90,10 @@ def make_csrs(n: int) -> list[bytes]:
 
 def raw_loop(ca_algorithm: str, csrs: list[bytes], seconds: float = 3.0) -> float:
     """Certificates per second of one core doing only the crypto a certificate needs."""
-    ca_key = keys.generate_private_key(ca_algorithm)
+    ca_key = key_algorithms.generate_private_key(ca_algorithm)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench root")])
     now = dt.datetime.now(dt.UTC)
-    kwargs = keys.sign_kwargs(CA_SIGNING[ca_algorithm])
+    kwargs = key_algorithms.sign_kwargs(CA_SIGNING[ca_algorithm])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
     done, i = 0, 0
@@ -223,7 +224,7 @@ class Stack:
         if proc:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
-        self.r.delete("pcaq:workers")
+        self.r.delete(keys.WORKERS)
 
     def close(self) -> None:
         self.stop_workers()
@@ -326,7 +327,7 @@ def poll_all(port: int, ca_arn: str, arns: list[str], connections: int = 8) -> i
 
 
 def pending(stack: Stack) -> int:
-    return int(stack.r.zcard("pcaq:pending:certs"))
+    return int(stack.r.zcard(keys.PENDING_CERTS))
 
 
 def drain(stack: Stack, ca_arn: str, signing: str, csrs: list[bytes], concurrency: int) -> float:
@@ -360,7 +361,7 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
     cpu_after = cpu.snapshot(roots) | {"clients": time.process_time()}
     cpu_us = {name: 1e6 * (cpu_after[name] - cpu_before[name]) / len(arns) for name in cpu_after}
     per_record = (stack.r.info("memory")["used_memory"] - used_before) / len(arns)
-    sample = stack.r.memory_usage("pcaq:cert:" + arns[0].split("/")[1] + ":" + arns[0].rsplit("/", 1)[1])
+    sample = stack.r.memory_usage(keys.certificate(member_of(arns[0].split("/")[1], arns[0].rsplit("/", 1)[1])))
     drain_csrs = (csrs * (drain_count // len(csrs) + 1))[:drain_count]
     drain1 = drain(stack, ca_arn, signing, drain_csrs, 1)
     drain2 = drain(stack, ca_arn, signing, drain_csrs, 2)

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from bench.issuance import make_csrs
+from shared.records import keys
 from tests.faults.harness import (
     Audit,
     Load,
@@ -61,7 +62,7 @@ class Sampler:
         start = time.monotonic()
         while not self._stop.wait(SAMPLE_EVERY):
             rss = {name: kib for name, pid in self._processes().items() if (kib := rss_kib(pid)) is not None}
-            self.samples.append((time.monotonic() - start, rss, int(self.r.zcard("pcaq:pending:certs"))))
+            self.samples.append((time.monotonic() - start, rss, int(self.r.zcard(keys.PENDING_CERTS))))
 
     def __enter__(self) -> Sampler:
         self._thread.start()
