@@ -54,9 +54,10 @@ class Queue:
         """Ask a worker to sign these pending certificate requests."""
         self.celery.send_task(ISSUE_TASK, args=[members])
 
-    def drain(self) -> None:
-        """Ask a worker to sign whatever is ready in the outbox, in batches, until it is empty."""
-        self.celery.send_task(DRAIN_TASK)
+    def drain(self, helper: str | None = None) -> None:
+        """Ask a worker to sign whatever is ready in the outbox, in batches, until it is empty
+        (``helper``: the token of a helper drain that a full claim asked for)."""
+        self.celery.send_task(DRAIN_TASK, args=[helper] if helper else [])
 
     def create_ca_key(self, ca_id: str) -> None:
         """Ask a worker to generate a new CA's key and CSR."""

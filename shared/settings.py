@@ -51,6 +51,7 @@ class Settings:
     prefetch_multiplier: int = 16
     batch_size: int = 100
     drain_kick_ms: int = 50
+    drain_linger_ms: int = 10  # a drain whose claim was not full waits this long before the next one
     lease_seconds: int = 120
     sweep_interval: int = 30
     stale_after: int = 60
@@ -103,6 +104,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         prefetch_multiplier=_int(env, "PCAQ_PREFETCH", 16),
         batch_size=_int(env, "PCAQ_BATCH_SIZE", 100),
         drain_kick_ms=_int(env, "PCAQ_DRAIN_KICK_MS", 50),
+        drain_linger_ms=_int(env, "PCAQ_DRAIN_LINGER_MS", 10),
         lease_seconds=_int(env, "PCAQ_LEASE_SECONDS", 120),
         sweep_interval=_int(env, "PCAQ_SWEEP_INTERVAL", 30),
         stale_after=_int(env, "PCAQ_STALE_AFTER", 60),

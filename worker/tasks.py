@@ -12,6 +12,7 @@ batch. At most one claim and one commit are in flight; both are safe to run agai
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -160,8 +161,14 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
 
 def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, dict | None]]:
     """A drain's next batch from its claim: the leased requests, once the key blocklist is refreshed,
-    with the CA documents they need (both read after the claim)."""
+    with the CA documents they need (both read after the claim). A full claim that asked for a helper
+    drain sends its message here."""
     claimed = _claimed(claim.result())
+    if claimed.helper:
+        try:
+            svc.queue.drain(claimed.helper)
+        except Exception:  # noqa: BLE001 - only a helper: this drain goes on, the mark lapses by itself
+            log.warning("could not ask for a helper drain", exc_info=True)
     if not claimed:
         return claimed, {}
     _refresh_blocklist(svc)
@@ -235,35 +242,48 @@ def sign_batch(svc: Services, members: Iterable[str]) -> int:
     return sign_claimed(svc, owner, _claimed(svc.store.claim(list(members), owner)))
 
 
-def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> int:
+def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, helper: str | None = None) -> int:
     """Sign ready requests from the outbox, a batch at a time, until none is ready; returns how many.
 
-    Before it stops it clears the drain kick and looks once more, so a request submitted while it
-    was stopping is either seen here or makes its submitter ask for a new drain. After
-    ``slice_seconds`` it stops anyway and asks for a new drain (another worker may take it).
+    While it takes work its claims keep the draining mark alive, so submitters do not send drain
+    messages; a full claim asks for one helper drain at a time, so idle processes join a backlog.
+    After a claim that was not full it lingers (``PCAQ_DRAIN_LINGER_MS``) before claiming again, so
+    that under a steady stream of requests a batch is several requests, not one: per-batch costs are
+    spread over them. Before it stops it clears the drain kick and the draining mark and looks once
+    more, so a request submitted while it was stopping is either seen here or makes its submitter ask
+    for a new drain. After ``slice_seconds`` it stops anyway and asks for a new drain (another worker
+    may take it). ``helper``: the token this drain was asked for with, if it is a helper.
     """
     owner = _owner()
     done = 0
     ends = time.monotonic() + slice_seconds
 
     store, batch_size = svc.store, svc.settings.batch_size
+    linger = svc.settings.drain_linger_ms / 1000
+    tokens = (f"{owner}:{n}" for n in itertools.count())  # one per claim: the helper it may ask for
+    if helper:
+        store.helper_started(helper)
     committing: tuple[Sent[int], int, BatchReport] | None = None  # the commit of the batch signed last
     ahead: Sent[Claimed] | None = None  # the claim of the next batch, sent before this one is signed
     batch: tuple[Claimed, dict] | None = None
+    claimed_at = time.monotonic()
     try:
         while True:
             if batch is None:
                 if time.monotonic() >= ends:
                     svc.queue.drain()
                     break
-                batch = _batch(svc, store.send_claim_ready(owner, batch_size))
+                claimed_at = time.monotonic()
+                batch = _batch(svc, store.send_claim_ready(owner, batch_size, next(tokens)))
             if not batch[0]:
                 store.clear_drain_kick()
-                batch = _batch(svc, store.send_claim_ready(owner, batch_size))
+                batch = _batch(svc, store.send_claim_ready(owner, batch_size, next(tokens)))
                 if not batch[0]:
                     break
-            if time.monotonic() < ends:
-                ahead = store.send_claim_ready(owner, batch_size)
+            full = len(batch[0]) >= batch_size
+            if full and time.monotonic() < ends:
+                claimed_at = time.monotonic()
+                ahead = store.send_claim_ready(owner, batch_size, next(tokens))
             results, report = _sign_all(svc, *batch)
             if committing is not None:
                 previous, committing = committing, None
@@ -271,6 +291,12 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS) -> i
             # The next batch is read before this one's commit is sent: its reads do not queue behind it.
             batch, ahead = (None if ahead is None else _batch(svc, ahead)), None
             committing = (store.send_commit(owner, results, report.errors), len(results), report)
+            if not full:
+                # Let requests gather for the next claim (a deliberate batching delay, as Kafka's
+                # linger.ms; the commit is already on its way meanwhile).
+                pause = claimed_at + linger - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
     finally:
         if ahead is not None:  # only on an exception: its batch stays leased until its leases end
             ahead.close()
@@ -286,9 +312,10 @@ def create_ca_key(ca_id: str) -> None:
 
 
 @app.task(name=DRAIN_TASK)
-def drain() -> None:
-    """Celery entry point of :func:`drain_outbox` (the message is only a wake-up: no ids travel)."""
-    drain_outbox(services())
+def drain(helper: str | None = None) -> None:
+    """Celery entry point of :func:`drain_outbox` (the message is only a wake-up: no ids travel;
+    ``helper`` is the token of a helper drain)."""
+    drain_outbox(services(), helper=helper)
 
 
 @app.task(name=ISSUE_TASK)

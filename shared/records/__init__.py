@@ -71,6 +71,7 @@ class Store(
         self._claim = client.register_script(scripts.CLAIM)
         self._claim_ready = client.register_script(scripts.CLAIM_READY)
         self._commit = client.register_script(scripts.COMMIT)
+        self._helper_started = client.register_script(scripts.HELPER_STARTED)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:

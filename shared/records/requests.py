@@ -50,11 +50,16 @@ class Result(NamedTuple):
 
 class Claimed(list):
     """What a claim leased: ``(member, request)`` pairs, as a list. ``abandoned`` holds the
-    ``(member, API request id)`` pairs the same step gave up after their last attempt (FAILED)."""
+    ``(member, API request id)`` pairs the same step gave up after their last attempt (FAILED).
+    ``helper`` is the token of the helper drain a drain's full claim asked for (the caller sends
+    that drain message), or None."""
 
-    def __init__(self, leased: list[tuple[str, bytes]], abandoned: list[tuple[str, str]]):
+    def __init__(
+        self, leased: list[tuple[str, bytes]], abandoned: list[tuple[str, str]], helper: str | None = None
+    ):
         super().__init__(leased)
         self.abandoned = abandoned
+        self.helper = helper
 
 
 class CaChanged(Exception):
@@ -141,6 +146,13 @@ def split_member(member: str) -> tuple[str, str]:
 
 _STATUS = {b"P": "PENDING", b"I": "ISSUED", b"F": "FAILED"}
 
+# A running drain claims at least this often (a full batch of the slowest keys signs well within it);
+# when its mark lapses, submitters ask for a drain again (a drain that died is replaced this soon).
+DRAINING_MS = 2000
+# A helper drain asked for but not started within this long (its message is lost, or waits behind a
+# busy process) no longer keeps a full claim from asking for another.
+HELPER_MS = 10_000
+
 
 class RequestRecords:
     """Mixin of :class:`shared.records.Store`."""
@@ -170,7 +182,15 @@ class RequestRecords:
         gate = keys.ca_gate(ca_id) if ca_version is not None else ""
         stream = keys.audit_stream(ca_id) if audit else ""
         result = self._submit(
-            keys=[keys.certificate(member), keys.PENDING_CERTS, idem_key, keys.DRAIN_KICK, gate, stream],
+            keys=[
+                keys.certificate(member),
+                keys.PENDING_CERTS,
+                idem_key,
+                keys.DRAIN_KICK,
+                gate,
+                stream,
+                keys.DRAINING,
+            ],
             args=[
                 serial_hex,
                 request,
@@ -202,29 +222,47 @@ class RequestRecords:
         """Lease the given requests to ``owner``; returns ``(member, request)`` for each one leased."""
         return self._run_claim(self._claim, owner, members) if members else Claimed([], [])
 
-    def claim_ready(self, owner: str, limit: int) -> Claimed:
-        """Lease up to ``limit`` requests that are ready now (oldest first) to ``owner``."""
-        return self._run_claim(self._claim_ready, owner, [limit])
+    def claim_ready(self, owner: str, limit: int, helper: str = "") -> Claimed:
+        """A drain's claim: lease up to ``limit`` requests that are ready now (oldest first) to
+        ``owner``. It keeps the draining mark alive when it leases something; when it is full it may ask
+        for a helper drain named ``helper`` (see ``Claimed.helper``; an empty token never asks)."""
+        return self._run_claim(self._claim_ready, owner, self._drain_args(limit, helper), helper)
 
-    def send_claim_ready(self, owner: str, limit: int) -> Sent[Claimed]:
+    def send_claim_ready(self, owner: str, limit: int, helper: str = "") -> Sent[Claimed]:
         """:meth:`claim_ready`, sent now, its batch read by ``result()`` (see :class:`Sent`)."""
-        return Sent(self.r, self._claim_ready, *self._claim_call(owner, [limit]), _claimed)
+        call_keys, args = self._claim_call(owner, self._drain_args(limit, helper))
+        return Sent(self.r, self._claim_ready, call_keys, args, lambda reply: _claimed(reply, helper))
 
-    def _run_claim(self, script, owner: str, extra: list) -> Claimed:
+    def _drain_args(self, limit: int, helper: str) -> list:
+        return [limit, DRAINING_MS, helper, HELPER_MS]
+
+    def _run_claim(self, script, owner: str, extra: list, helper: str = "") -> Claimed:
         call_keys, args = self._claim_call(owner, extra)
-        return _claimed(script(keys=call_keys, args=args))
+        return _claimed(script(keys=call_keys, args=args), helper)
 
     def _claim_call(self, owner: str, extra: list) -> tuple[list, list]:
         lease = [owner, f"{self.clock():.3f}", self.settings.lease_seconds, self.settings.max_attempts]
         return (
-            [keys.PENDING_CERTS, keys.CERT_PREFIX, keys.CA_PREFIX, keys.AUDIT_PREFIX, keys.METRICS_OUTCOMES],
+            [
+                keys.PENDING_CERTS,
+                keys.CERT_PREFIX,
+                keys.CA_PREFIX,
+                keys.AUDIT_PREFIX,
+                keys.METRICS_OUTCOMES,
+                keys.DRAINING,
+                keys.DRAIN_HELPER,
+            ],
             [*lease, self.settings.audit_stream_maxlen, *extra],
         )
 
     def clear_drain_kick(self) -> None:
-        """Forget that a drain was asked for, so the next submit asks again (a draining worker that
-        found nothing calls this, then looks once more: no request can fall between the two)."""
-        self.r.delete(keys.DRAIN_KICK)
+        """Forget that a drain was asked for or is running, so the next submit asks again (a draining
+        worker that found nothing calls this, then looks once more: no request can fall between the two)."""
+        self.r.delete(keys.DRAIN_KICK, keys.DRAINING)
+
+    def helper_started(self, helper: str) -> None:
+        """A helper drain asked for by a full claim has started: a later full claim may ask again."""
+        self._helper_started(keys=[keys.DRAIN_HELPER], args=[helper])
 
     def request_drain(self) -> bool:
         """Ask for a drain unless one was asked for within the kick window; True if this call asked."""
@@ -283,11 +321,12 @@ class RequestRecords:
         return int(self.r.zcard(keys.PENDING_CERTS))
 
 
-def _claimed(reply: list) -> Claimed:
-    leased, abandoned = reply
+def _claimed(reply: list, helper: str = "") -> Claimed:
+    leased, abandoned, *asked = reply
     return Claimed(
         [(leased[i].decode(), leased[i + 1]) for i in range(0, len(leased), 2)],
         [(abandoned[i].decode(), abandoned[i + 1].decode()) for i in range(0, len(abandoned), 2)],
+        helper if asked and asked[0] == 1 else None,
     )
 
 

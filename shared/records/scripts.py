@@ -12,7 +12,10 @@ from shared.records.audit_trail import CERTIFICATE_FAILED, WORKER
 from shared.records.metrics import ABANDONED, LATENCY_BUCKETS
 
 # Submit: CA gate check, idempotency claim, PENDING record, outbox entry and drain kick in one step.
-# KEYS: record, outbox, idempotency key or '', drain kick, CA gate or '' (no check), audit stream or ''
+# The submitter asks for a drain (kicked) only when no drain is taking work (the draining mark, kept
+# alive by the claims of a running drain) and none was asked for within the kick window.
+# KEYS: record, outbox, idempotency key or '', drain kick, CA gate or '' (no check), audit stream or '',
+#       draining mark
 # ARGV: serial, request, now, idempotency TTL, member, kick ms, expected CA version, audit MAXLEN,
 #       then the audit entry's field/value pairs (appended with the record, in the same step)
 # Returns {1, serial, kicked} new; {0, serial} idempotent repeat; {-1} serial taken; {-2} CA changed.
@@ -28,7 +31,9 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4]) end
 if KEYS[6] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', unpack(ARGV, 9)) end
 local kicked = 0
-if redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then kicked = 1 end
+if redis.call('EXISTS', KEYS[7]) == 0 and redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then
+  kicked = 1
+end
 return {1, ARGV[1], kicked}
 """
 
@@ -94,7 +99,6 @@ for _, member in ipairs(members) do
     redis.call('ZREM', KEYS[1], member)
   end
 end
-return {out, abandoned}
 """
 
 # Claim the named members.
@@ -106,14 +110,36 @@ CLAIM = (
     _ABANDON
     + "local members = {}\nfor i = 6, #ARGV do members[#members + 1] = ARGV[i] end\n"
     + _CLAIM_MEMBERS
+    + "return {out, abandoned}\n"
 )
 
-# Claim up to ARGV[6] members that are ready now (oldest first). Same KEYS, first five ARGV and answer.
+# A drain's claim: up to ARGV[6] members that are ready now (oldest first). Same first five KEYS and
+# ARGV, and the same answer plus a third item. A claim that leased something keeps the draining mark
+# alive (submitters then leave the waking to this drain). A full claim (more may be ready) asks for a
+# helper drain, so that idle worker processes join, but only while no helper asked for is yet to start:
+# it sets the helper mark to this claim's token and answers 1, and the caller sends the message.
+# KEYS: ..., draining mark, helper mark. ARGV: ..., limit, draining ms, helper token ('': never ask),
+# helper ms.
 CLAIM_READY = (
     _ABANDON
     + "local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[6]))\n"
     + _CLAIM_MEMBERS
+    + """
+local helper = 0
+if #out > 0 then redis.call('SET', KEYS[6], '1', 'PX', ARGV[7]) end
+if ARGV[8] ~= '' and #members == tonumber(ARGV[6]) and redis.call('SET', KEYS[7], ARGV[8], 'NX', 'PX', ARGV[9]) then
+  helper = 1
+end
+return {out, abandoned, helper}
+"""
 )
+
+# A helper drain has started: its mark is cleared (only if it is still its own), so that the next full
+# claim may ask for another. KEYS: helper mark. ARGV: the helper's token.
+HELPER_STARTED = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 # Commit: write a result only on the PENDING -> ISSUED/FAILED transition, and only for the lease owner.
 # For each result that takes, in the same step: its audit entry (fields rendered by the caller, appended

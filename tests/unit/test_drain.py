@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from shared.records import keys
 from tests.signer import ExternalCA
 from tests.unit.test_issue_flow import active_root, env, issue, member  # noqa: F401 - env is a fixture
 from worker import tasks
@@ -83,3 +84,54 @@ def test_issuers_are_reused_across_batches_while_the_ca_is_the_same(env):  # noq
     }
     assert _Issuers(svc, {ca_id: changed}).get(ca_id, False)[0].signing_algorithm == "SHA384WITHECDSA"
 
+
+
+def test_a_drain_lingers_after_a_claim_that_was_not_full_and_takes_what_came_meanwhile(
+    small_batches, monkeypatch
+):
+    svc, client = small_batches
+    svc.settings = dataclasses.replace(svc.settings, batch_size=4, drain_linger_ms=50)
+    ca_arn = active_root(svc, client)
+    first = issue(client, ca_arn)
+    arriving: list[str] = []
+    sign_all, batches, pauses = tasks._sign_all, [], []
+
+    def counted(svc_, claimed, *rest):
+        batches.append(len(claimed))
+        return sign_all(svc_, claimed, *rest)
+
+    def pause(seconds):  # the linger: three requests arrive while the drain waits
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            arriving.extend(issue(client, ca_arn) for _ in range(3))
+
+    monkeypatch.setattr(tasks, "_sign_all", counted)
+    monkeypatch.setattr(tasks.time, "sleep", pause)
+    assert drain_outbox(svc) == 4
+    assert batches == [1, 3]  # the three that came during the wait were one batch, not three
+    assert len(pauses) == 2 and all(0 < p <= 0.05 for p in pauses)
+    assert [status(svc, a) for a in [first, *arriving]] == ["ISSUED"] * 4
+
+
+def test_full_batches_are_claimed_back_to_back_without_lingering(small_batches, monkeypatch):
+    svc, client = small_batches
+    svc.settings = dataclasses.replace(svc.settings, drain_linger_ms=50)
+    ca_arn = active_root(svc, client)
+    for _ in range(4):
+        issue(client, ca_arn)
+    pauses = []
+    monkeypatch.setattr(tasks.time, "sleep", pauses.append)
+    assert drain_outbox(svc) == 4
+    assert pauses == []  # two full batches, then an empty claim: nothing to wait for
+
+
+def test_a_drain_with_a_backlog_asks_for_one_helper_which_clears_its_mark(small_batches):
+    svc, client = small_batches
+    ca_arn = active_root(svc, client)
+    for _ in range(6):
+        issue(client, ca_arn)
+    assert drain_outbox(svc) == 6
+    assert len(svc.queue.helpers) == 1  # full claims, but one helper at a time
+    assert svc.store.r.get(keys.DRAIN_HELPER) == svc.queue.helpers[0].encode()
+    assert drain_outbox(svc, helper=svc.queue.helpers[0]) == 0  # the helper starts: nothing left
+    assert svc.store.r.get(keys.DRAIN_HELPER) is None

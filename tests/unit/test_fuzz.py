@@ -71,7 +71,7 @@ class NoQueue:
     def issue(self, members):
         pass
 
-    def drain(self):
+    def drain(self, helper=None):
         pass
 
     def create_ca_key(self, ca_id):

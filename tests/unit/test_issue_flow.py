@@ -35,9 +35,13 @@ class RecordingQueue:
         self.issued: list[str] = []
         self.keys: list[str] = []
         self.drains = 0
+        self.helpers: list[str] = []  # helper drains asked for by full claims (their tokens)
 
-    def drain(self):
-        self.drains += 1
+    def drain(self, helper=None):
+        if helper:
+            self.helpers.append(helper)
+        else:
+            self.drains += 1
 
     def issue(self, members):
         self.issued += members

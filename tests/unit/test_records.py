@@ -253,6 +253,41 @@ def test_drain_kick_is_taken_by_the_first_submit_only_until_cleared(store):
     assert store.submit_certificate(CA, ACCOUNT, "k3", b"r", None).kicked
 
 
+def test_a_drain_taking_work_keeps_submits_from_asking_for_another(store, client):
+    assert submit(store, "k1").kicked
+    assert [m for m, _ in store.claim_ready("w1", 10)] == [member_of(CA, "k1")]  # marks it draining
+    client.delete(records.keys.DRAIN_KICK)  # the kick window is over ...
+    assert not submit(store, "k2").kicked  # ... but a drain is taking work: it will see k2
+    assert store.claim_ready("w1", 10) and store.claim_ready("w1", 10) == []  # an empty claim ...
+    assert not submit(store, "k3").kicked  # ... does not end the mark: the drain's stop does
+    store.clear_drain_kick()  # what a drain that found nothing does before its last look
+    assert submit(store, "k4").kicked
+
+
+def test_the_draining_mark_lapses_when_its_drain_stops_claiming(store, client):
+    submit(store, "k1")
+    store.claim_ready("w1", 10)
+    ttl = client.pttl(records.keys.DRAINING)
+    assert 0 < ttl <= records.requests.DRAINING_MS  # a drain that died is not waited for long
+    client.delete(records.keys.DRAIN_KICK, records.keys.DRAINING)  # (what the expiry does)
+    assert submit(store, "k2").kicked
+
+
+def test_a_full_claim_asks_for_one_helper_drain_until_that_one_starts(store):
+    for i in range(12):
+        submit(store, f"h{i}")
+    assert store.claim_ready("w1", 2, "t1").helper == "t1"  # full: more may be ready, ask for help
+    assert store.claim_ready("w1", 2, "t2").helper is None  # t1 has not started yet
+    store.helper_started("t2")  # not the one asked for: the mark stays
+    assert store.claim_ready("w1", 2, "t3").helper is None
+    store.helper_started("t1")
+    assert store.claim_ready("w1", 2).helper is None  # no token: never asks
+    assert store.claim_ready("w1", 2, "t4").helper == "t4"
+    store.helper_started("t4")
+    assert len(store.claim_ready("w1", 5, "t5")) == 2 and store.claim_ready("w1", 5, "t6").helper is None
+    # ^ the last two were not a full claim: no helper for them
+
+
 def test_get_certificate_status_names(store):
     assert store.get_certificate(CA, "nothing") is None
     for serial in ("p", "i", "f"):
