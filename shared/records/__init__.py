@@ -17,6 +17,7 @@ from shared.records import scripts
 from shared.records.audit_trail import AuditRecords
 from shared.records.authorities import AuthorityRecords
 from shared.records.fleet import FleetRecords
+from shared.records.held import HeldConnection
 from shared.records.key_blocklist import BlocklistRecords
 from shared.records.metrics import MetricsRecords
 from shared.records.permissions import PermissionRecords
@@ -72,6 +73,7 @@ class Store(
         self._claim_ready = client.register_script(scripts.CLAIM_READY)
         self._commit = client.register_script(scripts.COMMIT)
         self._helper_started = client.register_script(scripts.HELPER_STARTED)
+        self.held = HeldConnection(client.connection_pool)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:

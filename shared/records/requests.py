@@ -15,6 +15,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from shared.records import keys
+from shared.records.held import HeldConnection
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class RequestRecords:
     """Mixin of :class:`shared.records.Store`."""
 
     r: redis.Redis
+    held: HeldConnection  # IssueCertificate's and GetCertificate's one call each go through it
 
     def submit_certificate(
         self,
@@ -181,7 +183,8 @@ class RequestRecords:
         member = member_of(ca_id, serial_hex)
         gate = keys.ca_gate(ca_id) if ca_version is not None else ""
         stream = keys.audit_stream(ca_id) if audit else ""
-        result = self._submit(
+        result = self.held.script(
+            self._submit,
             keys=[
                 keys.certificate(member),
                 keys.PENDING_CERTS,
@@ -213,7 +216,7 @@ class RequestRecords:
 
     def get_certificate(self, ca_id: str, serial_hex: str) -> CertificateRecord | None:
         """The state of one certificate request, or None if there is none."""
-        s, c, e, t = self.r.hmget(keys.certificate(member_of(ca_id, serial_hex)), ["s", "c", "e", "t"])
+        s, c, e, t = self.held.command("HMGET", keys.certificate(member_of(ca_id, serial_hex)), "s", "c", "e", "t")
         if s is None:
             return None
         return CertificateRecord(_STATUS[s], c, e.decode() if e else None, float(t or 0))
