@@ -52,6 +52,7 @@ class Settings:
     batch_size: int = 100
     drain_kick_ms: int = 50
     drain_linger_ms: int = 10  # a drain whose claim was not full waits this long before the next one
+    worker_nice: int = 10  # workers run this much nicer than the API: requests first, signing in between
     lease_seconds: int = 120
     sweep_interval: int = 30
     stale_after: int = 60
@@ -105,6 +106,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         batch_size=_int(env, "PCAQ_BATCH_SIZE", 100),
         drain_kick_ms=_int(env, "PCAQ_DRAIN_KICK_MS", 50),
         drain_linger_ms=_int(env, "PCAQ_DRAIN_LINGER_MS", 10),
+        worker_nice=min(19, max(0, _int(env, "PCAQ_WORKER_NICE", 10))),
         lease_seconds=_int(env, "PCAQ_LEASE_SECONDS", 120),
         sweep_interval=_int(env, "PCAQ_SWEEP_INTERVAL", 30),
         stale_after=_int(env, "PCAQ_STALE_AFTER", 60),

@@ -68,6 +68,15 @@ else:
         _pcaq_log_level()
 
 
+@signals.worker_init.connect
+def _lower_priority(**_: object) -> None:
+    """Where the API and the workers share CPUs, requests are answered first: signing is batch work
+    and catches up in between (larger batches, less overhead per certificate), while an answer that
+    waits behind a signing batch is latency a client sees. The pool processes inherit it."""
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
+
+
 @signals.worker_ready.connect
 def _start_background(**_: object) -> None:
     threading.Thread(target=_background_loop, name="pcaq-heartbeat", daemon=True).start()

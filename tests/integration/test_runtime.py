@@ -354,6 +354,12 @@ def test_pcaq_up_runs_heals_and_stops_cleanly(tmp_path):
 
         pids = stack.child_pids()
         assert set(pids) == {"api", "worker", "redis"}, pids
+        # Signing yields the CPU to answering requests (PCAQ_WORKER_NICE, 10 by default).
+        base = os.getpriority(os.PRIO_PROCESS, 0)  # (this test's own; pcaq up's children start from it)
+        pool = wait_until(lambda: descendants(pids["worker"]), what="celery pool processes")
+        workers = {os.getpriority(os.PRIO_PROCESS, p) for p in [pids["worker"], *(q.pid for q in pool)]}
+        assert workers == {min(19, base + 10)}
+        assert os.getpriority(os.PRIO_PROCESS, pids["api"]) == base
         assert "using the embedded Redis (redis-server)" in log
         assert redis_servers_on(stack.data_dir / "redis") == [pids["redis"]]
 
