@@ -9,8 +9,9 @@ import botocore.session
 import pytest
 from botocore.model import ServiceModel
 
-from api import schemas
-from api.schemas import OPERATIONS, build_schemas, compile_pattern, validate_request
+from api import model_fields, schemas
+from api.model_fields import compile_pattern
+from api.schemas import OPERATIONS, build_schemas, validate_request
 from shared.errors import InvalidArn, InvalidTag, MalformedCertificate, MalformedCSR, ValidationFailed
 
 MODEL = botocore.session.get_session().get_service_model("acm-pca")
@@ -336,7 +337,7 @@ def test_huge_csr_is_rejected_before_decoding(monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded a value that is over the size limit")
 
-    monkeypatch.setattr(schemas.base64, "b64decode", no_decode)
+    monkeypatch.setattr(model_fields.base64, "b64decode", no_decode)
     assert "less than or equal to 32768" in error_of("IssueCertificate", with_(ISSUE, Csr="QUFB" * 1_000_000))
 
 
