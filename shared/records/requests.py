@@ -267,10 +267,6 @@ class RequestRecords:
         """A helper drain asked for by a full claim has started: a later full claim may ask again."""
         self._helper_started(keys=[keys.DRAIN_HELPER], args=[helper])
 
-    def request_drain(self) -> bool:
-        """Ask for a drain unless one was asked for within the kick window; True if this call asked."""
-        return bool(self.r.set(keys.DRAIN_KICK, "1", nx=True, px=self.settings.drain_kick_ms))
-
     def ready_count(self) -> int:
         """How many unfinished requests a worker could take now."""
         return int(self.r.zcount(keys.PENDING_CERTS, "-inf", self.clock()))
