@@ -266,24 +266,28 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     committing: tuple[Sent[int], int, BatchReport] | None = None  # the commit of the batch signed last
     ahead: Sent[Claimed] | None = None  # the claim of the next batch, sent before this one is signed
     batch: tuple[Claimed, dict] | None = None
-    claimed_at = time.monotonic()
+    claimed_at = time.monotonic()  # when the last claim was sent (the linger counts from it)
+
+    def claim() -> Sent[Claimed]:
+        nonlocal claimed_at
+        claimed_at = time.monotonic()
+        return store.send_claim_ready(owner, batch_size, next(tokens))
+
     try:
         while True:
             if batch is None:
                 if time.monotonic() >= ends:
                     svc.queue.drain()
                     break
-                claimed_at = time.monotonic()
-                batch = _batch(svc, store.send_claim_ready(owner, batch_size, next(tokens)))
+                batch = _batch(svc, claim())
             if not batch[0]:
                 store.clear_drain_kick()
-                batch = _batch(svc, store.send_claim_ready(owner, batch_size, next(tokens)))
+                batch = _batch(svc, claim())
                 if not batch[0]:
                     break
             full = len(batch[0]) >= batch_size
             if full and time.monotonic() < ends:
-                claimed_at = time.monotonic()
-                ahead = store.send_claim_ready(owner, batch_size, next(tokens))
+                ahead = claim()
             results, report = _sign_all(svc, *batch)
             if committing is not None:
                 previous, committing = committing, None
