@@ -16,7 +16,7 @@ import redis
 from shared import records, settings
 from shared.errors import NotFound
 from shared.records import Store, Submission, member_of
-from tests.support import Clock
+from tests.support import Clock, wait_until
 
 SETTINGS = settings.load(
     {"PCAQ_IDEMPOTENCY_TTL": "300", "PCAQ_LEASE_SECONDS": "30", "PCAQ_MAX_ATTEMPTS": "3"}
@@ -264,13 +264,17 @@ def test_a_drain_taking_work_keeps_submits_from_asking_for_another(store, client
     assert submit(store, "k4").kicked
 
 
-def test_the_draining_mark_lapses_when_its_drain_stops_claiming(store, client):
+def test_the_draining_mark_lapses_when_its_drain_stops_claiming(store, client, monkeypatch):
     submit(store, "k1")
     store.claim_ready("w1", 10)
     ttl = client.pttl(records.keys.DRAINING)
     assert 0 < ttl <= records.requests.DRAINING_MS  # a drain that died is not waited for long
-    client.delete(records.keys.DRAIN_KICK, records.keys.DRAINING)  # (what the expiry does)
-    assert submit(store, "k2").kicked
+    monkeypatch.setattr(records.requests, "DRAINING_MS", 50)  # the same lapse, sooner
+    submit(store, "k2")
+    store.claim_ready("w1", 10)  # the dying drain's last claim
+    client.delete(records.keys.DRAIN_KICK)  # (the kick window is over)
+    wait_until(lambda: not client.exists(records.keys.DRAINING), timeout=5, what="the mark to lapse")
+    assert submit(store, "k3").kicked
 
 
 def test_a_full_claim_asks_for_one_helper_drain_until_that_one_starts(store):
@@ -284,8 +288,9 @@ def test_a_full_claim_asks_for_one_helper_drain_until_that_one_starts(store):
     assert store.claim_ready("w1", 2).helper is None  # no token: never asks
     assert store.claim_ready("w1", 2, "t4").helper == "t4"
     store.helper_started("t4")
-    assert len(store.claim_ready("w1", 5, "t5")) == 2 and store.claim_ready("w1", 5, "t6").helper is None
-    # ^ the last two were not a full claim: no helper for them
+    last = store.claim_ready("w1", 5, "t5")
+    assert len(last) == 2 and last.helper is None  # not full: no helper for it
+    assert store.claim_ready("w1", 5, "t6").helper is None  # nor for an empty claim
 
 
 def test_get_certificate_status_names(store):
