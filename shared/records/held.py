@@ -46,21 +46,21 @@ class HeldConnection:
 
     def command(self, *args: Any) -> Any:
         """The raw reply of one command (bytes, not decoded; as the client gives it)."""
-        for attempt in (1, 2):
-            connection = self._connection()
-            try:
-                connection.send_command(*args)
-                return connection.read_response()
-            except (redis.ConnectionError, redis.TimeoutError):
-                self._drop()
-                if attempt == 2:
-                    raise
-            except redis.ResponseError:
-                raise  # an error reply: the connection is in step, keep it
-            except BaseException:
-                self._drop()  # interrupted between a command and its reply: the connection is out of step
-                raise
-        raise AssertionError("unreachable")
+        try:
+            return self._once(args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._once(args)  # on a new connection, as the client's own retry would
+
+    def _once(self, args: tuple) -> Any:
+        connection = self._connection()
+        try:
+            connection.send_command(*args)
+            return connection.read_response()
+        except redis.ResponseError:
+            raise  # an error reply: the connection is in step, keep it
+        except BaseException:
+            self._drop()  # lost, or interrupted between a command and its reply: out of step either way
+            raise
 
     def script(self, script: Any, keys: list, args: list) -> Any:
         """Run a registered script (``redis.commands.core.Script``) by its SHA; loads it if Redis
