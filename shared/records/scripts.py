@@ -73,15 +73,28 @@ local function abandon(key, member, max_attempts)
 end
 """.format(**_WORDS)
 
-# The body shared by both claims: lease each still-PENDING, unleased member in `members` to ARGV[1].
-_CLAIM_MEMBERS = """
+# One command over a whole batch's items (a call per member costs Redis more than the work it does),
+# in slices that stay under Lua's limit on unpacked arguments (8,000 on Redis 7).
+_BULK = """
+local function bulk(command, key, items)
+  for first = 1, #items, 1000 do
+    redis.call(command, key, unpack(items, first, math.min(first + 999, #items)))
+  end
+end
+"""
+
+# The body shared by both claims: lease each still-PENDING, unleased member in `members` to ARGV[1]
+# (the outbox entries of a batch are moved by one ZADD and dropped by one ZREM).
+_CLAIM_MEMBERS = (
+    _BULK
+    + """
 local now = tonumber(ARGV[2])
 local lease_until = now + tonumber(ARGV[3])
 local max_attempts = tonumber(ARGV[4])
-local out, abandoned = {}, {}
+local out, abandoned, leases, gone = {}, {}, {}, {}
 for _, member in ipairs(members) do
   local key = KEYS[2] .. member
-  local state = redis.call('HMGET', key, 's', 'l')
+  local state = redis.call('HMGET', key, 's', 'l', 'r')
   if state[1] == 'P' then
     if tonumber(state[2] or '0') < now then
       local attempts = redis.call('HINCRBY', key, 'a', 1)
@@ -90,16 +103,20 @@ for _, member in ipairs(members) do
         table.insert(abandoned, abandon(key, member, max_attempts))
       else
         redis.call('HSET', key, 'o', ARGV[1], 'l', lease_until)
-        redis.call('ZADD', KEYS[1], lease_until, member)
+        table.insert(leases, lease_until)
+        table.insert(leases, member)
         table.insert(out, member)
-        table.insert(out, redis.call('HGET', key, 'r'))
+        table.insert(out, state[3])
       end
     end
   else
-    redis.call('ZREM', KEYS[1], member)
+    table.insert(gone, member)
   end
 end
+bulk('ZADD', KEYS[1], leases)
+bulk('ZREM', KEYS[1], gone)
 """
+)
 
 # Claim the named members.
 # KEYS: outbox, record prefix, CA document prefix, audit stream prefix, outcomes hash.
@@ -149,11 +166,13 @@ return 0
 # ARGV: owner, now, audit MAXLEN, unexpected signing errors, then per result: member, 'I'|'F', DER or
 #       reason, failure reason class ('' if issued), n, and n audit field/value strings (0: no entry).
 # Returns how many results took.
-COMMIT = """
+COMMIT = (
+    _BULK
+    + """
 local owner, now = ARGV[1], ARGV[2]
 local bounds = {{{BOUNDS}}}
 local done, issued, sum = 0, 0, 0
-local buckets, failed = {{}}, {{}}
+local buckets, failed, finished = {{}}, {{}}, {{}}
 local i = 5
 while i <= #ARGV do
   local member, n = ARGV[i], tonumber(ARGV[i + 4])
@@ -177,7 +196,7 @@ while i <= #ARGV do
       failed[reason] = (failed[reason] or 0) + 1
     end
     redis.call('HDEL', key, 'r', 'o', 'l')
-    redis.call('ZREM', KEYS[1], member)
+    finished[#finished + 1] = member
     if n > 0 then
       local ca_id = string.match(member, '^(.*):[^:]*$')
       redis.call('XADD', KEYS[3] .. ca_id, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, i + 5, i + 4 + n))
@@ -186,6 +205,7 @@ while i <= #ARGV do
   end
   i = i + 5 + n
 end
+bulk('ZREM', KEYS[1], finished)
 local errors = tonumber(ARGV[4])
 if errors > 0 then redis.call('HINCRBY', KEYS[5], 'error:unexpected', errors) end
 for b, c in pairs(buckets) do redis.call('HINCRBY', KEYS[4], b, c) end
@@ -197,6 +217,7 @@ end
 for reason, c in pairs(failed) do redis.call('HINCRBY', KEYS[5], 'failed:' .. reason, c) end
 return done
 """.format(**_WORDS)
+)
 
 # Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers.
 # KEYS: record, revoked set, CRL hash, CRL dirty set, then the cached OCSP answers (one per hash).

@@ -237,6 +237,23 @@ def test_claim_ready_takes_ready_requests_oldest_first_and_disjointly(store, clo
     assert store.claim_ready("w3", 2) == [] and store.ready_count() == 0
 
 
+def test_a_batch_larger_than_lua_unpacks_at_once_is_claimed_and_committed_whole(store, client, clock):
+    # The outbox moves of a batch are one ZADD / ZREM in slices: 5,000 members in one call would be
+    # past Lua's limit on unpacked arguments, and the whole script would fail.
+    pipe = client.pipeline(transaction=False)
+    members = [member_of(CA, format(i, "x")) for i in range(5000)]
+    for i, member in enumerate(members):
+        pipe.hset(records.keys.certificate(member), mapping={"s": "P", "r": b"req", "t": T0, "a": 0})
+        pipe.zadd(records.keys.PENDING_CERTS, {member: T0 - 5000 + i})  # all ready, oldest first
+    pipe.execute()
+    claimed = store.claim_ready("w1", 5000)
+    assert len(claimed) == 5000 and store.ready_count() == 0
+    lease_end = T0 + SETTINGS.lease_seconds
+    assert {s for _, s in client.zrange(records.keys.PENDING_CERTS, 0, -1, withscores=True)} == {lease_end}
+    assert store.commit("w1", [(m, True, b"der") for m, _ in claimed]) == 5000
+    assert store.pending_count() == 0 and fields(client, members[-1])["s"] == b"I"
+
+
 def test_finished_records_are_never_stale(store, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
