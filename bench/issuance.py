@@ -206,8 +206,11 @@ class Stack:
         argv = [sys.executable, "-m", "celery", *worker_args(concurrency)]
         argv = [("WARNING" if a == "INFO" else a) for a in argv]
         log = open(self.workdir / f"worker-{concurrency}.log", "w")
+        # Its own process group (stopped as one), but the session of the API, as under `pcaq up`: with
+        # the kernel's autogroup scheduling a new session would be a scheduling group of its own, with
+        # half the CPU whatever its nice, and the benchmark would not measure what `pcaq up` runs.
         self.procs["worker"] = subprocess.Popen(
-            argv, env=self.env, cwd=self.workdir, stdout=log, stderr=log, start_new_session=True
+            argv, env=self.env, cwd=self.workdir, stdout=log, stderr=log, process_group=0
         )
         wait_for(lambda: self._ready(), 60, "a worker")
 
@@ -352,6 +355,7 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
     ca_arn = activate_root(Client(stack.port), ca_algorithm)
     used_before = stack.r.info("memory")["used_memory"]
     roots = {name: proc.pid for name, proc in stack.procs.items()}
+    one_session = os.getsid(roots["worker"]) == os.getsid(roots["api"])  # one autogroup, as `pcaq up`
     cpu_before = cpu.snapshot(roots) | {"clients": time.process_time()}  # the clients: this process
     start = time.perf_counter()
     signing = CA_SIGNING[ca_algorithm]
@@ -382,12 +386,22 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
         "cpu_us_per_cert": cpu_us,  # end to end, by process tree (the clients are this process)
         "cpu_us_available": 1e6 * e2e_seconds * (os.cpu_count() or 1) / len(arns),
         "drain_count": drain_count,
+        "one_session": one_session,
     }
+
+
+def _autogroup() -> str:
+    """Whether the kernel groups processes by session for CPU shares (then nice acts within one only)."""
+    try:
+        return "on" if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1" else "off"
+    except OSError:
+        return "unknown"
 
 
 def report(rows: list[dict]) -> None:
     print()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"scheduling: autogroup {_autogroup()}; API and workers in one session: {all(r['one_session'] for r in rows)}")
     head = (
         f"{'CA':<14}{'raw/s':>8}{'e2e/s':>8}{'e2e/raw':>8}{'submit/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'drain1/s':>9}{'d1/raw':>7}{'drain2/s':>9}{'d2/d1':>6}{'B/rec':>7}"

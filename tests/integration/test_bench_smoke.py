@@ -28,3 +28,6 @@ def test_bench_quick_prints_every_figure():
     assert "e2e/raw" in proc.stdout and "targets:" in proc.stdout
     assert set(row["cpu_us_per_cert"]) == {"redis", "api", "worker", "clients"}  # where the time went
     assert row["cpu_us_per_cert"]["worker"] > 0 and row["polls_per_cert"] >= 1.0
+    # The workers share the API's session, as under `pcaq up`: with autogroup scheduling a session of
+    # their own would get half the CPU whatever their nice, and the figures would not be pcaq up's.
+    assert row["one_session"] is True and "API and workers in one session: True" in proc.stdout
