@@ -365,7 +365,9 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
     cpu_after = cpu.snapshot(roots) | {"clients": time.process_time()}
     cpu_us = {name: 1e6 * (cpu_after[name] - cpu_before[name]) / len(arns) for name in cpu_after}
     per_record = (stack.r.info("memory")["used_memory"] - used_before) / len(arns)
-    sample = stack.r.memory_usage(keys.certificate(member_of(arns[0].split("/")[1], arns[0].rsplit("/", 1)[1])))
+    sample = stack.r.memory_usage(
+        keys.certificate(member_of(arns[0].split("/")[1], arns[0].rsplit("/", 1)[1]))
+    )
     drain_csrs = (csrs * (drain_count // len(csrs) + 1))[:drain_count]
     drain1 = drain(stack, ca_arn, signing, drain_csrs, 1)
     drain2 = drain(stack, ca_arn, signing, drain_csrs, 2)
@@ -401,7 +403,8 @@ def _autogroup() -> str:
 def report(rows: list[dict]) -> None:
     print()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"scheduling: autogroup {_autogroup()}; API and workers in one session: {all(r['one_session'] for r in rows)}")
+    one_session = all(r["one_session"] for r in rows)
+    print(f"scheduling: autogroup {_autogroup()}; API and workers in one session: {one_session}")
     head = (
         f"{'CA':<14}{'raw/s':>8}{'e2e/s':>8}{'e2e/raw':>8}{'submit/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'drain1/s':>9}{'d1/raw':>7}{'drain2/s':>9}{'d2/d1':>6}{'B/rec':>7}"

@@ -40,7 +40,9 @@ def broker_url(redis_url: str) -> str:
         return redis_url
     query = parse_qs(parts.query)
     if parts.password or parts.username or "password" in query:
-        raise ValueError("a unix:// REDIS_URL cannot carry credentials for the queue; use redis:// for that Redis")
+        raise ValueError(
+            "a unix:// REDIS_URL cannot carry credentials for the queue; use redis:// for that Redis"
+        )
     db = query.get("db", ["0"])[0]
     return f"{SOCKET_SCHEME}+socket://{parts.path}?virtual_host={db}"
 

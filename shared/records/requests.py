@@ -216,7 +216,9 @@ class RequestRecords:
 
     def get_certificate(self, ca_id: str, serial_hex: str) -> CertificateRecord | None:
         """The state of one certificate request, or None if there is none."""
-        s, c, e, t = self.held.command("HMGET", keys.certificate(member_of(ca_id, serial_hex)), "s", "c", "e", "t")
+        s, c, e, t = self.held.command(
+            "HMGET", keys.certificate(member_of(ca_id, serial_hex)), "s", "c", "e", "t"
+        )
         if s is None:
             return None
         return CertificateRecord(_STATUS[s], c, e.decode() if e else None, float(t or 0))

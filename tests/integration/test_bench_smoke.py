@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="the benchmark starts its own redis-server")
 def test_bench_quick_prints_every_figure():
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "issuance.py"), "--quick"], capture_output=True, text=True, timeout=600
+        [sys.executable, str(REPO / "bench" / "issuance.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -27,7 +27,12 @@ def test_readme_example_creates_and_activates_a_root(stack, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | CLIENT_ENV
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     proc = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert '"Status": "ACTIVE"' in proc.stdout

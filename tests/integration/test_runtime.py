@@ -362,7 +362,9 @@ def test_pcaq_up_runs_heals_and_stops_cleanly(tmp_path):
         assert os.getpriority(os.PRIO_PROCESS, pids["api"]) == base
         # ... which needs them in one session: with autogroup scheduling (Linux's default) each session
         # shares the CPU as one, and a nice counts only against processes of its own session.
-        assert len({os.getsid(pids["api"]), os.getsid(pids["worker"]), *(os.getsid(q.pid) for q in pool)}) == 1
+        assert (
+            len({os.getsid(pids["api"]), os.getsid(pids["worker"]), *(os.getsid(q.pid) for q in pool)}) == 1
+        )
         assert "using the embedded Redis (redis-server)" in log
         assert redis_servers_on(stack.data_dir / "redis") == [pids["redis"]]
 

@@ -85,7 +85,6 @@ def test_issuers_are_reused_across_batches_while_the_ca_is_the_same(env):  # noq
     assert _Issuers(svc, {ca_id: changed}).get(ca_id, False)[0].signing_algorithm == "SHA384WITHECDSA"
 
 
-
 def test_a_drain_lingers_after_a_claim_that_was_not_full_and_takes_what_came_meanwhile(
     small_batches, monkeypatch
 ):
