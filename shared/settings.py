@@ -52,7 +52,9 @@ class Settings:
     batch_size: int = 100
     drain_kick_ms: int = 50
     drain_linger_ms: int = 10  # a drain whose claim was not full waits this long before the next one
-    worker_nice: int = 10  # workers run this much nicer than the API: requests first, signing in between
+    # Workers run this much nicer than the API: requests first, signing in between. 19 rather than 10:
+    # at 10, IssueCertificate's p99 under `pcaq up` passed 10 ms in 7 runs of 17; at 19 in none of 15.
+    worker_nice: int = 19
     lease_seconds: int = 120
     sweep_interval: int = 30
     stale_after: int = 60
@@ -106,7 +108,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         batch_size=_int(env, "PCAQ_BATCH_SIZE", 100),
         drain_kick_ms=_int(env, "PCAQ_DRAIN_KICK_MS", 50),
         drain_linger_ms=_int(env, "PCAQ_DRAIN_LINGER_MS", 10),
-        worker_nice=min(19, max(0, _int(env, "PCAQ_WORKER_NICE", 10))),
+        worker_nice=min(19, max(0, _int(env, "PCAQ_WORKER_NICE", 19))),
         lease_seconds=_int(env, "PCAQ_LEASE_SECONDS", 120),
         sweep_interval=_int(env, "PCAQ_SWEEP_INTERVAL", 30),
         stale_after=_int(env, "PCAQ_STALE_AFTER", 60),

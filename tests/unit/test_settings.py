@@ -5,8 +5,9 @@ from __future__ import annotations
 from shared.settings import load
 
 
-def test_worker_niceness_defaults_to_10_and_stays_within_what_nice_accepts():
-    assert load({}).worker_nice == 10
+def test_worker_niceness_defaults_to_19_and_stays_within_what_nice_accepts():
+    assert load({}).worker_nice == 19  # the nicest there is: requests before signing
+    assert load({"PCAQ_WORKER_NICE": "10"}).worker_nice == 10
     assert load({"PCAQ_WORKER_NICE": "0"}).worker_nice == 0  # off: workers as the API
     assert load({"PCAQ_WORKER_NICE": "40"}).worker_nice == 19
     assert load({"PCAQ_WORKER_NICE": "-5"}).worker_nice == 0  # never above the API
