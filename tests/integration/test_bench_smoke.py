@@ -33,4 +33,8 @@ def test_bench_quick_prints_every_figure():
     assert row["cpu_us_per_cert"]["worker"] > 0 and row["polls_per_cert"] >= 1.0
     # The workers share the API's session, as under `pcaq up`: with autogroup scheduling a session of
     # their own would get half the CPU whatever their nice, and the figures would not be pcaq up's.
+    assert set(row["targets"]) == {"e2e/raw", "d1/raw", "d2/d1", "p99", "B/rec"}  # each judged ...
+    assert row["targets"]["d1/raw"] == (row["drain1"] / row["raw"] >= 0.85)  # ... by its own figures
+    met = [name for name, ok in row["targets"].items() if ok]
+    assert f"met: {', '.join(met) or '-'};" in proc.stdout
     assert row["one_session"] is True and "API and workers in one session: True" in proc.stdout
