@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 from cryptography import x509
 
-from bench.issuance import activate_root
+from bench.stack import activate_root
 from shared.records import keys, member_of
 from tests.support import free_port, wait_until
 
@@ -231,7 +231,7 @@ def root_ca(port: int) -> str:
 
 
 class _BenchClient(ApiClient):
-    """The two-value ``call`` that bench.issuance's helpers expect."""
+    """The two-value ``call`` that bench.stack's helpers expect."""
 
     def call(self, operation: str, body: dict) -> tuple[int, dict]:  # type: ignore[override]
         status, out, _ = super().call(operation, body)
