@@ -7,7 +7,8 @@ CSR) and, under ``*_CSRPassthrough`` templates, every other requested extension;
 only under ``*_APIPassthrough`` templates; the template layer holds Basic Constraints, KU/EKU when
 the template fixes them, SKI, AKI (not for roots), CDP and AIA.
 
-Rules enforced beyond the templates, so that every certificate passes pkilint's RFC 5280 linter:
+Rules enforced beyond the templates (:mod:`shared.extension_rules`), so that every certificate passes
+pkilint's RFC 5280 linter:
 KU bits must suit the subject key (RFC 5480: no encipherment bits for EC, signature bits only for
 ML-DSA), keyCertSign only with CA:TRUE and always on a CA; a CA needs a non-empty subject; the SAN is
 critical exactly when the subject is empty (RFC 5280 §4.2.1.6); a subject emailAddress is added to
@@ -29,7 +30,6 @@ its extensions to the builder); only the SKI and what the API and CSR layers add
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,16 +38,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import (
     AuthorityInformationAccessOID,
-    ExtendedKeyUsageOID,
     ExtensionOID,
-    NameOID,
     ObjectIdentifier,
 )
 
-from shared import keys, profiles, subjects
+from shared import extension_rules, keys, profiles, subjects
 from shared.csrs import check_csr, parse_csr
 from shared.errors import InvalidArgument
-from shared.profiles import KEY_USAGE_BITS, Profile
+from shared.extension_rules import KU, SAN, Layer
+from shared.profiles import Profile
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 # Extensions a CSR never supplies: the builder owns the key identifiers and Basic Constraints.
@@ -58,34 +57,7 @@ _CSR_NEVER = frozenset(
         ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
     }
 )
-_SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME
-_KU = ExtensionOID.KEY_USAGE
-_EKU = ExtensionOID.EXTENDED_KEY_USAGE
 _SKI = ExtensionOID.SUBJECT_KEY_IDENTIFIER
-# Criticality RFC 5280 (and pkilint) fixes whatever the CSR or API asked for.
-_MUST_BE_CRITICAL = frozenset({_KU, ExtensionOID.NAME_CONSTRAINTS})
-_MUST_NOT_BE_CRITICAL = frozenset(
-    {
-        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
-        ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
-        ExtensionOID.SUBJECT_INFORMATION_ACCESS,
-        ExtensionOID.CRL_DISTRIBUTION_POINTS,
-        ExtensionOID.FRESHEST_CRL,
-        ExtensionOID.ISSUER_ALTERNATIVE_NAME,
-        ObjectIdentifier("1.2.840.113549.1.9.15"),  # S/MIME capabilities (RFC 4262)
-    }
-)
-_FIXED_CRITICALITY = _MUST_BE_CRITICAL | _MUST_NOT_BE_CRITICAL
-# Extensions that only make sense in (and RFC 5280 allows only in) CA certificates.
-_CA_ONLY = {
-    ExtensionOID.NAME_CONSTRAINTS: "NameConstraints",
-    ExtensionOID.POLICY_MAPPINGS: "PolicyMappings",
-    ExtensionOID.POLICY_CONSTRAINTS: "PolicyConstraints",
-    ExtensionOID.INHIBIT_ANY_POLICY: "InhibitAnyPolicy",
-}
-
-_Layer = dict[ObjectIdentifier, tuple[x509.ExtensionType, bool]]
 _LAYER_CACHE_SIZE = 256  # template layers an Issuer keeps (templates x key algorithms x URLs in use)
 
 
@@ -175,7 +147,7 @@ class _TemplateLayer:
     ``x509.Extension`` objects, used as long as an entry is still the very tuple of ``entries``.
     """
 
-    entries: _Layer
+    entries: Layer
     built: dict[ObjectIdentifier, x509.Extension]
     ku_checked: bool
 
@@ -192,88 +164,11 @@ def certificate_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def _ku_bits(ku: x509.KeyUsage) -> frozenset[str]:
-    # encipher_only/decipher_only raise unless key_agreement is set
-    names = [n for n in KEY_USAGE_BITS[:7] if getattr(ku, n)]
-    if ku.key_agreement:
-        names += [n for n in KEY_USAGE_BITS[7:] if getattr(ku, n)]
-    return frozenset(names)
-
-
-def _key_usage(bits: frozenset[str]) -> x509.KeyUsage:
-    return x509.KeyUsage(**{name: name in bits for name in KEY_USAGE_BITS})
-
-
-def _api_layer(extensions: dict) -> _Layer:
-    """The ``ApiPassthrough.Extensions`` structure as extensions; an OID given twice is InvalidArgument."""
-    layer: _Layer = {}
-
-    def put(oid: ObjectIdentifier, value: x509.ExtensionType, critical: bool) -> None:
-        if oid in layer:
-            raise InvalidArgument(f"ApiPassthrough sets the extension {oid.dotted_string} more than once.")
-        layer[oid] = (value, critical)
-
-    if extensions.get("KeyUsage"):
-        put(_KU, subjects.build_key_usage(extensions["KeyUsage"]), True)
-    if extensions.get("ExtendedKeyUsage"):
-        usages: list[ObjectIdentifier] = []
-        for item in extensions["ExtendedKeyUsage"]:
-            kind, custom = item.get("ExtendedKeyUsageType"), item.get("ExtendedKeyUsageObjectIdentifier")
-            if (kind is None) == (custom is None):
-                raise InvalidArgument(
-                    "Each ExtendedKeyUsage needs exactly one of ExtendedKeyUsageType or "
-                    "ExtendedKeyUsageObjectIdentifier."
-                )
-            if kind is not None and kind not in profiles.EKU_TYPES:
-                raise InvalidArgument(
-                    f"ExtendedKeyUsageType {kind!r} is not one of {', '.join(profiles.EKU_TYPES)}."
-                )
-            if kind is not None:
-                oid = profiles.EKU_TYPES[kind]
-            else:
-                oid = subjects.parse_oid(custom, "ExtendedKeyUsageObjectIdentifier")
-            if oid not in usages:
-                usages.append(oid)
-        put(ExtensionOID.EXTENDED_KEY_USAGE, x509.ExtendedKeyUsage(usages), False)
-    if extensions.get("SubjectAlternativeNames"):
-        names = [
-            subjects.build_general_name(gn, f"SubjectAlternativeNames[{i}]")
-            for i, gn in enumerate(extensions["SubjectAlternativeNames"])
-        ]
-        put(_SAN, x509.SubjectAlternativeName(names), False)
-    if extensions.get("CertificatePolicies"):
-        policies, seen = [], set()
-        for policy in extensions["CertificatePolicies"]:
-            oid = subjects.parse_oid(policy.get("CertPolicyId"), "CertPolicyId")
-            if oid in seen:
-                raise InvalidArgument(f"CertificatePolicies lists {oid.dotted_string} more than once.")
-            seen.add(oid)
-            qualifiers = []
-            for qualifier in policy.get("PolicyQualifiers") or []:
-                if qualifier.get("PolicyQualifierId") != "CPS":
-                    raise InvalidArgument("PolicyQualifierId must be CPS.")
-                qualifiers.append((qualifier.get("Qualifier") or {}).get("CpsUri") or "")
-            policies.append(x509.PolicyInformation(oid, qualifiers or None))
-        put(ExtensionOID.CERTIFICATE_POLICIES, x509.CertificatePolicies(policies), False)
-    for custom in extensions.get("CustomExtensions") or []:
-        oid = subjects.parse_oid(custom.get("ObjectIdentifier"), "CustomExtension ObjectIdentifier")
-        try:
-            value = base64.b64decode(custom.get("Value") or "", validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            value = b""
-        if not value:
-            raise InvalidArgument(
-                f"CustomExtension {oid.dotted_string}: Value must be base64 of a DER-encoded value."
-            )
-        put(oid, x509.UnrecognizedExtension(oid, value), bool(custom.get("Critical")))
-    return layer
-
-
 def _template_layer(
     profile: Profile, issuer: Issuer, key_alg: str, crl_url: str | None, ocsp_url: str | None
 ) -> _TemplateLayer:
     """The template layer (see :class:`_TemplateLayer`); use :meth:`Issuer.template_layer`, which keeps it."""
-    layer: _Layer = {
+    layer: Layer = {
         ExtensionOID.BASIC_CONSTRAINTS: (
             x509.BasicConstraints(ca=profile.ca, path_length=profile.path_length),
             profile.bc_critical,
@@ -281,7 +176,7 @@ def _template_layer(
     }
     bits = profiles.key_usage_for(profile, key_alg)
     if bits is not None:
-        layer[_KU] = (_key_usage(bits), True)
+        layer[KU] = (extension_rules.key_usage(bits), True)
     if profile.eku is not None:
         eku = x509.ExtendedKeyUsage(list(profile.eku))
         layer[ExtensionOID.EXTENDED_KEY_USAGE] = (eku, profile.eku_critical)
@@ -297,10 +192,10 @@ def _template_layer(
         )
         layer[ExtensionOID.AUTHORITY_INFORMATION_ACCESS] = (x509.AuthorityInformationAccess([access]), False)
     # A template KU wins over the other layers, so its check depends on nothing per certificate.
-    ku_checked = _KU in layer
+    ku_checked = KU in layer
     if ku_checked:
-        _check_key_usage(layer, profile, key_alg)
-    _conform_entries(layer, [oid for oid in layer if oid != _SKI], profile)
+        extension_rules.check_key_usage(layer, profile, key_alg)
+    extension_rules.conform_entries(layer, [oid for oid in layer if oid != _SKI], profile)
     built = {
         oid: _encoded(oid, value, critical) for oid, (value, critical) in layer.items() if value is not None
     }
@@ -315,78 +210,6 @@ def _encoded(oid: ObjectIdentifier, value: x509.ExtensionType, critical: bool) -
     except NotImplementedError:  # a value type cryptography cannot encode on its own: let the builder do it
         return x509.Extension(oid, critical, value)
     return x509.Extension(oid, critical, x509.UnrecognizedExtension(oid, der))
-
-
-def _check_key_usage(extensions: _Layer, profile: Profile, key_alg: str) -> None:
-    """Add a Blank CA's fallback KU; refuse KU bits the key or the certificate type cannot carry."""
-    if _KU not in extensions and profile.fallback_key_usage is not None:
-        allowed = profiles.ALLOWED_KEY_USAGE[profiles.key_family(key_alg)]
-        extensions[_KU] = (_key_usage(profile.fallback_key_usage & allowed), True)
-    if _KU not in extensions:
-        if profile.ca:
-            raise InvalidArgument("A CA certificate needs a KeyUsage with KeyCertSign.")
-        return
-    value, _ = extensions[_KU]
-    if not isinstance(value, x509.KeyUsage):
-        raise InvalidArgument("Set key usage with the KeyUsage member, not as a custom extension.")
-    bits = _ku_bits(value)
-    bad = bits - profiles.ALLOWED_KEY_USAGE[profiles.key_family(key_alg)]
-    if bad:
-        raise InvalidArgument(
-            f"KeyUsage {', '.join(sorted(bad))} is not allowed for a {key_alg} key (RFC 5480 / RFC 5280)."
-        )
-    if "key_cert_sign" in bits and not profile.ca:
-        raise InvalidArgument("KeyUsage KeyCertSign is allowed only in CA certificates; use a CA template.")
-    if profile.ca and "key_cert_sign" not in bits:
-        raise InvalidArgument("A CA certificate's KeyUsage must include KeyCertSign.")
-    if not bits:
-        raise InvalidArgument("KeyUsage must assert at least one bit.")
-    if {"encipher_only", "decipher_only"} <= bits:
-        raise InvalidArgument("KeyUsage may not assert both EncipherOnly and DecipherOnly.")
-
-
-def _conform(extensions: _Layer, subject: x509.Name, profile: Profile, added: list[ObjectIdentifier]) -> None:
-    """Subject/SAN rules and the criticality RFC 5280 requires, applied to the merged extensions.
-
-    The per-extension rules (:func:`_conform_entries`) run on ``added``, the entries the API and CSR
-    layers contributed: the template's were conformed when its layer was built.
-    """
-    attributes = [attribute for rdn in subject.rdns for attribute in rdn]
-    if not attributes:
-        if _SAN not in extensions:
-            raise InvalidArgument("The CSR must contain a subject name or a subject alternative name.")
-        if profile.ca:
-            raise InvalidArgument("A CA certificate needs a non-empty subject name.")
-    # RFC 5280 §4.1.2.6: an e-mail address in the subject must also be an rfc822Name in the SAN.
-    emails = [a.value for a in attributes if a.oid == NameOID.EMAIL_ADDRESS]
-    if emails and not isinstance(extensions.get(_SAN, (None,))[0], x509.UnrecognizedExtension):
-        names = list(extensions[_SAN][0]) if _SAN in extensions else []
-        try:
-            missing = [x509.RFC822Name(e) for e in emails if x509.RFC822Name(e) not in names]
-        except ValueError as exc:
-            raise InvalidArgument(f"The subject's e-mail address cannot be used: {exc}") from None
-        if missing:
-            extensions[_SAN] = (x509.SubjectAlternativeName(names + missing), False)
-    if _SAN in extensions:  # RFC 5280 §4.2.1.6: critical exactly when the subject is empty
-        extensions[_SAN] = (extensions[_SAN][0], not attributes)
-    if added:
-        _conform_entries(extensions, added, profile)
-
-
-def _conform_entries(extensions: _Layer, oids: list[ObjectIdentifier], profile: Profile) -> None:
-    """The rules on single extensions (CA-only extensions, EKU timeStamping, fixed criticality) for the
-    entries ``oids`` of ``extensions``."""
-    if not profile.ca:
-        for oid, label in _CA_ONLY.items():
-            if oid in oids:
-                raise InvalidArgument(f"{label} is allowed only in CA certificates; use a CA template.")
-        if _EKU in oids:
-            eku = extensions[_EKU][0]
-            if isinstance(eku, x509.ExtendedKeyUsage) and ExtendedKeyUsageOID.TIME_STAMPING in eku:
-                extensions[_EKU] = (eku, True)  # RFC 3161 §2.3
-    for oid in oids:
-        if oid in _FIXED_CRITICALITY:
-            extensions[oid] = (extensions[oid][0], oid in _MUST_BE_CRITICAL)
 
 
 def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate:
@@ -418,11 +241,11 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
     api = (request.api_passthrough or {}) if profile.api_passthrough else {}
     subject = subjects.build_name(api["Subject"]) if api.get("Subject") else csr_subject
 
-    csr_layer: _Layer = {}
+    csr_layer: Layer = {}
     for ext in csr_extensions:
-        if ext.oid == _SAN or (profile.csr_passthrough and ext.oid not in _CSR_NEVER):
+        if ext.oid == SAN or (profile.csr_passthrough and ext.oid not in _CSR_NEVER):
             csr_layer[ext.oid] = (ext.value, ext.critical)
-    api_layer = _api_layer(api["Extensions"]) if api.get("Extensions") else {}
+    api_layer = extension_rules.api_layer(api["Extensions"]) if api.get("Extensions") else {}
     template = issuer.template_layer(profile, key_alg, request.crl_url, request.ocsp_url)
     extensions = template.entries.copy()
     ski_value = x509.SubjectKeyIdentifier.from_public_key(public_key)
@@ -435,8 +258,8 @@ def build_certificate(request: IssueRequest, issuer: Issuer) -> x509.Certificate
                 added.append(oid)
 
     if not template.ku_checked:
-        _check_key_usage(extensions, profile, key_alg)
-    _conform(extensions, subject, profile, added)
+        extension_rules.check_key_usage(extensions, profile, key_alg)
+    extension_rules.conform(extensions, subject, profile, added)
 
     fixed, built = template.entries, template.built
     digest = ski_value.digest  # SHA-1, 20 bytes: its DER is a short-form OCTET STRING

@@ -23,7 +23,7 @@ from cryptography.x509.oid import (
     ObjectIdentifier,
 )
 
-from shared import certificates, keys, profiles, validity
+from shared import certificates, extension_rules, keys, profiles, validity
 from shared.certificates import Issuer, IssueRequest, build_certificate, check_csr, parse_csr
 from shared.errors import InvalidArgument, MalformedCSR
 from tests.pki import openssl_verify, pkilint_findings, pkilint_findings_many
@@ -128,7 +128,7 @@ def ext(cert: x509.Certificate, oid: ObjectIdentifier) -> x509.Extension | None:
 def ku_bits(cert: x509.Certificate) -> set[str]:
     ku = ext(cert, ExtensionOID.KEY_USAGE)
     assert ku is not None and ku.critical
-    return certificates._ku_bits(ku.value)
+    return extension_rules.key_usage_bits(ku.value)
 
 
 def eku(cert: x509.Certificate):
