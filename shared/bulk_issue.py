@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
+import itertools
 import json
 import os
 import signal
@@ -116,57 +118,64 @@ class Outputs:
 
 
 class Issuer:
-    """Issues one job at a time through the API; shared by the worker threads (botocore is thread-safe)."""
+    """The two API calls a job needs; shared by the worker threads (botocore is thread-safe)."""
 
-    def __init__(
-        self, client, ca_arn: str, args: argparse.Namespace, outputs: Outputs, stop: threading.Event
-    ):
+    def __init__(self, client, ca_arn: str, args: argparse.Namespace, outputs: Outputs):
         self.client = client
         self.ca_arn = ca_arn
         self.args = args
         self.outputs = outputs
-        self.stop = stop
 
-    def run(self, job: Job) -> tuple[str, str | None]:
-        """Issue (or resume) one job; returns ``("issued"|"failed", reason)``."""
-        arn = self.outputs.journalled_arn(job.name)
-        if arn is None:
-            request = {
-                "CertificateAuthorityArn": self.ca_arn,
-                "Csr": job.csr,
-                "SigningAlgorithm": self.args.signing_algorithm,
-                "Validity": {"Value": self.args.validity_days, "Type": "DAYS"},
-                "IdempotencyToken": job.token,
-            }
-            if self.args.template_arn:
-                request["TemplateArn"] = self.args.template_arn
-            try:
-                arn = self.client.issue_certificate(**request)["CertificateArn"]
-            except ClientError as exc:
-                return self._failed(job, exc)
-            self.outputs.journal(job.name, arn)
-        return self._collect(job, arn)
+    def issue(self, job: Job) -> tuple[str, str]:
+        """IssueCertificate, journalled: ``("issuing", arn)`` or ``("failed", reason)``."""
+        request = {
+            "CertificateAuthorityArn": self.ca_arn,
+            "Csr": job.csr,
+            "SigningAlgorithm": self.args.signing_algorithm,
+            "Validity": {"Value": self.args.validity_days, "Type": "DAYS"},
+            "IdempotencyToken": job.token,
+        }
+        if self.args.template_arn:
+            request["TemplateArn"] = self.args.template_arn
+        try:
+            arn = self.client.issue_certificate(**request)["CertificateArn"]
+        except ClientError as exc:
+            return "failed", self._failed(job, exc)
+        self.outputs.journal(job.name, arn)
+        return "issuing", arn
 
-    def _collect(self, job: Job, arn: str) -> tuple[str, str | None]:
-        delay = 0.05
-        while not self.stop.is_set():
-            try:
-                got = self.client.get_certificate(CertificateAuthorityArn=self.ca_arn, CertificateArn=arn)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] == "RequestInProgressException":
-                    self.stop.wait(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue
-                return self._failed(job, exc)
-            self.outputs.finish(job.name, got["Certificate"], got.get("CertificateChain"))
-            return "issued", None
-        return "interrupted", None
+    def collect(self, job: Job, arn: str) -> tuple[str, str | None]:
+        """One GetCertificate: ``("issued", None)``, ``("issuing", arn)`` or ``("failed", reason)``."""
+        try:
+            got = self.client.get_certificate(CertificateAuthorityArn=self.ca_arn, CertificateArn=arn)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "RequestInProgressException":
+                return "issuing", arn
+            return "failed", self._failed(job, exc)
+        self.outputs.finish(job.name, got["Certificate"], got.get("CertificateChain"))
+        return "issued", None
 
-    def _failed(self, job: Job, exc: ClientError) -> tuple[str, str]:
+    def _failed(self, job: Job, exc: ClientError) -> str:
         error = exc.response.get("Error", {})
         reason = f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}"
         self.outputs.fail(job.name, reason)
-        return "failed", reason
+        return reason
+
+
+@dataclass(order=True)
+class _Poll:
+    """A certificate being issued, to ask for again at ``at`` (then ``delay`` later, doubling)."""
+
+    at: float
+    seq: int
+    job: Job = field(compare=False)
+    arn: str = field(compare=False)
+    delay: float = field(compare=False)
+
+
+FIRST_POLL = 0.05  # seconds after IssueCertificate: a drain signs a request within tens of ms
+LAST_POLL = 2.0  # the longest wait between two polls of one certificate
+MAX_POLLS_PER_THREAD = 256  # certificates being signed, per thread, before new CSRs wait (bounded memory)
 
 
 def make_client(endpoint_url: str | None, region: str | None, concurrency: int):
@@ -192,40 +201,75 @@ def _pending(jobs: list[Job], outputs: Outputs, retry_failed: bool) -> tuple[lis
 
 
 def run(args: argparse.Namespace) -> Summary:
-    """Issue every CSR not done yet, ``args.concurrency`` at a time, with a progress bar."""
+    """Issue every CSR not done yet, with ``args.concurrency`` requests in flight, and a progress bar.
+
+    The calls are pipelined: a thread never waits for a certificate to be signed. IssueCertificate
+    answers go into a schedule of polls, and every free thread takes the next poll that is due, else
+    the next CSR, so new requests keep flowing while earlier ones are being signed. A CSR with a
+    journalled ARN (an interrupted run) is only polled. Interrupted, it finishes the calls in flight
+    and stops; everything answered is journalled.
+    """
     jobs = read_jobs(args.csr_dir, args.jsonl)
     outputs = Outputs(args.out)
     todo, skipped = _pending(jobs, outputs, args.retry_failed)
     summary = Summary(skipped=skipped)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    client = make_client(args.endpoint_url, args.region, args.concurrency)
-    issuer = Issuer(client, args.ca, args, outputs, stop)
+    issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
     bar = tqdm(total=len(todo), unit="cert", disable=args.quiet, dynamic_ncols=True, smoothing=0.1)
+    polls: list[_Poll] = []
+    seq = itertools.count()
+    queue: Iterator[Job] = iter(todo)
+    more = True  # the queue may hold more jobs
+
+    def poll_later(job: Job, arn: str, delay: float) -> None:
+        heapq.heappush(polls, _Poll(time.monotonic() + delay, next(seq), job, arn, delay))
+
+    def done(job: Job, outcome: str, reason: str | None) -> None:
+        if outcome == "issued":
+            summary.issued += 1
+        else:
+            summary.failed[job.name] = reason or "unknown"
+        bar.update(1)
+
     try:
         with ThreadPoolExecutor(args.concurrency) as pool:
-            queue: Iterator[Job] = iter(todo)
-            running: dict[Future, Job] = {}
+            running: dict[Future, tuple[Job, float]] = {}  # each call, with its job and poll delay
             while True:
-                while not stop.is_set() and len(running) < args.concurrency * 2:
+                while not stop.is_set() and len(running) < args.concurrency:
+                    if polls and polls[0].at <= time.monotonic():
+                        poll = heapq.heappop(polls)
+                        running[pool.submit(issuer.collect, poll.job, poll.arn)] = (poll.job, poll.delay)
+                        continue
+                    if not more or len(polls) >= MAX_POLLS_PER_THREAD * args.concurrency:
+                        break  # (so many being signed: collect some before asking for more)
                     job = next(queue, None)
                     if job is None:
+                        more = False
                         break
-                    running[pool.submit(issuer.run, job)] = job
-                if not running:
+                    if (arn := outputs.journalled_arn(job.name)) is not None:
+                        poll_later(job, arn, 0.0)  # answered in an earlier run: only collect it
+                    else:
+                        running[pool.submit(issuer.issue, job)] = (job, 0.0)
+                if not running and (stop.is_set() or not (polls or more)):
                     break
-                finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                # Wake for the next poll that falls due while a thread is free, else for an answer.
+                free = len(running) < args.concurrency and not stop.is_set()
+                due = min(max(polls[0].at - time.monotonic(), 0.0), 0.5) if polls and free else 0.5
+                if not running:  # only polls that are not due yet
+                    stop.wait(due)
+                    continue
+                finished, _ = wait(running, timeout=due, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    job = running.pop(future)
+                    job, delay = running.pop(future)
                     try:
-                        outcome, reason = future.result()
+                        outcome, detail = future.result()
                     except (BotoCoreError, OSError) as exc:  # connection trouble after retries
-                        outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
-                    if outcome == "issued":
-                        summary.issued += 1
-                    elif outcome == "failed":
-                        summary.failed[job.name] = reason or "unknown"
-                    bar.update(1 if outcome != "interrupted" else 0)
+                        outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+                    if outcome == "issuing":
+                        poll_later(job, detail, min(delay * 2, LAST_POLL) if delay else FIRST_POLL)
+                    else:
+                        done(job, outcome, detail)
     finally:
         bar.close()
         for sig, handler in previous.items():

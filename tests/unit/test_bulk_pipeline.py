@@ -1,0 +1,96 @@
+"""`pcaq bulk-issue` pipelines its calls: no thread waits for a certificate to be signed.
+
+A narrow unit test with a stand-in for the botocore client (the integration tests run the real tool
+against the real service): it records the order of the calls, answers IssueCertificate at once and
+says "in progress" to the first GetCertificate of each certificate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from botocore.exceptions import ClientError
+
+from shared import bulk_issue
+
+CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0b5c3a1e-1111-4222-8333-444455556666"
+
+
+class FakeClient:
+    def __init__(self, fail: set[str] = frozenset()):
+        self.calls: list[tuple[str, str]] = []
+        self.polled: set[str] = set()
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def issue_certificate(self, **request) -> dict:
+        name = request["Csr"].decode()
+        with self.lock:
+            self.calls.append(("issue", name))
+        if name in self.fail:
+            error = {"Error": {"Code": "MalformedCSRException", "Message": "no"}}
+            raise ClientError(error, "IssueCertificate")
+        return {"CertificateArn": f"{CA}/certificate/{name}"}
+
+    def get_certificate(self, CertificateAuthorityArn: str, CertificateArn: str) -> dict:  # noqa: N803
+        name = CertificateArn.rsplit("/", 1)[1]
+        with self.lock:
+            first = name not in self.polled
+            self.polled.add(name)
+            self.calls.append(("get", name))
+        if first:
+            error = {"Error": {"Code": "RequestInProgressException", "Message": "later"}}
+            raise ClientError(error, "GetCertificate")
+        return {"Certificate": f"cert {name}\n", "CertificateChain": "chain\n"}
+
+
+def args_for(tmp_path, jsonl, concurrency: int) -> argparse.Namespace:
+    return argparse.Namespace(
+        csr_dir=None,
+        jsonl=jsonl,
+        out=tmp_path / "out",
+        endpoint_url="http://127.0.0.1:1",
+        region="us-east-1",
+        signing_algorithm="SHA256WITHECDSA",
+        validity_days=30,
+        template_arn=None,
+        concurrency=concurrency,
+        retry_failed=False,
+        quiet=True,
+        ca=CA,
+    )
+
+
+def run_with(monkeypatch, tmp_path, client: FakeClient, names: list[str], concurrency: int):
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(f'{{"name": "{n}", "csr": "{n}"}}' for n in names))
+    monkeypatch.setattr(bulk_issue, "make_client", lambda *a: client)
+    return bulk_issue.run(args_for(tmp_path, jsonl, concurrency))
+
+
+def test_new_requests_flow_while_earlier_ones_are_signed(monkeypatch, tmp_path):
+    client = FakeClient()
+    names = [f"n{i}" for i in range(20)]
+    summary = run_with(monkeypatch, tmp_path, client, names, concurrency=1)
+    assert summary.issued == 20 and not summary.failed
+    # One thread: every IssueCertificate went out before the first certificate was collected (a
+    # thread that waited for each certificate would alternate issue, get, get, issue, ...).
+    first_get = client.calls.index(("get", "n0"))
+    assert [kind for kind, _ in client.calls[:first_get]] == ["issue"] * 20
+    assert sorted(client.calls).count(("get", "n7")) == 2  # in progress once, then collected
+    out = tmp_path / "out"
+    assert (out / "n7.pem").read_text() == "cert n7\n" and (out / "n7.chain.pem").read_text() == "chain\n"
+    assert (out / "n7.arn").read_text().strip() == f"{CA}/certificate/n7"  # journalled on the answer
+
+
+def test_a_journalled_request_is_only_collected_and_failures_are_kept(monkeypatch, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.arn").write_text(f"{CA}/certificate/old\n")  # answered in an interrupted run
+    client = FakeClient(fail={"bad"})
+    summary = run_with(monkeypatch, tmp_path, client, ["old", "bad", "new"], concurrency=4)
+    assert summary.issued == 2 and set(summary.failed) == {"bad"}
+    assert ("issue", "old") not in client.calls and ("get", "old") in client.calls
+    assert summary.failed["bad"].startswith("MalformedCSRException")
+    assert (out / "bad.error").exists() and not (out / "bad.pem").exists()
