@@ -198,9 +198,15 @@ class Issuance:
         if record.status == "FAILED":
             raise RequestFailed(f"The certificate could not be issued: {record.failure}")
         pem = certificates.der_to_pem(record.certificate_der)
-        ca_cert_pem = doc["internal"].get("certificate_pem")
-        if ca_cert_pem is None or (doc["Type"] == "ROOT" and self._spki_of(doc) in record.certificate_der):
+        if doc["Type"] == "ROOT" and self._spki_of(doc) in record.certificate_der:
             return pem, None  # a root's own certificate (it carries the CA's key) has no chain above it
+        if doc["internal"].get("certificate_pem") is None:
+            # A copy read before the CA's certificate was imported (up to 2 s old): the CA has
+            # signed this one since, so the fresh document has the certificate for its chain.
+            doc = self.authorities.load(caller, ca_arn)
+        ca_cert_pem = doc["internal"].get("certificate_pem")
+        if ca_cert_pem is None:
+            return pem, None
         return pem, ca_cert_pem + (doc["internal"].get("chain_pem") or "")
 
     def _spki_of(self, doc: dict) -> bytes:

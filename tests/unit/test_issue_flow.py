@@ -80,7 +80,7 @@ def leaf_csr() -> str:
     return base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
 
 
-def active_root(svc, client) -> str:
+def active_root(svc, client, before_import=None) -> str:
     status, out = call(
         client,
         "CreateCertificateAuthority",
@@ -117,6 +117,8 @@ def active_root(svc, client) -> str:
     assert sign_batch(svc, [member]) == 1
     _, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert "CertificateChain" not in out
+    if before_import is not None:
+        before_import(arn, cert_arn)
     call(
         client,
         "ImportCertificateAuthorityCertificate",
@@ -160,6 +162,26 @@ def test_in_progress_then_issued_then_redelivery_changes_nothing(env):
     assert sign_batch(svc, [member(cert_arn)]) == 0
     _, again = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert again["Certificate"] == first["Certificate"]
+
+
+def test_a_certificate_signed_right_after_the_import_comes_with_its_chain(env):
+    # The API process read the CA's document while the root's own certificate was polled, before the
+    # import, and GetCertificate may answer from a copy up to 2 s old: that copy has no CA
+    # certificate, but a certificate the CA signed must still come with the chain.
+    svc, client = env
+    other = create_app(svc.settings).test_client()  # a second API process, with a cache of its own
+
+    def poll_the_root_certificate(arn: str, root_cert_arn: str) -> None:
+        body = {"CertificateAuthorityArn": arn, "CertificateArn": root_cert_arn}
+        assert "CertificateChain" not in call(other, "GetCertificate", body)[1]  # a root's own: none
+
+    arn = active_root(svc, client, before_import=poll_the_root_certificate)
+    cert_arn = issue(client, arn)
+    assert sign_batch(svc, [member(cert_arn)]) == 1
+    body = {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn}
+    _, out = call(other, "GetCertificate", body)
+    _, ca = call(client, "GetCertificateAuthorityCertificate", {"CertificateAuthorityArn": arn})
+    assert out["CertificateChain"] == ca["Certificate"]
 
 
 def test_a_lost_enqueue_is_found_by_the_sweeper(env, monkeypatch):
