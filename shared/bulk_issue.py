@@ -307,6 +307,8 @@ def add_parser(commands) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run and print the summary; exit status 0 all done, 1 some failed, 130 interrupted."""
+    if args.concurrency < 1:
+        raise SystemExit("pcaq bulk-issue: --concurrency must be at least 1")
     started = time.monotonic()
     summary = run(args)
     seconds = time.monotonic() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import threading
 
+import pytest
 from botocore.exceptions import ClientError
 
 from shared import bulk_issue
@@ -94,3 +95,9 @@ def test_a_journalled_request_is_only_collected_and_failures_are_kept(monkeypatc
     assert ("issue", "old") not in client.calls and ("get", "old") in client.calls
     assert summary.failed["bad"].startswith("MalformedCSRException")
     assert (out / "bad.error").exists() and not (out / "bad.pem").exists()
+
+
+def test_a_concurrency_below_one_is_refused_with_a_message(tmp_path):
+    args = args_for(tmp_path, tmp_path / "none.jsonl", concurrency=0)
+    with pytest.raises(SystemExit, match="--concurrency must be at least 1"):
+        bulk_issue.main(args)
