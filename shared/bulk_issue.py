@@ -178,6 +178,48 @@ LAST_POLL = 2.0  # the longest wait between two polls of one certificate
 MAX_POLLS_PER_THREAD = 256  # certificates being signed, per thread, before new CSRs wait (bounded memory)
 
 
+class _Schedule:
+    """What a run has still to do: CSRs not sent yet, and certificates being signed, each with the
+    time to poll it next (``FIRST_POLL`` after its IssueCertificate, then doubling to ``LAST_POLL``)."""
+
+    def __init__(self, todo: list[Job], max_polls: int):
+        self._queue: Iterator[Job] = iter(todo)
+        self._more = True  # the queue may hold more jobs
+        self._polls: list[_Poll] = []
+        self._seq = itertools.count()
+        self._max_polls = max_polls
+
+    def poll(self, job: Job, arn: str, after: float) -> None:
+        """Poll ``arn`` ``after`` seconds from now (0: at once, for an ARN journalled earlier)."""
+        heapq.heappush(self._polls, _Poll(time.monotonic() + after, next(self._seq), job, arn, after))
+
+    def poll_again(self, job: Job, arn: str, last: float) -> None:
+        """Poll a certificate still being signed again, the wait after ``last`` doubled."""
+        self.poll(job, arn, min(last * 2, LAST_POLL) if last else FIRST_POLL)
+
+    def due(self) -> _Poll | None:
+        """The poll whose time has come, taken off the schedule; None if none has."""
+        if self._polls and self._polls[0].at <= time.monotonic():
+            return heapq.heappop(self._polls)
+        return None
+
+    def next_job(self) -> Job | None:
+        """The next CSR to send; None when none is left, or while so many are being signed."""
+        if not self._more or len(self._polls) >= self._max_polls:
+            return None
+        job = next(self._queue, None)
+        self._more = job is not None
+        return job
+
+    def finished(self) -> bool:
+        """Nothing left to send and nothing being signed."""
+        return not (self._polls or self._more)
+
+    def wait(self) -> float:
+        """Seconds until the next poll falls due (at most 0.5: the loop also watches for a stop)."""
+        return min(max(self._polls[0].at - time.monotonic(), 0.0), 0.5) if self._polls else 0.5
+
+
 def make_client(endpoint_url: str | None, region: str | None, concurrency: int):
     """A botocore acm-pca client with a connection per worker thread and standard retries."""
     session = botocore.session.get_session()
@@ -217,49 +259,29 @@ def run(args: argparse.Namespace) -> Summary:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
     bar = tqdm(total=len(todo), unit="cert", disable=args.quiet, dynamic_ncols=True, smoothing=0.1)
-    polls: list[_Poll] = []
-    seq = itertools.count()
-    queue: Iterator[Job] = iter(todo)
-    more = True  # the queue may hold more jobs
-
-    def poll_later(job: Job, arn: str, delay: float) -> None:
-        heapq.heappush(polls, _Poll(time.monotonic() + delay, next(seq), job, arn, delay))
-
-    def done(job: Job, outcome: str, reason: str | None) -> None:
-        if outcome == "issued":
-            summary.issued += 1
-        else:
-            summary.failed[job.name] = reason or "unknown"
-        bar.update(1)
-
+    schedule = _Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency)
     try:
         with ThreadPoolExecutor(args.concurrency) as pool:
-            running: dict[Future, tuple[Job, float]] = {}  # each call, with its job and poll delay
+            running: dict[Future, tuple[Job, float]] = {}  # each call, with its job and last poll wait
             while True:
                 while not stop.is_set() and len(running) < args.concurrency:
-                    if polls and polls[0].at <= time.monotonic():
-                        poll = heapq.heappop(polls)
+                    if (poll := schedule.due()) is not None:
                         running[pool.submit(issuer.collect, poll.job, poll.arn)] = (poll.job, poll.delay)
-                        continue
-                    if not more or len(polls) >= MAX_POLLS_PER_THREAD * args.concurrency:
-                        break  # (so many being signed: collect some before asking for more)
-                    job = next(queue, None)
-                    if job is None:
-                        more = False
+                    elif (job := schedule.next_job()) is None:
                         break
-                    if (arn := outputs.journalled_arn(job.name)) is not None:
-                        poll_later(job, arn, 0.0)  # answered in an earlier run: only collect it
+                    elif (arn := outputs.journalled_arn(job.name)) is not None:
+                        schedule.poll(job, arn, 0.0)  # answered in an earlier run: only collect it
                     else:
                         running[pool.submit(issuer.issue, job)] = (job, 0.0)
-                if not running and (stop.is_set() or not (polls or more)):
+                if not running and (stop.is_set() or schedule.finished()):
                     break
                 # Wake for the next poll that falls due while a thread is free, else for an answer.
                 free = len(running) < args.concurrency and not stop.is_set()
-                due = min(max(polls[0].at - time.monotonic(), 0.0), 0.5) if polls and free else 0.5
+                seconds = schedule.wait() if free else 0.5
                 if not running:  # only polls that are not due yet
-                    stop.wait(due)
+                    stop.wait(seconds)
                     continue
-                finished, _ = wait(running, timeout=due, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, timeout=seconds, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job, delay = running.pop(future)
                     try:
@@ -267,9 +289,13 @@ def run(args: argparse.Namespace) -> Summary:
                     except (BotoCoreError, OSError) as exc:  # connection trouble after retries
                         outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
                     if outcome == "issuing":
-                        poll_later(job, detail, min(delay * 2, LAST_POLL) if delay else FIRST_POLL)
+                        schedule.poll_again(job, detail, delay)
+                        continue
+                    if outcome == "issued":
+                        summary.issued += 1
                     else:
-                        done(job, outcome, detail)
+                        summary.failed[job.name] = detail or "unknown"
+                    bar.update(1)
     finally:
         bar.close()
         for sig, handler in previous.items():
