@@ -111,12 +111,13 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / "api.log", "w"),
         )
-        wait_for(self._api_up, 30, "the API")
+        wait_for(lambda: self._answers("/healthz"), 30, "the API")
 
-    def _api_up(self) -> bool:
+    def _answers(self, path: str) -> bool:
+        """Whether the API answers 200 on ``path`` (``/healthz``: up; ``/readyz``: a worker is alive)."""
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-            conn.request("GET", "/healthz")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            conn.request("GET", path)
             return conn.getresponse().status == 200
         except OSError:
             return False
@@ -131,15 +132,7 @@ class Stack:
         self.procs["worker"] = subprocess.Popen(
             argv, env=self.env, cwd=self.workdir, stdout=log, stderr=log, process_group=0
         )
-        wait_for(lambda: self._ready(), 60, "a worker")
-
-    def _ready(self) -> bool:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-            conn.request("GET", "/readyz")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
+        wait_for(lambda: self._answers("/readyz"), 60, "a worker")
 
     def stop_workers(self) -> None:
         proc = self.procs.pop("worker", None)
