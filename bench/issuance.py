@@ -214,17 +214,17 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
         "drain_count": drain_count,
         "one_session": one_session,
     }
-    row["targets"] = {name: bool(test(row)) for name, test in TARGETS.items()}
+    row["targets"] = {name: bool(test(row)) for name, (_, test) in TARGETS.items()}
     return row
 
 
 # The issue's targets (issue 4), each a test of one result row.
-TARGETS = {
-    "e2e/raw": lambda r: r["e2e"] / r["raw"] >= 0.50,
-    "d1/raw": lambda r: r["drain1"] / r["raw"] >= 0.85,
-    "d2/d1": lambda r: r["drain2"] / r["drain1"] >= 1.7,
-    "p99": lambda r: r["p99_ms"] < 10.0,
-    "B/rec": lambda r: r["record_key_bytes"] < 2500,
+TARGETS = {  # name: (the target as printed, its test)
+    "e2e/raw": ("e2e/raw >= 0.50", lambda r: r["e2e"] / r["raw"] >= 0.50),
+    "d1/raw": ("d1/raw >= 0.85", lambda r: r["drain1"] / r["raw"] >= 0.85),
+    "d2/d1": ("d2/d1 >= 1.7", lambda r: r["drain2"] / r["drain1"] >= 1.7),
+    "p99": ("p99 < 10 ms", lambda r: r["p99_ms"] < 10.0),
+    "B/rec": ("B/rec < 2500", lambda r: r["record_key_bytes"] < 2500),
 }
 
 
@@ -252,7 +252,7 @@ def report(rows: list[dict]) -> None:
             f"{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['drain1']:>9.0f}{r['drain1'] / r['raw']:>7.2f}"
             f"{r['drain2']:>9.0f}{r['drain2'] / r['drain1']:>6.2f}{r['record_key_bytes']:>7}"
         )
-    print("targets: e2e/raw >= 0.50, d1/raw >= 0.85, d2/d1 >= 1.7, p99 < 10 ms, B/rec < 2500")
+    print("targets: " + ", ".join(shown for shown, _ in TARGETS.values()))
     for r in rows:
         met = [name for name, ok in r["targets"].items() if ok]
         missed = [name for name, ok in r["targets"].items() if not ok]
