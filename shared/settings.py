@@ -53,7 +53,7 @@ class Settings:
     drain_kick_ms: int = 50
     drain_linger_ms: int = 10  # a drain whose claim was not full waits this long before the next one
     # Workers run this much nicer than the API: requests first, signing in between. 19 rather than 10:
-    # at 10, IssueCertificate's p99 under `pcaq up` passed 10 ms in 7 runs of 17; at 19 in none of 27.
+    # at 10, IssueCertificate's p99 under `pcaq up` passed 10 ms in 7 runs of 17; at 19 in none of 30.
     worker_nice: int = 19
     lease_seconds: int = 120
     sweep_interval: int = 30
