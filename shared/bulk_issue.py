@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import heapq
-import itertools
 import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,9 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
+
+from shared import bulk_processes
+from shared.bulk_schedule import MAX_POLLS_PER_THREAD, Poll, Schedule
 
 CSR_SUFFIXES = (".csr", ".pem", ".der", ".req")
 
@@ -46,12 +47,21 @@ class Job:
 
 @dataclass
 class Summary:
-    """What a run did."""
+    """What a run did (or one process's share of it: :meth:`add` sums the shares)."""
 
     issued: int = 0
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    lost_shares: int = 0  # client processes (``--processes``) that ended without a summary
+
+    def add(self, other: Summary) -> None:
+        """Count ``other`` (another process's share) into this summary."""
+        self.issued += other.issued
+        self.skipped += other.skipped
+        self.failed.update(other.failed)
+        self.interrupted = self.interrupted or other.interrupted
+        self.lost_shares += other.lost_shares
 
 
 def read_jobs(csr_dir: Path | None, jsonl: Path | None) -> list[Job]:
@@ -162,64 +172,6 @@ class Issuer:
         return reason
 
 
-@dataclass(order=True)
-class _Poll:
-    """A certificate being issued, to ask for again at ``at`` (then ``delay`` later, doubling)."""
-
-    at: float
-    seq: int
-    job: Job = field(compare=False)
-    arn: str = field(compare=False)
-    delay: float = field(compare=False)
-
-
-FIRST_POLL = 0.05  # seconds after IssueCertificate: a drain signs a request within tens of ms
-LAST_POLL = 2.0  # the longest wait between two polls of one certificate
-MAX_POLLS_PER_THREAD = 256  # certificates being signed, per thread, before new CSRs wait (bounded memory)
-
-
-class _Schedule:
-    """What a run has still to do: CSRs not sent yet, and certificates being signed, each with the
-    time to poll it next (``FIRST_POLL`` after its IssueCertificate, then doubling to ``LAST_POLL``)."""
-
-    def __init__(self, todo: list[Job], max_polls: int):
-        self._queue: Iterator[Job] = iter(todo)
-        self._more = True  # the queue may hold more jobs
-        self._polls: list[_Poll] = []
-        self._seq = itertools.count()
-        self._max_polls = max_polls
-
-    def poll(self, job: Job, arn: str, after: float) -> None:
-        """Poll ``arn`` ``after`` seconds from now (0: at once, for an ARN journalled earlier)."""
-        heapq.heappush(self._polls, _Poll(time.monotonic() + after, next(self._seq), job, arn, after))
-
-    def poll_again(self, job: Job, arn: str, last: float) -> None:
-        """Poll a certificate still being signed again, the wait after ``last`` doubled."""
-        self.poll(job, arn, min(last * 2, LAST_POLL) if last else FIRST_POLL)
-
-    def due(self) -> _Poll | None:
-        """The poll whose time has come, taken off the schedule; None if none has."""
-        if self._polls and self._polls[0].at <= time.monotonic():
-            return heapq.heappop(self._polls)
-        return None
-
-    def next_job(self) -> Job | None:
-        """The next CSR to send; None when none is left, or while so many are being signed."""
-        if not self._more or len(self._polls) >= self._max_polls:
-            return None
-        job = next(self._queue, None)
-        self._more = job is not None
-        return job
-
-    def finished(self) -> bool:
-        """Nothing left to send and nothing being signed."""
-        return not (self._polls or self._more)
-
-    def wait(self) -> float:
-        """Seconds until the next poll falls due (at most 0.5: the loop also watches for a stop)."""
-        return min(max(self._polls[0].at - time.monotonic(), 0.0), 0.5) if self._polls else 0.5
-
-
 def make_client(endpoint_url: str | None, region: str | None, concurrency: int):
     """A botocore acm-pca client with a connection per worker thread and standard retries."""
     session = botocore.session.get_session()
@@ -243,63 +195,84 @@ def _pending(jobs: list[Job], outputs: Outputs, retry_failed: bool) -> tuple[lis
 
 
 def run(args: argparse.Namespace) -> Summary:
-    """Issue every CSR not done yet, with ``args.concurrency`` requests in flight, and a progress bar.
-
-    The calls are pipelined: a thread never waits for a certificate to be signed. IssueCertificate
-    answers go into a schedule of polls, and every free thread takes the next poll that is due, else
-    the next CSR, so new requests keep flowing while earlier ones are being signed. A CSR with a
-    journalled ARN (an interrupted run) is only polled. Interrupted, it finishes the calls in flight
-    and stops; everything answered is journalled.
-    """
+    """Issue every CSR not done yet, with a progress bar, in ``args.processes`` processes of
+    ``args.concurrency`` threads each. Interrupted (SIGINT, SIGTERM), it finishes the calls in flight
+    and stops; everything answered is journalled, so a re-run resumes."""
     jobs = read_jobs(args.csr_dir, args.jsonl)
     outputs = Outputs(args.out)
     todo, skipped = _pending(jobs, outputs, args.retry_failed)
-    summary = Summary(skipped=skipped)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
     bar = tqdm(total=len(todo), unit="cert", disable=args.quiet, dynamic_ncols=True, smoothing=0.1)
-    schedule = _Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency)
     try:
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            running: dict[Future, tuple[Job, float]] = {}  # each call, with its job and last poll wait
-            while True:
-                while not stop.is_set() and len(running) < args.concurrency:
-                    if (poll := schedule.due()) is not None:
-                        running[pool.submit(issuer.collect, poll.job, poll.arn)] = (poll.job, poll.delay)
-                    elif (job := schedule.next_job()) is None:
-                        break
-                    elif (arn := outputs.journalled_arn(job.name)) is not None:
-                        schedule.poll(job, arn, 0.0)  # answered in an earlier run: only collect it
-                    else:
-                        running[pool.submit(issuer.issue, job)] = (job, 0.0)
-                if not running and (stop.is_set() or schedule.finished()):
-                    break
-                # Wake for the next poll that falls due while a thread is free, else for an answer.
-                free = len(running) < args.concurrency and not stop.is_set()
-                seconds = schedule.wait() if free else 0.5
-                if not running:  # only polls that are not due yet
-                    stop.wait(seconds)
-                    continue
-                finished, _ = wait(running, timeout=seconds, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job, delay = running.pop(future)
-                    try:
-                        outcome, detail = future.result()
-                    except (BotoCoreError, OSError) as exc:  # connection trouble after retries
-                        outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
-                    if outcome == "issuing":
-                        schedule.poll_again(job, detail, delay)
-                        continue
-                    if outcome == "issued":
-                        summary.issued += 1
-                    else:
-                        summary.failed[job.name] = detail or "unknown"
-                    bar.update(1)
+        if args.processes > 1 and len(todo) > 1:
+            summary = bulk_processes.run_shares(issue_share, args, todo, stop, bar.update, Summary())
+        else:
+            summary = issue_share(args, todo, stop, bar.update)
     finally:
         bar.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    summary.skipped += skipped
+    return summary
+
+
+def issue_share(
+    args: argparse.Namespace, todo: list[Job], stop: threading.Event, progress: Callable[[int], object]
+) -> Summary:
+    """Issue ``todo`` (CSRs not done yet) with ``args.concurrency`` requests in flight until done or
+    ``stop`` is set; ``progress(1)`` for each CSR that ends (issued or failed).
+
+    The calls are pipelined: a thread never waits for a certificate to be signed. IssueCertificate
+    answers go into a schedule of polls, and every free thread takes the next poll that is due, else
+    the next CSR, so new requests keep flowing while earlier ones are being signed. A CSR with a
+    journalled ARN (an interrupted run) is only polled.
+    """
+    outputs = Outputs(args.out)
+    summary = Summary()
+    issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
+    schedule = Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency)
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        running: dict[Future, Job | Poll] = {}  # each call: the CSR it issues, or the poll it makes
+        while True:
+            while not stop.is_set() and len(running) < args.concurrency:
+                if (poll := schedule.due()) is not None:
+                    running[pool.submit(issuer.collect, poll.job, poll.arn)] = poll
+                elif (job := schedule.next_job()) is None:
+                    break
+                elif (arn := outputs.journalled_arn(job.name)) is not None:
+                    schedule.journalled(job, arn)  # answered in an earlier run: only collect it
+                else:
+                    running[pool.submit(issuer.issue, job)] = job
+            if not running and (stop.is_set() or schedule.finished()):
+                break
+            # Wake for the next poll that falls due while a thread is free, else for an answer.
+            free = len(running) < args.concurrency and not stop.is_set()
+            seconds = schedule.wait() if free else 0.5
+            if not running:  # only polls that are not due yet
+                stop.wait(seconds)
+                continue
+            finished, _ = wait(running, timeout=seconds, return_when=FIRST_COMPLETED)
+            for future in finished:
+                call = running.pop(future)
+                job = call.job if isinstance(call, Poll) else call
+                try:
+                    outcome, detail = future.result()
+                except (BotoCoreError, OSError) as exc:  # connection trouble after retries
+                    outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+                if outcome == "issuing":
+                    if isinstance(call, Poll):
+                        schedule.poll_again(call)
+                    else:
+                        schedule.issued(job, detail)
+                    continue
+                if outcome == "issued":
+                    summary.issued += 1
+                    if isinstance(call, Poll):
+                        schedule.collected(call)
+                else:
+                    summary.failed[job.name] = detail or "unknown"
+                progress(1)
     summary.interrupted = stop.is_set()
     return summary
 
@@ -325,7 +298,16 @@ def add_parser(commands) -> None:
     p.add_argument("--signing-algorithm", default="SHA256WITHECDSA", help="default: %(default)s")
     p.add_argument("--validity-days", type=int, default=365, help="default: %(default)s")
     p.add_argument("--template-arn", default=None, help="default: the service's EndEntityCertificate/V1")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
+    p.add_argument(
+        "--concurrency", type=int, default=8, help="requests in flight per process (default: %(default)s)"
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="client processes, each with a disjoint share of the CSRs (default: %(default)s); the tool's "
+        "own CPU (botocore, SigV4) is then spread over that many cores",
+    )
     p.add_argument("--retry-failed", action="store_true", help="try again CSRs that failed in an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
@@ -335,6 +317,8 @@ def main(args: argparse.Namespace) -> int:
     """Run and print the summary; exit status 0 all done, 1 some failed, 130 interrupted."""
     if args.concurrency < 1:
         raise SystemExit("pcaq bulk-issue: --concurrency must be at least 1")
+    if args.processes < 1:
+        raise SystemExit("pcaq bulk-issue: --processes must be at least 1")
     started = time.monotonic()
     summary = run(args)
     seconds = time.monotonic() - started
@@ -345,6 +329,8 @@ def main(args: argparse.Namespace) -> int:
     )
     for name, reason in sorted(summary.failed.items()):
         print(f"  failed {name}: {reason}")
+    if summary.lost_shares:
+        print(f"  {summary.lost_shares} client process(es) ended early (see above): run again to resume")
     if summary.interrupted:
         return 130
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.lost_shares else 0

@@ -62,31 +62,38 @@ def root(pca):
     return activate_root(pca)
 
 
-def test_interrupt_and_resume_never_issues_twice(stack, root, tmp_path):
-    ca_arn, root_pem = root
-    public_keys = write_csrs(tmp_path / "csrs", 300)
-    out = tmp_path / "out"
-    first = bulk(stack, ca_arn, "--csr-dir", str(tmp_path / "csrs"), "--out", str(out), "--concurrency", "4")
+def certificates(out) -> set[str]:
+    """The certificate files written so far (not the chains)."""
+    return {p.name for p in out.glob("*.pem") if not p.name.endswith(".chain.pem")}
 
-    def certificates() -> set[str]:
-        return {p.name for p in out.glob("*.pem") if not p.name.endswith(".chain.pem")}
 
-    wait_until(lambda: len(certificates()) >= 100 or first.poll() is not None, 120, what="100 certificates")
+def interrupted_once(stack, ca_arn: str, csr_dir, out, at_least: int, *options: str) -> set[str]:
+    """Runs the tool until ``at_least`` certificates are written, then Ctrl-C: the certificates written."""
+    first = bulk(stack, ca_arn, "--csr-dir", str(csr_dir), "--out", str(out), *options)
+    wait_until(
+        lambda: len(certificates(out)) >= at_least or first.poll() is not None, 120, what="certificates"
+    )
     first.send_signal(signal.SIGINT)
     stdout, stderr = first.communicate(timeout=60)
-    assert first.returncode == 130, (stdout, stderr)  # stopped half way, and says so
+    assert first.returncode == 130, (stdout, stderr)  # stopped part way, and says so
     assert "interrupted" in stdout
-    done_first = certificates()
-    assert 100 <= len(done_first) < 300
+    return certificates(out)
 
-    second = bulk(stack, ca_arn, "--csr-dir", str(tmp_path / "csrs"), "--out", str(out))
+
+def resumed(stack, ca_arn: str, csr_dir, out, *options: str) -> tuple[int, int]:
+    """Runs the tool again to the end: (issued, skipped) from its summary, with nothing failed."""
+    second = bulk(stack, ca_arn, "--csr-dir", str(csr_dir), "--out", str(out), *options)
     stdout, stderr = second.communicate(timeout=300)
     assert second.returncode == 0, (stdout, stderr)
     issued, failed, skipped = (
         int(stdout.split(word)[1].split(",")[0].split()[0]) for word in ("issued", "failed", "skipped")
     )
-    assert failed == 0 and skipped == len(done_first) and issued + skipped == 300
+    assert failed == 0, stdout
+    return issued, skipped
 
+
+def assert_each_issued_once(stack, ca_arn: str, root_pem: str, out, public_keys: dict[str, bytes]) -> None:
+    """Every CSR has its certificate (its key, signed by the root) and chain; one record each in Redis."""
     root_cert = x509.load_pem_x509_certificate(root_pem.encode())
     serials = set()
     for name, spki in public_keys.items():
@@ -101,13 +108,39 @@ def test_interrupt_and_resume_never_issues_twice(stack, root, tmp_path):
         chain = x509.load_pem_x509_certificates((out / f"{name}.chain.pem").read_bytes())
         assert chain == [root_cert]
         serials.add(cert.serial_number)
-    assert len(serials) == 300
+    assert len(serials) == len(public_keys)
 
     # Exactly one record per CSR in Redis (plus the root's own certificate): nothing issued twice.
     ca_id = ca_arn.rsplit("/", 1)[1]
     client = redis.Redis.from_url(stack.redis_url)
     records = list(client.scan_iter(f"pcaq:cert:{ca_id}:*", count=1000))
-    assert len(records) == 301
+    assert len(records) == len(public_keys) + 1
+
+
+def test_interrupt_and_resume_never_issues_twice(stack, root, tmp_path):
+    ca_arn, root_pem = root
+    public_keys = write_csrs(tmp_path / "csrs", 300)
+    out = tmp_path / "out"
+    done_first = interrupted_once(stack, ca_arn, tmp_path / "csrs", out, 100, "--concurrency", "4")
+    assert 100 <= len(done_first) < 300
+
+    issued, skipped = resumed(stack, ca_arn, tmp_path / "csrs", out)
+    assert skipped == len(done_first) and issued + skipped == 300
+    assert_each_issued_once(stack, ca_arn, root_pem, out, public_keys)
+
+
+def test_several_processes_share_the_csrs_and_resume(stack, pca, tmp_path):
+    ca_arn, root_pem = activate_root(pca)  # a CA of its own: its records are counted alone
+    public_keys = write_csrs(tmp_path / "csrs", 400)
+    out = tmp_path / "out"
+    # Ctrl-C reaches only the parent here (a terminal's would reach them all): it passes it on.
+    options = ("--processes", "3", "--concurrency", "2")
+    done_first = interrupted_once(stack, ca_arn, tmp_path / "csrs", out, 50, *options)
+    assert 50 <= len(done_first) < 400
+
+    issued, skipped = resumed(stack, ca_arn, tmp_path / "csrs", out, "--processes", "2")
+    assert skipped == len(done_first) and issued + skipped == 400
+    assert_each_issued_once(stack, ca_arn, root_pem, out, public_keys)
 
 
 def test_failures_are_reported_and_jsonl_input(stack, root, tmp_path):

@@ -13,7 +13,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from shared import bulk_issue
+from shared import bulk_issue, bulk_schedule
 
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0b5c3a1e-1111-4222-8333-444455556666"
 
@@ -57,6 +57,7 @@ def args_for(tmp_path, jsonl, concurrency: int) -> argparse.Namespace:
         validity_days=30,
         template_arn=None,
         concurrency=concurrency,
+        processes=1,
         retry_failed=False,
         quiet=True,
         ca=CA,
@@ -101,3 +102,34 @@ def test_a_concurrency_below_one_is_refused_with_a_message(tmp_path):
     args = args_for(tmp_path, tmp_path / "none.jsonl", concurrency=0)
     with pytest.raises(SystemExit, match="--concurrency must be at least 1"):
         bulk_issue.main(args)
+
+
+def test_the_first_poll_waits_about_as_long_as_certificates_have_taken(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(bulk_schedule.time, "monotonic", lambda: now[0])
+    schedule = bulk_schedule.Schedule([], max_polls=100)
+    assert schedule.first_wait() == bulk_schedule.FIRST_POLL  # nothing known yet: poll soon
+    job = bulk_issue.Job("n", b"csr")
+
+    def collected_after(seconds: float) -> None:
+        schedule.issued(job, "arn")
+        now[0] += seconds
+        poll = schedule.due()
+        assert poll is not None and poll.arn == "arn"
+        schedule.collected(poll)
+
+    for _ in range(60):  # a service with a backlog: certificates come a second after their request
+        collected_after(1.0)
+    assert 0.75 <= schedule.first_wait() <= 0.8  # polled a little before the usual age, not at 50 ms
+    for _ in range(300):  # the backlog is gone: certificates come at the first poll (a few hundred
+        collected_after(schedule.first_wait())  # certificates: well under a second of a bulk run)
+    assert schedule.first_wait() == bulk_schedule.FIRST_POLL  # back to polling soon
+    for _ in range(60):
+        collected_after(30.0)
+    assert schedule.first_wait() == bulk_schedule.LAST_POLL  # never longer than the longest wait
+    # A certificate from an earlier run (journalled) is polled at once and does not count.
+    schedule.journalled(job, "old")
+    poll = schedule.due()
+    assert poll is not None and poll.issued_at is None
+    schedule.collected(poll)
+    assert schedule.first_wait() == bulk_schedule.LAST_POLL
