@@ -97,7 +97,7 @@ def default_workers(cpus: int | None = None) -> int:
 
     ``pcaq up`` runs the API, Redis and often the clients on the same machine; a signer on every core
     leaves none of them a core while a backlog is signed. Measured on a 2-core VM (5,000 P-256
-    requests from 8 connections): IssueCertificate's p99 was 8.4 to 11.9 ms with two signers (4 runs
+    requests from 8 connections): IssueCertificate's p99 was 8.4 to 11.9 ms with two signers (5 runs
     of 8 past 10 ms), 6.5 to 7.9 ms with one, at the same rate end to end.
     """
     count = cpus if cpus is not None else (os.cpu_count() or 1)
