@@ -38,3 +38,23 @@ def test_bench_quick_prints_every_figure():
     met = [name for name, ok in row["targets"].items() if ok]
     assert f"met: {', '.join(met) or '-'};" in proc.stdout
     assert row["one_session"] is True and "API and workers in one session: True" in proc.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="pcaq up needs a redis-server for real figures"
+)
+def test_bench_against_pcaq_up_quick_prints_each_run():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "against_up.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    (row,) = json.loads(proc.stdout.strip().splitlines()[-1])
+    for figure in ("raw", "e2e", "submit", "p50_ms", "p99_ms"):
+        assert row[figure] > 0, figure
+    assert row["count"] == 100 and row["polls_per_cert"] >= 1.0
+    assert set(row["targets"]) == {"e2e/raw", "p99"}
+    assert row["targets"]["p99"] == (row["p99_ms"] < 10.0)  # judged by its own figures
+    assert f"= {row['e2e'] / row['raw']:.2f} of it" in proc.stdout and "(defaults)" in proc.stdout

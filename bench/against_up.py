@@ -1,0 +1,140 @@
+"""The issue's end-to-end figures against `pcaq up` itself, started the way a user starts it.
+
+    python bench/against_up.py [--count 5000] [--runs 3] [--workers N] [--quick]
+
+It starts `pcaq up` with its defaults (embedded Redis with its append-only file, a fresh data folder,
+no REDIS_URL or PCAQ_* settings from this shell) in a session of its own, as from another terminal:
+with the kernel's autogroup scheduling its processes then share the CPU as one group against the
+clients'. Once it is ready it activates a P-256 root through the API, runs the raw loop, and then,
+``--runs`` times, has 8 keep-alive connections send one IssueCertificate per CSR and poll
+GetCertificate until all are issued. It prints each run's end-to-end rate against the raw loop and
+IssueCertificate's p50/p99, and which of the issue's targets the run meets. No assertion: a
+benchmark prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.issuance import TARGETS, make_csrs, pct, poll_all, raw_loop, submit_all  # noqa: E402
+from bench.stack import Client, activate_root, free_port, wait_for  # noqa: E402
+
+CA = "EC_prime256v1"
+UP_TARGETS = {name: TARGETS[name] for name in ("e2e/raw", "p99")}  # what a run against pcaq up shows
+
+
+class PcaqUp:
+    """`pcaq up` as a child in a session of its own, with its own data folder; stopped with SIGINT."""
+
+    def __init__(self, data_dir: Path, extra: list[str]):
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PCAQ_", "REDIS_"))}
+        env.update(PCAQ_DATA_DIR=str(data_dir), PCAQ_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
+        self.log = data_dir / "up.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up", "--port", str(self.port), *extra],
+            env=env,
+            cwd=data_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self._ready, 120, "pcaq up to be ready (see its log: " + str(self.log) + ")")
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise SystemExit(
+                f"bench: pcaq up exited ({self.proc.returncode}):\n{self.log.read_text()[-2000:]}"
+            )
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)  # as Ctrl-C in its terminal
+        self.proc.wait(60)
+
+
+def run_once(port: int, ca_arn: str, csrs: list[bytes], raw: float) -> dict:
+    """One end-to-end run: its rate, latencies and the targets it meets."""
+    start = time.perf_counter()
+    arns, latencies, submit_seconds = submit_all(port, ca_arn, "SHA256WITHECDSA", csrs)
+    polls = poll_all(port, ca_arn, arns)
+    seconds = time.perf_counter() - start
+    row = {
+        "raw": raw,
+        "e2e": len(arns) / seconds,
+        "submit": len(arns) / submit_seconds,
+        "p50_ms": pct(latencies, 0.50) * 1000,
+        "p99_ms": pct(latencies, 0.99) * 1000,
+        "polls_per_cert": polls / len(arns),
+        "count": len(arns),
+    }
+    row["targets"] = {name: bool(test(row)) for name, (_, test) in UP_TARGETS.items()}
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=5000, help="certificates per run")
+    parser.add_argument("--runs", type=int, default=3, help="end-to-end runs against one pcaq up")
+    parser.add_argument("--workers", type=int, default=None, help="pcaq up --workers (default: its own)")
+    parser.add_argument("--quick", action="store_true", help="tiny run (a smoke test of the benchmark)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.count, args.runs = 100, 1
+    if not shutil.which("redis-server"):
+        raise SystemExit("bench: redis-server is not installed (pcaq up would fall back to a slow Redis)")
+    extra = [] if args.workers is None else ["--workers", str(args.workers)]
+    print(f"making {args.count} P-256 CSRs ...", flush=True)
+    csrs = make_csrs(args.count)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pcaq-bench-up-") as tmp:
+        up = PcaqUp(Path(tmp), extra)
+        try:
+            ca_arn = activate_root(Client(up.port), CA)
+            raw = raw_loop(CA, csrs)
+            print(
+                f"machine: {platform.platform()}, {os.cpu_count()} cores; pcaq up {' '.join(extra) or '(defaults)'}"
+            )
+            print("targets: " + ", ".join(shown for shown, _ in UP_TARGETS.values()))
+            for number in range(1, args.runs + 1):
+                row = run_once(up.port, ca_arn, csrs, raw)
+                rows.append(row)
+                met = [name for name, ok in row["targets"].items() if ok]
+                missed = [name for name, ok in row["targets"].items() if not ok]
+                print(
+                    f"run {number}: raw {raw:.0f}/s, end to end {row['e2e']:.0f}/s = {row['e2e'] / raw:.2f} of it,"
+                    f" IssueCertificate p50 {row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms;"
+                    f" met: {', '.join(met) or '-'}; not met: {', '.join(missed) or '-'}",
+                    flush=True,
+                )
+        finally:
+            up.stop()
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
