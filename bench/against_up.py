@@ -15,7 +15,6 @@ benchmark prints figures.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -30,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.issuance import TARGETS, make_csrs, pct, poll_all, raw_loop, submit_all  # noqa: E402
-from bench.stack import Client, activate_root, free_port, wait_for  # noqa: E402
+from bench.issuance import TARGETS, judged, make_csrs, pct, poll_all, raw_loop, submit_all, verdict  # noqa: E402
+from bench.stack import Client, activate_root, answers, free_port, wait_for  # noqa: E402
 
 CA = "EC_prime256v1"
 UP_TARGETS = {name: TARGETS[name] for name in ("e2e/raw", "p99")}  # what a run against pcaq up shows
@@ -61,12 +60,7 @@ class PcaqUp:
             raise SystemExit(
                 f"bench: pcaq up exited ({self.proc.returncode}):\n{self.log.read_text()[-2000:]}"
             )
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-            conn.request("GET", "/readyz")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
+        return answers(self.port, "/readyz")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -89,8 +83,7 @@ def run_once(port: int, ca_arn: str, csrs: list[bytes], raw: float) -> dict:
         "polls_per_cert": polls / len(arns),
         "count": len(arns),
     }
-    row["targets"] = {name: bool(test(row)) for name, (_, test) in UP_TARGETS.items()}
-    return row
+    return judged(row, UP_TARGETS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,12 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(1, args.runs + 1):
                 row = run_once(up.port, ca_arn, csrs, raw)
                 rows.append(row)
-                met = [name for name, ok in row["targets"].items() if ok]
-                missed = [name for name, ok in row["targets"].items() if not ok]
                 print(
                     f"run {number}: raw {raw:.0f}/s, end to end {row['e2e']:.0f}/s = {row['e2e'] / raw:.2f} of it,"
                     f" IssueCertificate p50 {row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms;"
-                    f" met: {', '.join(met) or '-'}; not met: {', '.join(missed) or '-'}",
+                    f" {verdict(row['targets'])}",
                     flush=True,
                 )
         finally:

@@ -46,6 +46,17 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.02)
 
 
+def answers(port: int, path: str) -> bool:
+    """Whether the API on ``port`` answers 200 on ``path`` (``/healthz``: up; ``/readyz``: Redis
+    answers and a worker is alive)."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+
+
 class Client:
     """A minimal awsJson 1.1 client on one keep-alive connection (the open development mode needs no SigV4)."""
 
@@ -111,16 +122,7 @@ class Stack:
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / "api.log", "w"),
         )
-        wait_for(lambda: self._answers("/healthz"), 30, "the API")
-
-    def _answers(self, path: str) -> bool:
-        """Whether the API answers 200 on ``path`` (``/healthz``: up; ``/readyz``: a worker is alive)."""
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-            conn.request("GET", path)
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
+        wait_for(lambda: answers(self.port, "/healthz"), 30, "the API")
 
     def start_workers(self, concurrency: int) -> None:
         argv = [sys.executable, "-m", "celery", *worker_args(concurrency)]
@@ -132,7 +134,7 @@ class Stack:
         self.procs["worker"] = subprocess.Popen(
             argv, env=self.env, cwd=self.workdir, stdout=log, stderr=log, process_group=0
         )
-        wait_for(lambda: self._answers("/readyz"), 60, "a worker")
+        wait_for(lambda: answers(self.port, "/readyz"), 60, "a worker")
 
     def stop_workers(self) -> None:
         proc = self.procs.pop("worker", None)
