@@ -15,15 +15,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="the benchmark starts its own redis-server")
-def test_bench_quick_prints_every_figure():
+def run_quick(script: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """``bench/<script> --quick``, which must succeed: the run and the rows of its last (JSON) line."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "issuance.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, str(REPO / "bench" / script), "--quick"], capture_output=True, text=True, timeout=600
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_quick_prints_every_figure():
+    proc, rows = run_quick("issuance.py")
     (row,) = rows
     for figure in ("raw", "e2e", "submit", "p50_ms", "p99_ms", "drain1", "drain2", "record_key_bytes"):
         assert row[figure] > 0, figure
@@ -44,14 +46,7 @@ def test_bench_quick_prints_every_figure():
     shutil.which("redis-server") is None, reason="pcaq up needs a redis-server for real figures"
 )
 def test_bench_against_pcaq_up_quick_prints_each_run():
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "against_up.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    (row,) = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc, (row,) = run_quick("against_up.py")
     for figure in ("raw", "e2e", "submit", "p50_ms", "p99_ms"):
         assert row[figure] > 0, figure
     assert row["count"] == 100 and row["polls_per_cert"] >= 1.0
