@@ -233,17 +233,17 @@ def issue_share(
     issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
     schedule = Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency)
     with ThreadPoolExecutor(args.concurrency) as pool:
-        running: dict[Future, Job | Poll] = {}  # each call: the CSR it issues, or the poll it makes
+        running: dict[Future, tuple[Job, Poll | None]] = {}  # each call: its CSR, its poll (None: issuing)
         while True:
             while not stop.is_set() and len(running) < args.concurrency:
                 if (poll := schedule.due()) is not None:
-                    running[pool.submit(issuer.collect, poll.job, poll.arn)] = poll
+                    running[pool.submit(issuer.collect, poll.job, poll.arn)] = (poll.job, poll)
                 elif (job := schedule.next_job()) is None:
                     break
                 elif (arn := outputs.journalled_arn(job.name)) is not None:
                     schedule.journalled(job, arn)  # answered in an earlier run: only collect it
                 else:
-                    running[pool.submit(issuer.issue, job)] = job
+                    running[pool.submit(issuer.issue, job)] = (job, None)
             if not running and (stop.is_set() or schedule.finished()):
                 break
             # Wake for the next poll that falls due while a thread is free, else for an answer.
@@ -254,22 +254,17 @@ def issue_share(
                 continue
             finished, _ = wait(running, timeout=seconds, return_when=FIRST_COMPLETED)
             for future in finished:
-                call = running.pop(future)
-                job = call.job if isinstance(call, Poll) else call
+                job, poll = running.pop(future)
                 try:
                     outcome, detail = future.result()
                 except (BotoCoreError, OSError) as exc:  # connection trouble after retries
                     outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
                 if outcome == "issuing":
-                    if isinstance(call, Poll):
-                        schedule.poll_again(call)
-                    else:
-                        schedule.issued(job, detail)
+                    schedule.signing(job, detail, poll)
                     continue
                 if outcome == "issued":
                     summary.issued += 1
-                    if isinstance(call, Poll):
-                        schedule.collected(call)
+                    schedule.collected(poll)
                 else:
                     summary.failed[job.name] = detail or "unknown"
                 progress(1)

@@ -59,23 +59,24 @@ class Schedule(Generic[J]):
         """Seconds from an IssueCertificate answer to the first poll of its certificate."""
         return min(max(0.8 * self._collected_after, FIRST_POLL), LAST_POLL)
 
-    def issued(self, job: J, arn: str) -> None:
-        """Poll a certificate IssueCertificate has just answered for, after :meth:`first_wait`."""
-        self._push(job, arn, self.first_wait(), time.monotonic())
-
     def journalled(self, job: J, arn: str) -> None:
         """Poll at once a certificate an earlier run asked for (its ARN is in the journal)."""
         self._push(job, arn, 0.0, None)
 
-    def poll_again(self, poll: Poll) -> None:
-        """Poll a certificate still being signed again, the wait after the last one doubled."""
-        after = min(poll.delay * 2, LAST_POLL) if poll.delay else self.first_wait()
-        self._push(poll.job, poll.arn, after, poll.issued_at)
+    def signing(self, job: J, arn: str, last: Poll | None) -> None:
+        """Poll again a certificate being signed: after :meth:`first_wait` if IssueCertificate has just
+        answered (``last`` None) or a journalled one was found in progress, else after ``last``'s wait
+        doubled."""
+        if last is None:
+            self._push(job, arn, self.first_wait(), time.monotonic())
+        else:
+            after = min(last.delay * 2, LAST_POLL) if last.delay else self.first_wait()
+            self._push(job, arn, after, last.issued_at)
 
-    def collected(self, poll: Poll) -> None:
-        """A certificate came: its age feeds the first wait (a first poll a little before the usual
-        age, so that the service's own pace, not the polling, sets when it is collected)."""
-        if poll.issued_at is not None:
+    def collected(self, poll: Poll | None) -> None:
+        """A certificate came (from ``poll``): its age feeds the first wait (a first poll a little before
+        the usual age, so that the service's own pace, not the polling, sets when it is collected)."""
+        if poll is not None and poll.issued_at is not None:
             age = time.monotonic() - poll.issued_at
             self._collected_after = 0.9 * self._collected_after + 0.1 * age
 

@@ -112,7 +112,7 @@ def test_the_first_poll_waits_about_as_long_as_certificates_have_taken(monkeypat
     job = bulk_issue.Job("n", b"csr")
 
     def collected_after(seconds: float) -> None:
-        schedule.issued(job, "arn")
+        schedule.signing(job, "arn", None)
         now[0] += seconds
         poll = schedule.due()
         assert poll is not None and poll.arn == "arn"
