@@ -7,6 +7,7 @@ the real service); the runners record what they were given in files, so overlaps
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import threading
 
@@ -14,6 +15,7 @@ import pytest
 
 from shared import bulk_issue, bulk_processes
 from shared.bulk_issue import Summary
+from tests.unit.test_bulk_pipeline import FakeClient
 from tests.unit.test_bulk_pipeline import args_for as cli_args
 
 
@@ -101,3 +103,26 @@ def test_processes_below_one_are_refused_with_a_message(tmp_path, processes):
     args.processes = processes
     with pytest.raises(SystemExit, match="--processes must be at least 1"):
         bulk_issue.main(args)
+
+
+class CertifiedBy(FakeClient):
+    """Answers like FakeClient, with the certificate naming the process that collected it."""
+
+    def get_certificate(self, **request) -> dict:
+        return {**super().get_certificate(**request), "Certificate": f"{os.getpid()}\n"}
+
+
+def test_bulk_issue_with_processes_hands_its_csrs_to_child_processes(monkeypatch, tmp_path):
+    # Forked children inherit the stand-in client (a spawned child would import the real one).
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(bulk_processes.multiprocessing, "get_context", lambda method=None: fork)
+    monkeypatch.setattr(bulk_issue, "make_client", lambda *a: CertifiedBy())
+    names = [f"n{i}" for i in range(30)]
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(f'{{"name": "{n}", "csr": "{n}"}}' for n in names))
+    args = cli_args(tmp_path, jsonl, concurrency=2)
+    args.processes = 3
+    summary = bulk_issue.run(args)
+    assert summary.issued == 30 and not summary.failed and summary.lost_shares == 0
+    collectors = {(tmp_path / "out" / f"{n}.pem").read_text().strip() for n in names}
+    assert len(collectors) == 3 and str(os.getpid()) not in collectors  # three children, not this one
