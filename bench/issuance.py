@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import cpu, load  # noqa: E402
+from bench import ceiling, cpu, load  # noqa: E402
 from bench.stack import CA_SIGNING, Client, Stack, activate_root, wait_for  # noqa: E402
 from shared import keys as key_algorithms  # noqa: E402
 from shared.records import keys, member_of  # noqa: E402
@@ -153,18 +153,14 @@ def poll_all(port: int, ca_arn: str, arns: list[str], connections: int = 8) -> i
     return calls
 
 
-def pending(stack: Stack) -> int:
-    return int(stack.r.zcard(keys.PENDING_CERTS))
-
-
 def drain(stack: Stack, ca_arn: str, signing: str, csrs: list[bytes], concurrency: int) -> float:
     """Certificates per second that ``concurrency`` worker processes sign from a standing backlog."""
     stack.stop_workers()
     submit_all(stack.port, ca_arn, signing, csrs)
     stack.start_workers(concurrency)
     # Workers may start signing before they report ready: count only what is left from here on.
-    start, backlog = time.perf_counter(), pending(stack)
-    wait_for(lambda: pending(stack) == 0, 600, "the backlog to drain")
+    start, backlog = time.perf_counter(), stack.pending()
+    wait_for(lambda: stack.pending() == 0, 600, "the backlog to drain")
     return backlog / (time.perf_counter() - start)
 
 
@@ -192,6 +188,8 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
     sample = stack.r.memory_usage(
         keys.certificate(member_of(arns[0].split("/")[1], arns[0].rsplit("/", 1)[1]))
     )
+    # The API's application alone (no HTTP server), on as many new requests as the run made.
+    in_process = ceiling.api_in_process(stack, ca_arn, signing, csrs)
     drain_csrs = (csrs * (drain_count // len(csrs) + 1))[:drain_count]
     drain1 = drain(stack, ca_arn, signing, drain_csrs, 1)
     drain2 = drain(stack, ca_arn, signing, drain_csrs, 2)
@@ -211,9 +209,11 @@ def bench_ca(stack: Stack, ca_algorithm: str, csrs: list[bytes], drain_count: in
         "polls_per_cert": polls / len(arns),
         "cpu_us_per_cert": cpu_us,  # end to end, by process tree (the clients are this process)
         "cpu_us_available": 1e6 * e2e_seconds * (os.cpu_count() or 1) / len(arns),
+        "api_in_process_us": in_process,  # CPU per call of the API application without an HTTP server
         "drain_count": drain_count,
         "one_session": one_session,
     }
+    row["ceiling"] = ceiling.ceiling(row)
     return judged(row, TARGETS)
 
 
@@ -274,6 +274,16 @@ def report(rows: list[dict]) -> None:
         print(
             f"{r['ca']:<14}{parts}; total {used:.0f} of {r['cpu_us_available']:.0f} available;"
             f" raw loop {1e6 / r['raw']:.0f}; GetCertificate calls per certificate {r['polls_per_cert']:.2f}"
+        )
+    print(
+        "\nthe API application in this process, no HTTP server (us of CPU per call), and the end-to-end"
+        "\nrate the cores would allow if serving HTTP cost nothing (the other parts as measured above):"
+    )
+    for r in rows:
+        api = r["api_in_process_us"]
+        print(
+            f"{r['ca']:<14}IssueCertificate {api['IssueCertificate']:.0f}, GetCertificate"
+            f" {api['GetCertificate']:.0f}; ceiling {r['ceiling']:.0f}/s = {r['ceiling'] / r['raw']:.2f} of the raw loop"
         )
 
 

@@ -136,6 +136,10 @@ class Stack:
         )
         wait_for(lambda: answers(self.port, "/readyz"), 60, "a worker")
 
+    def pending(self) -> int:
+        """How many certificate requests are not finished (the outbox's size)."""
+        return int(self.r.zcard(keys.PENDING_CERTS))
+
     def stop_workers(self) -> None:
         proc = self.procs.pop("worker", None)
         if proc:

@@ -33,6 +33,13 @@ def test_bench_quick_prints_every_figure():
     assert "e2e/raw" in proc.stdout and "targets:" in proc.stdout
     assert set(row["cpu_us_per_cert"]) == {"redis", "api", "worker", "clients"}  # where the time went
     assert row["cpu_us_per_cert"]["worker"] > 0 and row["polls_per_cert"] >= 1.0
+    # The API application alone (called in the benchmark's process, no HTTP server), and the rate the
+    # cores would allow if serving HTTP cost nothing.
+    api = row["api_in_process_us"]
+    assert set(api) == {"IssueCertificate", "GetCertificate"} and min(api.values()) > 0
+    assert (
+        f"ceiling {row['ceiling']:.0f}/s = {row['ceiling'] / row['raw']:.2f} of the raw loop" in proc.stdout
+    )
     # The workers share the API's session, as under `pcaq up`: with autogroup scheduling a session of
     # their own would get half the CPU whatever their nice, and the figures would not be pcaq up's.
     assert set(row["targets"]) == {"e2e/raw", "d1/raw", "d2/d1", "p99", "B/rec"}  # each judged ...
