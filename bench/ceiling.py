@@ -11,7 +11,6 @@ measured. A target above the ceiling cannot be met by tuning the HTTP server.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import io
 import json
@@ -19,7 +18,7 @@ import os
 import time
 from collections.abc import Callable
 
-from bench.stack import Stack, wait_for
+from bench.stack import Stack, get_body, issue_body, wait_for
 
 
 def _environ(port: int, operation: str, body: dict) -> dict:
@@ -70,28 +69,13 @@ def api_in_process(stack: Stack, ca_arn: str, signing: str, csrs: list[bytes]) -
 
     app = create_app(dataclasses.replace(load(stack.env), log_level="ERROR"))  # no open-mode warning here
     stack.stop_workers()
-    issue = [
-        _environ(
-            stack.port,
-            "IssueCertificate",
-            {
-                "CertificateAuthorityArn": ca_arn,
-                "Csr": base64.b64encode(csr).decode(),
-                "SigningAlgorithm": signing,
-                "Validity": {"Value": 30, "Type": "DAYS"},
-            },
-        )
-        for csr in csrs
-    ]
+    issue = [_environ(stack.port, "IssueCertificate", issue_body(ca_arn, signing, csr)) for csr in csrs]
     arns: list[str] = []
     issue_us = _cpu_us_per_call(app, issue, lambda body: arns.append(json.loads(body)["CertificateArn"]))
     stack.start_workers(1)
     wait_for(lambda: stack.pending() == 0, 600, "the in-process requests to be signed")
     stack.stop_workers()
-    get = [
-        _environ(stack.port, "GetCertificate", {"CertificateAuthorityArn": ca_arn, "CertificateArn": arn})
-        for arn in arns
-    ]
+    get = [_environ(stack.port, "GetCertificate", get_body(ca_arn, arn)) for arn in arns]
 
     def has_certificate(body: bytes) -> None:
         if "Certificate" not in json.loads(body):

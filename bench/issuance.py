@@ -15,7 +15,6 @@ benchmark prints figures.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import json
 import os
@@ -35,7 +34,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import ceiling, cpu, load  # noqa: E402
-from bench.stack import CA_SIGNING, Client, Stack, activate_root, wait_for  # noqa: E402
+from bench.stack import (  # noqa: E402
+    CA_SIGNING,
+    Client,
+    Stack,
+    activate_root,
+    get_body,
+    issue_body,
+    wait_for,
+)
 from shared import keys as key_algorithms  # noqa: E402
 from shared.records import keys, member_of  # noqa: E402
 
@@ -106,19 +113,7 @@ def submit_all(
     port: int, ca_arn: str, signing: str, csrs: list[bytes], connections: int = 8
 ) -> tuple[list[str], list[float], float]:
     """IssueCertificate for every CSR from ``connections`` keep-alive connections: ARNs, latencies, seconds."""
-    requests = [
-        load.encode(
-            port,
-            "IssueCertificate",
-            {
-                "CertificateAuthorityArn": ca_arn,
-                "Csr": base64.b64encode(c).decode(),
-                "SigningAlgorithm": signing,
-                "Validity": {"Value": 30, "Type": "DAYS"},
-            },
-        )
-        for c in csrs
-    ]
+    requests = [load.encode(port, "IssueCertificate", issue_body(ca_arn, signing, c)) for c in csrs]
     arns: list[str] = [""] * len(requests)
 
     def answered(i: int, status: int, body: bytes) -> bool:
@@ -134,10 +129,7 @@ def submit_all(
 
 def poll_all(port: int, ca_arn: str, arns: list[str], connections: int = 8) -> int:
     """GetCertificate until every ARN answers with a certificate; returns how many calls it took."""
-    requests = [
-        load.encode(port, "GetCertificate", {"CertificateAuthorityArn": ca_arn, "CertificateArn": arn})
-        for arn in arns
-    ]
+    requests = [load.encode(port, "GetCertificate", get_body(ca_arn, arn)) for arn in arns]
     calls = 0
 
     def answered(i: int, status: int, body: bytes) -> bool:

@@ -57,6 +57,22 @@ def answers(port: int, path: str) -> bool:
         return False
 
 
+def issue_body(ca_arn: str, signing: str, csr: bytes) -> dict:
+    """The IssueCertificate input the benchmark sends for one CSR: 30 days, no idempotency token (each
+    call is a new request)."""
+    return {
+        "CertificateAuthorityArn": ca_arn,
+        "Csr": base64.b64encode(csr).decode(),
+        "SigningAlgorithm": signing,
+        "Validity": {"Value": 30, "Type": "DAYS"},
+    }
+
+
+def get_body(ca_arn: str, cert_arn: str) -> dict:
+    """The GetCertificate input for one certificate."""
+    return {"CertificateAuthorityArn": ca_arn, "CertificateArn": cert_arn}
+
+
 class Client:
     """A minimal awsJson 1.1 client on one keep-alive connection (the open development mode needs no SigV4)."""
 
@@ -186,9 +202,10 @@ def activate_root(client: Client, ca_algorithm: str) -> str:
         },
     )
     cert_arn = out["CertificateArn"]
-    body = {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn}
     cert = wait_for(
-        lambda: client.call("GetCertificate", body)[1].get("Certificate"), 60, "the root certificate"
+        lambda: client.call("GetCertificate", get_body(arn, cert_arn))[1].get("Certificate"),
+        60,
+        "the root certificate",
     )
     client.call(
         "ImportCertificateAuthorityCertificate",
