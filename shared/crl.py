@@ -22,7 +22,7 @@ from enum import Enum
 
 from cryptography import x509
 
-from shared import keys, revocation_config
+from shared import keys, revocation_config, urgent
 from shared.authorities import ACTIVE, DISABLED, effective_status
 from shared.errors import NotFound, Unavailable
 from shared.queue import Queue
@@ -188,10 +188,14 @@ class CrlPublisher:
         if state is Freshness.AGING:
             self._ask(ca_id)
             return stored.der
-        token = uuid.uuid4().hex
+        wait = self.settings.responder_wait_ms / 1000
         try:
-            self.queue.rebuild_crl(ca_id, token)
-            self.store.wait_reply(token, self.settings.responder_wait_ms / 1000)
+            urgent.ask_and_wait(
+                self.store,
+                self.queue,
+                urgent.UrgentJob(urgent.CRL, ca_id, uuid.uuid4().hex, now + wait),
+                wait,
+            )
         except Exception:  # noqa: BLE001 - a broker outage: serve what there is
             pass
         latest = self.store.stored_crl(ca_id).der or stored.der

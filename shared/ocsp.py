@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, rsa
 from cryptography.x509 import ocsp
 
-from shared import keys
+from shared import keys, urgent
 from shared.authorities import ACTIVE, DISABLED, effective_status
 from shared.queue import Queue
 from shared.records import Store
@@ -195,11 +195,17 @@ class Responder:
         cached, ttl = self.store.cached_ocsp(ca_id, hash_name, serial_hex)
         if cached is not None:
             return cached, ttl
-        token = uuid.uuid4().hex
-        cert_id = [hash_name, request.issuer_name_hash.hex(), request.issuer_key_hash.hex()]
+        wait = self.settings.responder_wait_ms / 1000
+        job = urgent.UrgentJob(
+            urgent.OCSP,
+            ca_id,
+            uuid.uuid4().hex,
+            now + wait,
+            serial_hex,
+            (hash_name, request.issuer_name_hash.hex(), request.issuer_key_hash.hex()),
+        )
         try:
-            self.queue.sign_ocsp(ca_id, serial_hex, cert_id, token)
-            signed = self.store.wait_reply(token, self.settings.responder_wait_ms / 1000)
+            signed = urgent.ask_and_wait(self.store, self.queue, job, wait)
         except Exception:  # noqa: BLE001 - broker down: the client may try later
             signed = None
         if signed is None:

@@ -16,7 +16,8 @@ DRAIN_TASK = "pcaq.drain"
 CREATE_CA_KEY_TASK = "pcaq.create_ca_key"
 SWEEP_TASK = "pcaq.sweep"
 CRL_TASK = "pcaq.crl_rebuild"
-OCSP_TASK = "pcaq.ocsp_sign"
+OCSP_TASK = "pcaq.ocsp_sign"  # no longer sent (see URGENT_TASK); still served for messages already queued
+URGENT_TASK = "pcaq.urgent"
 AUDIT_REPORT_TASK = "pcaq.audit_report"
 
 
@@ -63,14 +64,15 @@ class Queue:
         """Ask a worker to generate a new CA's key and CSR."""
         self.celery.send_task(CREATE_CA_KEY_TASK, args=[ca_id])
 
-    def rebuild_crl(self, ca_id: str, reply: str | None = None) -> None:
-        """Ask a worker to bring a CA's CRL up to date (and to push a word to ``reply`` when done)."""
-        self.celery.send_task(CRL_TASK, args=[ca_id, reply])
+    def rebuild_crl(self, ca_id: str) -> None:
+        """Ask a worker to bring a CA's CRL up to date (nobody waits; see serve_urgent for a reader
+        that does)."""
+        self.celery.send_task(CRL_TASK, args=[ca_id, None])
 
-    def sign_ocsp(self, ca_id: str, serial_hex: str, cert_id: list[str], reply: str) -> None:
-        """Ask a worker to sign an OCSP answer about a serial; ``cert_id`` is the request's
-        [hash name, issuer name hash hex, issuer key hash hex]; the DER is pushed to ``reply``."""
-        self.celery.send_task(OCSP_TASK, args=[ca_id, serial_hex, cert_id, reply])
+    def serve_urgent(self) -> None:
+        """Wake a worker to serve the urgent jobs waiting in Redis (shared/urgent.py): the message
+        carries no job, so a drain that took them first leaves it nothing to do."""
+        self.celery.send_task(URGENT_TASK)
 
     def audit_report(self, ca_id: str, report_id: str) -> None:
         """Ask a worker to write an audit report."""

@@ -19,7 +19,7 @@ from shared.settings import load
 
 settings = load()
 app = make_celery(settings)
-app.conf.imports = ("worker.tasks", "worker.revocation_tasks")
+app.conf.imports = ("worker.tasks", "worker.revocation_tasks", "worker.urgent")
 
 log = logging.getLogger("pcaq.worker")
 _stop = threading.Event()

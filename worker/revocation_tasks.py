@@ -167,7 +167,7 @@ def crl_rebuild(ca_id: str, reply: str | None = None) -> None:
 
 @app.task(name=OCSP_TASK)
 def ocsp_sign(ca_id: str, serial_hex: str, cert_id: list[str], reply: str) -> None:
-    """Celery entry point of :func:`sign_ocsp`."""
+    """Celery entry point of :func:`sign_ocsp`, for messages an earlier API version queued."""
     sign_ocsp(services(), ca_id, serial_hex, cert_id, reply)
 
 

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -34,6 +34,8 @@ from shared.records.requests import Sent
 from worker.app import app
 from worker.observe import BatchReport, abandoned
 from worker.services import Services, services
+from worker.urgent import Watch
+from worker.urgent import serve as serve_urgent
 
 log = logging.getLogger("pcaq.worker")
 
@@ -164,6 +166,8 @@ def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, dict
     with the CA documents they need (both read after the claim). A full claim that asked for a helper
     drain sends its message here."""
     claimed = _claimed(claim.result())
+    if claimed.urgent:  # an API process waits on these: before the batch
+        serve_urgent(svc, claimed.urgent)
     if claimed.helper:
         try:
             svc.queue.drain(claimed.helper)
@@ -182,15 +186,20 @@ def _refresh_blocklist(svc: Services) -> None:
 
 
 def _sign_all(
-    svc: Services, claimed: list[tuple[str, bytes]], docs: dict[str, dict | None] | None = None
+    svc: Services,
+    claimed: list[tuple[str, bytes]],
+    docs: dict[str, dict | None] | None = None,
+    between: Callable[[], None] | None = None,
 ) -> tuple[list[Result], BatchReport]:
     """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`
     (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`; ``docs``:
-    CA documents read since then)."""
+    CA documents read since then; ``between``: called after each signature, see worker/urgent.py)."""
     issuers = _Issuers(svc, docs)
     outcomes: list[tuple[str, bool, bytes]] = []
     report = BatchReport()
     for member, raw in claimed:
+        if between is not None and outcomes:
+            between()
         try:
             req = decode_request(raw)
             report.request(member, req)
@@ -268,10 +277,12 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     batch: tuple[Claimed, dict] | None = None
     claimed_at = time.monotonic()  # when the last claim was sent (the linger counts from it)
 
-    def claim() -> Sent[Claimed]:
+    def claim(take_urgent: bool = True) -> Sent[Claimed]:
         nonlocal claimed_at
         claimed_at = time.monotonic()
-        return store.send_claim_ready(owner, batch_size, next(tokens))
+        return store.send_claim_ready(owner, batch_size, next(tokens), take_urgent)
+
+    watch = Watch(svc)  # urgent jobs wait for a few signatures, not for the batch
 
     try:
         while True:
@@ -287,8 +298,8 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
                     break
             full = len(batch[0]) >= batch_size
             if full and time.monotonic() < ends:
-                ahead = claim()
-            results, report = _sign_all(svc, *batch)
+                ahead = claim(take_urgent=False)  # read after the batch: the watch serves them sooner
+            results, report = _sign_all(svc, *batch, between=watch)
             if committing is not None:
                 previous, committing = committing, None
                 done += _took(*previous)

@@ -14,6 +14,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import redis
 from redis.exceptions import NoScriptError
 
+from shared import urgent
 from shared.records import keys
 from shared.records.held import HeldConnection
 
@@ -53,14 +54,20 @@ class Claimed(list):
     """What a claim leased: ``(member, request)`` pairs, as a list. ``abandoned`` holds the
     ``(member, API request id)`` pairs the same step gave up after their last attempt (FAILED).
     ``helper`` is the token of the helper drain a drain's full claim asked for (the caller sends
-    that drain message), or None."""
+    that drain message), or None. ``urgent`` holds the urgent jobs a drain's claim took (encoded, see
+    shared/urgent.py): the caller must serve them."""
 
     def __init__(
-        self, leased: list[tuple[str, bytes]], abandoned: list[tuple[str, str]], helper: str | None = None
+        self,
+        leased: list[tuple[str, bytes]],
+        abandoned: list[tuple[str, str]],
+        helper: str | None = None,
+        urgent: list[bytes] | None = None,
     ):
         super().__init__(leased)
         self.abandoned = abandoned
         self.helper = helper
+        self.urgent = urgent or []
 
 
 class CaChanged(Exception):
@@ -233,13 +240,16 @@ class RequestRecords:
         for a helper drain named ``helper`` (see ``Claimed.helper``; an empty token never asks)."""
         return self._run_claim(self._claim_ready, owner, self._drain_args(limit, helper), helper)
 
-    def send_claim_ready(self, owner: str, limit: int, helper: str = "") -> Sent[Claimed]:
-        """:meth:`claim_ready`, sent now, its batch read by ``result()`` (see :class:`Sent`)."""
-        call_keys, args = self._claim_call(owner, self._drain_args(limit, helper))
+    def send_claim_ready(
+        self, owner: str, limit: int, helper: str = "", take_urgent: bool = True
+    ) -> Sent[Claimed]:
+        """:meth:`claim_ready`, sent now, its batch read by ``result()`` (see :class:`Sent`); without
+        ``take_urgent`` it leaves the urgent jobs to be taken by someone who serves them sooner."""
+        call_keys, args = self._claim_call(owner, self._drain_args(limit, helper, take_urgent))
         return Sent(self.r, self._claim_ready, call_keys, args, lambda reply: _claimed(reply, helper))
 
-    def _drain_args(self, limit: int, helper: str) -> list:
-        return [limit, DRAINING_MS, helper, HELPER_MS]
+    def _drain_args(self, limit: int, helper: str, take_urgent: bool = True) -> list:
+        return [limit, DRAINING_MS, helper, HELPER_MS, urgent.TAKE_PER_CLAIM if take_urgent else 0]
 
     def _run_claim(self, script, owner: str, extra: list, helper: str = "") -> Claimed:
         call_keys, args = self._claim_call(owner, extra)
@@ -256,6 +266,7 @@ class RequestRecords:
                 keys.METRICS_OUTCOMES,
                 keys.DRAINING,
                 keys.DRAIN_HELPER,
+                keys.URGENT,  # read by a drain's claim only
             ],
             [*lease, self.settings.audit_stream_maxlen, *extra],
         )
@@ -323,11 +334,12 @@ class RequestRecords:
 
 
 def _claimed(reply: list, helper: str = "") -> Claimed:
-    leased, abandoned, *asked = reply
+    leased, abandoned, *drain = reply  # a drain's claim adds (helper asked, urgent jobs taken)
     return Claimed(
         [(leased[i].decode(), leased[i + 1]) for i in range(0, len(leased), 2)],
         [(abandoned[i].decode(), abandoned[i + 1].decode()) for i in range(0, len(abandoned), 2)],
-        helper if asked and asked[0] == 1 else None,
+        helper if drain and drain[0] == 1 else None,
+        drain[1] if len(drain) > 1 else None,
     )
 
 

@@ -242,7 +242,20 @@ class RevocationRecords:
             pipe.sadd(keys.OCSP_INDEXED, *ca_ids)
         pipe.execute()
 
-    # -- replies from workers ----------------------------------------------------------------------
+    # -- urgent work and replies from workers -------------------------------------------------------
+
+    @functools.cached_property
+    def _ask_urgent(self):
+        return self.r.register_script(scripts.ASK_URGENT)
+
+    def ask_urgent(self, job: bytes, max_waiting: int, ttl_seconds: int) -> int:
+        """Append an urgent job (shared/urgent.py): 1 if a worker must be woken for it, 0 if a running
+        drain will take it, -1 if ``max_waiting`` jobs wait already (it was not added)."""
+        return int(self._ask_urgent(keys=[keys.URGENT, keys.DRAINING], args=[job, max_waiting, ttl_seconds]))
+
+    def take_urgent(self, limit: int) -> list[bytes]:
+        """Take up to ``limit`` urgent jobs, oldest first (each is taken by one caller only)."""
+        return self.r.lpop(keys.URGENT, limit) or []
 
     def push_reply(self, token: str, payload: bytes, seconds: int = 30) -> None:
         """Hand an answer to the API process waiting on ``token`` (kept briefly if nobody waits)."""

@@ -135,8 +135,9 @@ CLAIM = (
 # alive (submitters then leave the waking to this drain). A full claim (more may be ready) asks for a
 # helper drain, so that idle worker processes join, but only while no helper asked for is yet to start:
 # it sets the helper mark to this claim's token and answers 1, and the caller sends the message.
-# KEYS: ..., draining mark, helper mark. ARGV: ..., limit, draining ms, helper token ('': never ask),
-# helper ms.
+# It also takes up to ARGV[10] urgent jobs (shared/urgent.py), which the drain serves before the batch.
+# KEYS: ..., draining mark, helper mark, urgent list. ARGV: ..., limit, draining ms, helper token ('':
+# never ask), helper ms, urgent jobs to take.
 CLAIM_READY = (
     _ABANDON
     + "local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[6]))\n"
@@ -147,9 +148,23 @@ if #out > 0 then redis.call('SET', KEYS[6], '1', 'PX', ARGV[7]) end
 if ARGV[8] ~= '' and #members == tonumber(ARGV[6]) and redis.call('SET', KEYS[7], ARGV[8], 'NX', 'PX', ARGV[9]) then
   helper = 1
 end
-return {out, abandoned, helper}
+local urgent = {}
+if tonumber(ARGV[10]) > 0 then urgent = redis.call('LPOP', KEYS[8], ARGV[10]) or {} end
+return {out, abandoned, helper, urgent}
 """
 )
+
+# Ask for urgent work (shared/urgent.py): append the job unless ARGV[2] are waiting already (-1), and
+# say whether a worker must be woken (1) or a running drain's next claim will take it (0: the draining
+# mark is alive; a drain looks once more after it clears the mark, so nothing falls in between).
+# KEYS: urgent list, draining mark. ARGV: job, most jobs waiting, list TTL seconds.
+ASK_URGENT = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+return 1
+"""
 
 # A helper drain has started: its mark is cleared (only if it is still its own), so that the next full
 # claim may ask for another. KEYS: helper mark. ARGV: the helper's token.

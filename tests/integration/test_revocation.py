@@ -4,22 +4,30 @@ pkilint), and the OCSP responder named in their AIA (checked with ``openssl ocsp
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import urllib.request
 
 import pytest
+import redis
 from botocore.exceptions import ClientError
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from bench.issuance import make_csrs, submit_all
+from shared.records import keys
 from tests.integration.test_ca_lifecycle import create_ca, error_code
 from tests.integration.test_issuance import fetch, issue, make_csr
-from tests.support import wait_until
+from tests.support import in_groups, wait_until
 from tests.unit.test_crl import lint_crl, openssl_crl_verifies
 from tests.unit.test_ocsp import lint_ocsp
 
 pytestmark = pytest.mark.integration
+
+BACKLOG = 4000  # requests: a second or more of signing for the stack's workers on the machines we know
 
 REVOCATION = {
     "CrlConfiguration": {"Enabled": True, "ExpirationInDays": 2},
@@ -219,3 +227,41 @@ def test_ocsp_with_openssl_for_a_subordinate_ca(pca, root, tmp_path):
     )  # fmt: skip
     out = openssl_ocsp(tmp_path, root_pem, sub_pem, ocsp_url(sub_cert), root_pem, "sub")
     assert "sub.pem: revoked" in out and "Reason: cACompromise" in out
+
+
+def test_ocsp_is_answered_while_a_backlog_is_drained(pca, root, stack):
+    """Bulk issuance does not take OCSP down (shared/urgent.py): an answer that needs a worker is
+    signed between two signatures of the drain, not after the backlog (before, its job queued behind
+    the drain's slices of seconds and the client got tryLater after 3 s)."""
+    root_arn, root_pem = root
+    leaf, _, _ = fetch(pca, root_arn, issue(pca, root_arn, make_csr()))  # no answer about it cached yet
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        leaf, x509.load_pem_x509_certificate(root_pem.encode()), hashes.SHA1()
+    )
+    der = request.build().public_bytes(serialization.Encoding.DER)
+    port = int(stack.endpoint_url.rsplit(":", 1)[1])
+    csrs = make_csrs(BACKLOG)
+    outbox = redis.Redis.from_url(stack.redis_url)
+    worker_groups = {p.pgid for p in in_groups(stack.groups) if "celery" in p.cmdline}
+    assert worker_groups
+    for group in worker_groups:
+        os.killpg(group, signal.SIGSTOP)
+    try:
+        submit_all(port, root_arn, "SHA256WITHECDSA", csrs)
+        assert outbox.zcard(keys.PENDING_CERTS) >= BACKLOG
+    finally:
+        for group in worker_groups:
+            os.killpg(group, signal.SIGCONT)
+    wait_until(lambda: outbox.zcard(keys.PENDING_CERTS) < BACKLOG, 60, what="the drain to start")
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{stack.endpoint_url}/ocsp", der, {"Content-Type": "application/ocsp-request"}
+        ),
+        timeout=30,
+    ) as resp:
+        answer = ocsp.load_der_ocsp_response(resp.read())
+    still_pending = outbox.zcard(keys.PENDING_CERTS)
+    assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert still_pending > 0, "answered only once the backlog was signed"
+    wait_until(lambda: outbox.zcard(keys.PENDING_CERTS) == 0, 120, what="the backlog to drain")

@@ -95,9 +95,9 @@ def test_a_drain_lingers_after_a_claim_that_was_not_full_and_takes_what_came_mea
     arriving: list[str] = []
     sign_all, batches, pauses = tasks._sign_all, [], []
 
-    def counted(svc_, claimed, *rest):
+    def counted(svc_, claimed, *rest, **named):
         batches.append(len(claimed))
-        return sign_all(svc_, claimed, *rest)
+        return sign_all(svc_, claimed, *rest, **named)
 
     def pause(seconds):  # the linger: three requests arrive while the drain waits
         pauses.append(seconds)

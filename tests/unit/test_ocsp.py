@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, mldsa, rsa
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from shared import ocsp
+from shared import ocsp, urgent
 from shared.queue import Queue
 from tests.unit import test_revocation
 from tests.unit.test_revocation import ENABLED, issue_leaf, make_root, revoke
-from worker.revocation_tasks import sign_ocsp
+from worker.urgent import serve as serve_urgent
 
 flow = test_revocation.flow  # the in-process stack fixture, shared
 _BESIDE = os.path.join(os.path.dirname(sys.executable), "lint_ocsp_response")
@@ -176,14 +176,16 @@ def test_a_cached_answer_is_refused_when_the_record_changed(flow):
 
 @pytest.fixture
 def inline_worker(flow, monkeypatch):
-    """The API's Celery publish runs the worker's signing at once (as a worker that answers in time)."""
+    """The API's wake-up message runs the worker's urgent jobs at once (as a worker that answers in
+    time); the serials it signed answers about are listed."""
     signed: list[str] = []
 
-    def sign_now(self, ca_id, serial_hex, cert_id, reply):
-        signed.append(serial_hex)
-        sign_ocsp(flow.svc, ca_id, serial_hex, cert_id, reply)
+    def serve_now(self):
+        jobs = flow.svc.store.take_urgent(100)
+        signed.extend(urgent.decode(raw).serial_hex for raw in jobs)
+        serve_urgent(flow.svc, jobs)
 
-    monkeypatch.setattr(Queue, "sign_ocsp", sign_now)
+    monkeypatch.setattr(Queue, "serve_urgent", serve_now)
     return signed
 
 

@@ -1,0 +1,86 @@
+"""The worker's side of urgent work (shared/urgent.py): OCSP answers and CRLs an API process waits for.
+
+Three ways a job reaches a worker, so that it waits milliseconds, not behind a backlog:
+- a drain's claim takes the waiting jobs with its batch (the drain serves them first);
+- a drain signing a batch looks at the list every ``PEEK_SECONDS`` (:class:`Watch`), so a job
+  does not wait for a whole batch (100 RSA-4096 signatures take most of a second);
+- with no drain running, the API's wake-up message runs :func:`serve_waiting`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from shared import urgent
+from shared.queue import URGENT_TASK
+from worker.app import app
+from worker.revocation_tasks import rebuild_crl, sign_ocsp
+from worker.services import Services, services
+
+log = logging.getLogger("pcaq.worker")
+
+PEEK_SECONDS = 0.005  # a Redis round trip per 5 ms of signing: well under 1% of a drain's time
+PER_WAKE_UP = 256  # jobs one wake-up serves before it asks for another (a flood must not pin a worker)
+
+
+def serve(svc: Services, jobs: list[bytes]) -> int:
+    """Serve urgent jobs taken from the list; returns how many were served. A job whose asker stopped
+    waiting is dropped, and one that fails is logged: it must not stop the drain that took it (the
+    asker answers tryLater, or the CRL it has, when no reply comes)."""
+    served = 0
+    for raw in jobs:
+        job = urgent.decode(raw)
+        if job is None:
+            log.warning("dropped an urgent job that is not one (%d bytes)", len(raw))
+            continue
+        if svc.clock() > job.until:
+            continue
+        try:
+            if job.kind == urgent.OCSP:
+                sign_ocsp(svc, job.ca_id, job.serial_hex, list(job.cert_id), job.reply)
+            else:
+                rebuild_crl(svc, job.ca_id, job.reply)
+            served += 1
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("urgent %s job of CA %s failed", job.kind, job.ca_id)
+    return served
+
+
+def serve_waiting(svc: Services, most: int = PER_WAKE_UP) -> int:
+    """Serve the jobs waiting in the list, up to ``most`` (then ask for another wake-up, so that other
+    work gets its turn); returns how many were served."""
+    served = taken = 0
+    while taken < most:
+        jobs = svc.store.take_urgent(min(urgent.TAKE_PER_CLAIM, most - taken))
+        if not jobs:
+            return served
+        taken += len(jobs)
+        served += serve(svc, jobs)
+    svc.queue.serve_urgent()  # more may be waiting: another round, after the work queued meanwhile
+    return served
+
+
+class Watch:
+    """Called between two signatures of a batch: at most every ``interval`` seconds it takes the
+    waiting jobs and serves them."""
+
+    def __init__(self, svc: Services, interval: float = PEEK_SECONDS):
+        self.svc = svc
+        self.interval = interval
+        self.due = time.monotonic() + interval
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self.due:
+            return
+        self.due = now + self.interval
+        jobs = self.svc.store.take_urgent(urgent.TAKE_PER_CLAIM)
+        if jobs:
+            serve(self.svc, jobs)
+
+
+@app.task(name=URGENT_TASK)
+def serve_urgent() -> None:
+    """Celery entry point of :func:`serve_waiting` (the message is only a wake-up)."""
+    serve_waiting(services())
