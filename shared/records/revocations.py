@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from shared.records import keys, scripts
-from shared.records.requests import member_of
+from shared.records.requests import Sent, member_of
 
 # What REVOKE answers (see scripts.REVOKE).
 REVOKED, ALREADY_REVOKED, NO_SUCH_CERTIFICATE, NOT_ISSUED, TOO_MANY = 1, 0, -1, -2, -3
@@ -253,9 +253,18 @@ class RevocationRecords:
         drain will take it, -1 if ``max_waiting`` jobs wait already (it was not added)."""
         return int(self._ask_urgent(keys=[keys.URGENT, keys.DRAINING], args=[job, max_waiting, ttl_seconds]))
 
+    @functools.cached_property
+    def _take_urgent(self):
+        return self.r.register_script(scripts.TAKE_URGENT)
+
     def take_urgent(self, limit: int) -> list[bytes]:
         """Take up to ``limit`` urgent jobs, oldest first (each is taken by one caller only)."""
         return self.r.lpop(keys.URGENT, limit) or []
+
+    def send_take_urgent(self, limit: int) -> Sent[list[bytes]]:
+        """:meth:`take_urgent`, sent now, the jobs read by ``result()`` (see :class:`Sent`; read it:
+        the jobs are taken when Redis runs it)."""
+        return Sent(self.r, self._take_urgent, [keys.URGENT], [limit], list)
 
     def push_reply(self, token: str, payload: bytes, seconds: int = 30) -> None:
         """Hand an answer to the API process waiting on ``token`` (kept briefly if nobody waits)."""

@@ -154,6 +154,10 @@ return {out, abandoned, helper, urgent}
 """
 )
 
+# Take up to ARGV[1] urgent jobs (a script so that a drain can send it and read the reply later).
+# KEYS: urgent list.
+TAKE_URGENT = "return redis.call('LPOP', KEYS[1], ARGV[1]) or {}"
+
 # Ask for urgent work (shared/urgent.py): append the job unless ARGV[2] are waiting already (-1), and
 # say whether a worker must be woken (1) or a running drain's next claim will take it (0: the draining
 # mark is alive; a drain looks once more after it clears the mark, so nothing falls in between).

@@ -104,24 +104,47 @@ def test_a_job_that_comes_while_a_batch_is_signed_is_served_before_the_batch_end
     flow.svc.settings = flow.svc.store.settings = dataclasses.replace(flow.svc.settings, batch_size=8)
     arn, _ = make_root(flow, ENABLED)
     _, serial = issue_leaf(flow, arn)
-    for _ in range(4):
+    for _ in range(5):
         issue_leaf(flow, arn, signed=False)
     job = ocsp_job(flow, arn, serial)
     monkeypatch.setattr(tasks, "Watch", lambda svc: worker_urgent.Watch(svc, 0.0))  # after every signature
     sign, signed, answered = tasks._sign, [], []
 
     def one(svc, *args):
-        if len(signed) == 1:  # the job arrives after the first signature of the batch
+        if len(signed) == 1:  # the job arrives while the second signature is made
             svc.store.ask_urgent(job.encode(), 10, 60)
-        if len(signed) == 2:
-            answered.append(svc.store.r.exists(keys.reply(job.reply)) == 1)
+        answered.append(svc.store.r.exists(keys.reply(job.reply)) == 1)
         signed.append(1)
         return sign(svc, *args)
 
     monkeypatch.setattr(tasks, "_sign", one)
-    assert drain_outbox(flow.svc) == 4
-    assert answered == [True]  # served between the second and third signature, not after the batch
+    assert drain_outbox(flow.svc) == 5
+    # Taken by the look sent after the second signature, served after the third: before the batch ends.
+    assert answered == [False, False, False, True, True]
     assert answer_to(flow, job).certificate_status is x509_ocsp.OCSPCertStatus.GOOD
+
+
+def test_the_jobs_a_drains_last_look_took_are_served_as_it_ends(flow, monkeypatch):
+    arn, _ = make_root(flow, ENABLED)
+    _, serial = issue_leaf(flow, arn)
+    for _ in range(3):
+        issue_leaf(flow, arn, signed=False)
+    job = ocsp_job(flow, arn, serial)
+    monkeypatch.setattr(tasks, "Watch", lambda svc: worker_urgent.Watch(svc, 0.0))
+    sign, signed = tasks._sign, []
+
+    def one(svc, *args):
+        if len(signed) == 1:  # the look sent before the last signature takes it; no later look reads it
+            svc.store.ask_urgent(job.encode(), 10, 60)
+        signed.append(1)
+        return sign(svc, *args)
+
+    monkeypatch.setattr(tasks, "_sign", one)
+    take = flow.svc.store.send_claim_ready  # and no claim of this drain takes it either
+    monkeypatch.setattr(flow.svc.store, "send_claim_ready", lambda *a, **k: take(*a[:3], False))
+    assert drain_outbox(flow.svc) == 3
+    assert answer_to(flow, job).certificate_status is x509_ocsp.OCSPCertStatus.GOOD
+    assert flow.svc.store.take_urgent(10) == []
 
 
 def test_a_job_nobody_waits_for_any_more_is_dropped_and_one_that_fails_stops_nothing(flow, monkeypatch):
