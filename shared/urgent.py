@@ -5,10 +5,10 @@ Only workers hold CA keys, so the API asks one and waits (``PCAQ_RESPONDER_WAIT_
 Celery message, such a job queued behind a drain: a worker signing a backlog of 20,000 requests
 works through it in slices of seconds, so OCSP answered ``tryLater`` for as long as bulk issuance
 ran, and each waiting request held one of the API's request threads the whole time. Instead the job
-goes to a Redis list that every drain's claim takes from before its next batch (so a job waits for
-at most a batch or two), and a Celery message wakes a worker only when no drain is running (the
-draining mark is absent). The list is bounded; a job carries the time its asker stops waiting, after
-which a worker drops it unserved.
+goes to a Redis list that a drain takes from with its claims and, while it signs a batch, every few
+milliseconds (worker/urgent.py), and a Celery message wakes a worker only when no drain is running
+(the draining mark is absent). The list is bounded; a job carries the time its asker stops waiting,
+after which a worker drops it unserved.
 """
 
 from __future__ import annotations

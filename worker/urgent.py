@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from shared import urgent
+from shared import logs, urgent
 from shared.queue import URGENT_TASK
 from shared.records.requests import Sent
 from worker.app import app
@@ -23,6 +23,7 @@ log = logging.getLogger("pcaq.worker")
 
 PEEK_SECONDS = 0.005  # how often a drain looks while it signs (a job waits one or two of these)
 PER_WAKE_UP = 256  # jobs one wake-up serves before it asks for another (a flood must not pin a worker)
+_look_failed = logs.Every(5.0)  # during a Redis outage: one line per 5 s, not one per look
 
 
 def serve(svc: Services, jobs: list[bytes]) -> int:
@@ -80,8 +81,13 @@ class Watch:
         if now < self.due:
             return
         self.due = now + self.interval
-        self._serve_look()
-        self.look = self.svc.store.send_take_urgent(urgent.TAKE_PER_CLAIM)
+        try:
+            self._serve_look()
+            self.look = self.svc.store.send_take_urgent(urgent.TAKE_PER_CLAIM)
+        except Exception:  # noqa: BLE001 - the batch goes on; the readers answer without these jobs
+            held = _look_failed.due()
+            if held is not None:
+                log.warning("a drain could not look for urgent jobs (%d more since)", held, exc_info=True)
 
     def close(self) -> None:
         """Serve the jobs the last look took (a drain calls this as it ends: nothing taken is dropped)."""

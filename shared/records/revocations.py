@@ -259,7 +259,7 @@ class RevocationRecords:
 
     def take_urgent(self, limit: int) -> list[bytes]:
         """Take up to ``limit`` urgent jobs, oldest first (each is taken by one caller only)."""
-        return self.r.lpop(keys.URGENT, limit) or []
+        return self._take_urgent(keys=[keys.URGENT], args=[limit])
 
     def send_take_urgent(self, limit: int) -> Sent[list[bytes]]:
         """:meth:`take_urgent`, sent now, the jobs read by ``result()`` (see :class:`Sent`; read it:

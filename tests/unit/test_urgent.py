@@ -207,3 +207,17 @@ def test_when_too_many_wait_the_reader_is_answered_at_once(flow, monkeypatch):
     resp = flow.client.get(f"/crl/{ca_id}.crl")
     assert resp.status_code == 503 and woken == []  # nothing built it, nobody was asked
     assert flow.svc.store.take_urgent(10) == []
+
+
+def test_a_look_that_fails_does_not_stop_the_batch(flow, monkeypatch):
+    arn, _ = make_root(flow, ENABLED)
+    pending = [issue_leaf(flow, arn, signed=False)[0] for _ in range(3)]
+    looks = []
+
+    def redis_gone(limit):
+        looks.append(limit)
+        raise ConnectionError("Redis went away for a moment")
+
+    monkeypatch.setattr(flow.svc.store, "send_take_urgent", redis_gone)
+    monkeypatch.setattr(tasks, "Watch", lambda svc: worker_urgent.Watch(svc, 0.0))
+    assert drain_outbox(flow.svc) == len(pending) and len(looks) == 2
