@@ -317,10 +317,6 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
             ahead.close()
         if committing is not None:  # the last results are written, even on the way out of an exception
             done += _took(*committing)
-        try:
-            watch.close()
-        except Exception:  # noqa: BLE001 - Redis gone: the jobs' readers time out and answer without them
-            log.warning("could not serve the urgent jobs a drain took last", exc_info=True)
     return done
 
 

@@ -15,6 +15,7 @@ DRAIN_KICK = f"{PREFIX}drain-kick"  # set (with a short expiry) when a drain tas
 DRAINING = f"{PREFIX}draining"  # kept alive by the claims of a drain that is taking work
 DRAIN_HELPER = f"{PREFIX}drain-helper"  # the token of a helper drain asked for and not yet started
 URGENT = f"{PREFIX}urgent"  # urgent jobs an API process waits on (shared/urgent.py), oldest first
+URGENT_SIGNAL = f"{PREFIX}urgent-signal"  # pub/sub channel: an urgent job came while a drain runs
 CA_PREFIX = f"{PREFIX}ca:"  # + CA id; the claim script appends the id (audit of abandoned requests)
 AUDIT_PREFIX = f"{PREFIX}audit:"  # + CA id; the claim and commit scripts append the id
 

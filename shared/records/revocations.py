@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from shared.records import keys, scripts
-from shared.records.requests import Sent, member_of
+from shared.records.requests import member_of
 
 # What REVOKE answers (see scripts.REVOKE).
 REVOKED, ALREADY_REVOKED, NO_SUCH_CERTIFICATE, NOT_ISSUED, TOO_MANY = 1, 0, -1, -2, -3
@@ -250,21 +250,27 @@ class RevocationRecords:
 
     def ask_urgent(self, job: bytes, max_waiting: int, ttl_seconds: int) -> int:
         """Append an urgent job (shared/urgent.py): 1 if a worker must be woken for it, 0 if a running
-        drain will take it, -1 if ``max_waiting`` jobs wait already (it was not added)."""
-        return int(self._ask_urgent(keys=[keys.URGENT, keys.DRAINING], args=[job, max_waiting, ttl_seconds]))
-
-    @functools.cached_property
-    def _take_urgent(self):
-        return self.r.register_script(scripts.TAKE_URGENT)
+        drain will take it (it is told on the signal channel), -1 if ``max_waiting`` jobs wait already
+        (it was not added)."""
+        return int(
+            self._ask_urgent(
+                keys=[keys.URGENT, keys.DRAINING, keys.URGENT_SIGNAL], args=[job, max_waiting, ttl_seconds]
+            )
+        )
 
     def take_urgent(self, limit: int) -> list[bytes]:
         """Take up to ``limit`` urgent jobs, oldest first (each is taken by one caller only)."""
-        return self._take_urgent(keys=[keys.URGENT], args=[limit])
+        return self.r.lpop(keys.URGENT, limit) or []
 
-    def send_take_urgent(self, limit: int) -> Sent[list[bytes]]:
-        """:meth:`take_urgent`, sent now, the jobs read by ``result()`` (see :class:`Sent`; read it:
-        the jobs are taken when Redis runs it)."""
-        return Sent(self.r, self._take_urgent, [keys.URGENT], [limit], list)
+    def urgent_signals(self) -> redis.client.PubSub:
+        """A subscription to the channel on which asks for urgent work are announced to running drains
+        (``get_message(timeout=0)`` checks it without a round trip). It is held from drain to drain, so
+        it has a pool of its own: the pool the other calls share holds nothing between calls."""
+        pool = self.r.connection_pool
+        own = redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+        signals = redis.Redis(connection_pool=own).pubsub(ignore_subscribe_messages=True)
+        signals.subscribe(keys.URGENT_SIGNAL)
+        return signals
 
     def push_reply(self, token: str, payload: bytes, seconds: int = 30) -> None:
         """Hand an answer to the API process waiting on ``token`` (kept briefly if nobody waits)."""

@@ -154,19 +154,19 @@ return {out, abandoned, helper, urgent}
 """
 )
 
-# Take up to ARGV[1] urgent jobs (a script so that a drain can send it and read the reply later).
-# KEYS: urgent list.
-TAKE_URGENT = "return redis.call('LPOP', KEYS[1], ARGV[1]) or {}"
-
 # Ask for urgent work (shared/urgent.py): append the job unless ARGV[2] are waiting already (-1), and
-# say whether a worker must be woken (1) or a running drain's next claim will take it (0: the draining
-# mark is alive; a drain looks once more after it clears the mark, so nothing falls in between).
-# KEYS: urgent list, draining mark. ARGV: job, most jobs waiting, list TTL seconds.
+# say whether a worker must be woken (1) or a running drain will take it (0: the draining mark is
+# alive; a drain looks once more after it clears the mark, so nothing falls in between). For a running
+# drain it publishes a word on the signal channel, which a drain signing a batch listens to.
+# KEYS: urgent list, draining mark, signal channel. ARGV: job, most jobs waiting, list TTL seconds.
 ASK_URGENT = """
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PUBLISH', KEYS[3], '1')
+  return 0
+end
 return 1
 """
 
