@@ -112,6 +112,11 @@ class StoreCollector(Collector):
             "pcaq_queue_messages", "Celery messages waiting in the broker.", value=snap.queued_messages
         )
         yield GaugeMetricFamily(
+            "pcaq_urgent_jobs",
+            "OCSP answers and CRLs that API processes wait for and no worker has taken yet.",
+            value=snap.urgent_jobs,
+        )
+        yield GaugeMetricFamily(
             "pcaq_workers_alive", "Workers with a heartbeat in the last 30 s.", value=snap.workers
         )
         histogram = HistogramMetricFamily(

@@ -25,7 +25,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 # The failure reason of a request given up after PCAQ_MAX_ATTEMPTS leases ended without a commit.
 ABANDONED = "Abandoned"
 
-# KEYS: outbox, record prefix, latency hash, outcomes hash, workers, Celery queue
+# KEYS: outbox, record prefix, latency hash, outcomes hash, workers, Celery queue, urgent jobs
 # ARGV: now, heartbeat window (s), how many outbox heads to look at for the oldest request
 _SNAPSHOT = """
 local now = tonumber(ARGV[1])
@@ -46,6 +46,7 @@ return {
   redis.call('HGETALL', KEYS[4]),
   redis.call('ZCOUNT', KEYS[5], now - tonumber(ARGV[2]), '+inf'),
   redis.call('LLEN', KEYS[6]),
+  redis.call('LLEN', KEYS[7]),
 }
 """
 
@@ -66,6 +67,7 @@ class Snapshot:
     unexpected_errors: int
     workers: int  # workers with a recent heartbeat
     queued_messages: int  # Celery messages waiting in the broker
+    urgent_jobs: int  # OCSP answers and CRLs API processes wait for, not yet taken by a worker
 
 
 class MetricsRecords:
@@ -74,7 +76,8 @@ class MetricsRecords:
     r: redis.Redis
 
     def metrics_snapshot(self, heartbeat_window: float = 30.0, head: int = 16) -> Snapshot:
-        """The outbox, outcome and latency figures, the live workers and the broker queue, in one call."""
+        """The outbox, outcome and latency figures, the live workers, the broker queue and the urgent
+        jobs waiting, in one call."""
         out = self._metrics_script(_SNAPSHOT)(
             keys=[
                 keys.PENDING_CERTS,
@@ -83,6 +86,7 @@ class MetricsRecords:
                 keys.METRICS_OUTCOMES,
                 keys.WORKERS,
                 keys.CELERY_QUEUE,
+                keys.URGENT,
             ],
             args=[f"{self.clock():.3f}", heartbeat_window, head],
         )
@@ -103,6 +107,7 @@ class MetricsRecords:
             unexpected_errors=int(outcomes.get("error:unexpected", 0)),
             workers=int(out[6]),
             queued_messages=int(out[7]),
+            urgent_jobs=int(out[8]),
         )
 
     def _metrics_script(self, source: str):

@@ -99,7 +99,7 @@ def test_metrics_json_logs_and_task_events(tmp_path, redis_base_url):
         assert m["pcaq_issuance_latency_seconds_count"] == 6
         assert m['pcaq_issuance_latency_seconds_bucket{le="+Inf"}'] == 6
         assert m["pcaq_outbox_requests"] == 0 and m["pcaq_oldest_pending_age_seconds"] == 0
-        assert m["pcaq_workers_alive"] >= 1 and m["pcaq_redis_up"] == 1
+        assert m["pcaq_workers_alive"] >= 1 and m["pcaq_redis_up"] == 1 and m["pcaq_urgent_jobs"] == 0
         assert m['pcaq_certificate_authorities{status="ACTIVE"}'] == 1
         assert m['pcaq_api_requests_total{operation="IssueCertificate",outcome="success"}'] == 7
 

@@ -74,13 +74,15 @@ def test_the_snapshot_reads_the_outbox_workers_and_queue(store):
     assert store.claim([member_of(CA, "b2")], "w")  # leased: not ready
     store.heartbeat("host:1")
     store.r.rpush(keys.CELERY_QUEUE, "m1", "m2")
+    assert store.ask_urgent(b"an OCSP job", 10, 60) == 1
     store.clock.now = t0 + 100
     snap = store.metrics_snapshot()
-    assert (snap.outbox, snap.ready, snap.workers, snap.queued_messages) == (
+    assert (snap.outbox, snap.ready, snap.workers, snap.queued_messages, snap.urgent_jobs) == (
         3,
         2,
         0,
         2,
+        1,
     )  # heartbeat: 70 s old
     assert snap.oldest_age == pytest.approx(100.0)  # b1, submitted at t0
     assert snap.longest_wait == pytest.approx(100.0)
