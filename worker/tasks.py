@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shared import audit_trail, ca_certificates, certificates, key_checks, keys, revocation_config
+from shared import audit_trail, ca_certificates, certificates, key_checks, keys, revocation_config, urgent
 from shared.audit_trail import AuditTrail
 from shared.authorities import CREATING
 from shared.errors import PcaqError
@@ -280,7 +280,9 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     def claim(take_urgent: bool = True) -> Sent[Claimed]:
         nonlocal claimed_at
         claimed_at = time.monotonic()
-        return store.send_claim_ready(owner, batch_size, next(tokens), take_urgent)
+        return store.send_claim_ready(
+            owner, batch_size, next(tokens), urgent.TAKE_PER_CLAIM if take_urgent else 0
+        )
 
     watch = Watch(svc)  # urgent jobs wait for a few signatures, not for the batch
 

@@ -14,7 +14,6 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import redis
 from redis.exceptions import NoScriptError
 
-from shared import urgent
 from shared.records import keys
 from shared.records.held import HeldConnection
 
@@ -241,15 +240,16 @@ class RequestRecords:
         return self._run_claim(self._claim_ready, owner, self._drain_args(limit, helper), helper)
 
     def send_claim_ready(
-        self, owner: str, limit: int, helper: str = "", take_urgent: bool = True
+        self, owner: str, limit: int, helper: str = "", take_urgent: int = 0
     ) -> Sent[Claimed]:
-        """:meth:`claim_ready`, sent now, its batch read by ``result()`` (see :class:`Sent`); without
-        ``take_urgent`` it leaves the urgent jobs to be taken by someone who serves them sooner."""
+        """:meth:`claim_ready`, sent now, its batch read by ``result()`` (see :class:`Sent`). It also
+        takes up to ``take_urgent`` urgent jobs (``Claimed.urgent``), which the caller must serve: a
+        caller that does not serve them takes none."""
         call_keys, args = self._claim_call(owner, self._drain_args(limit, helper, take_urgent))
         return Sent(self.r, self._claim_ready, call_keys, args, lambda reply: _claimed(reply, helper))
 
-    def _drain_args(self, limit: int, helper: str, take_urgent: bool = True) -> list:
-        return [limit, DRAINING_MS, helper, HELPER_MS, urgent.TAKE_PER_CLAIM if take_urgent else 0]
+    def _drain_args(self, limit: int, helper: str, take_urgent: int = 0) -> list:
+        return [limit, DRAINING_MS, helper, HELPER_MS, take_urgent]
 
     def _run_claim(self, script, owner: str, extra: list, helper: str = "") -> Claimed:
         call_keys, args = self._claim_call(owner, extra)

@@ -62,6 +62,17 @@ def test_asking_wakes_a_worker_only_when_no_drain_runs_and_the_list_is_bounded(f
     assert store.take_urgent(5) == [b"third"] and store.take_urgent(5) == []
 
 
+def test_a_claim_takes_urgent_jobs_only_when_its_caller_says_it_serves_them(flow):
+    arn, _ = make_root(flow, ENABLED)
+    issue_leaf(flow, arn, signed=False)
+    store = flow.svc.store
+    store.ask_urgent(b"job", 10, 60)
+    assert store.claim_ready("w1", 10).urgent == []  # a claim that serves none takes none
+    assert store.send_claim_ready("w1", 10, "", 0).result().urgent == []
+    assert store.send_claim_ready("w1", 10, "", 16).result().urgent == [b"job"]
+    assert store.take_urgent(10) == []
+
+
 def test_jobs_round_trip_and_anything_else_is_not_one():
     job = urgent.UrgentJob(urgent.OCSP, "ca", "tok", 12.5, "1f", ("sha1", "aa", "bb"))
     assert urgent.decode(job.encode()) == job
@@ -229,6 +240,6 @@ def test_a_subscription_that_fails_does_not_stop_the_batch_and_is_made_again(flo
 
     monkeypatch.setattr(tasks, "_sign", one)
     take = flow.svc.store.send_claim_ready  # only the watch, subscribed again, can take it
-    monkeypatch.setattr(flow.svc.store, "send_claim_ready", lambda *a, **k: take(*a[:3], False))
+    monkeypatch.setattr(flow.svc.store, "send_claim_ready", lambda *a, **k: take(*a[:3], 0))
     assert drain_outbox(flow.svc) == 3
     assert answer_to(flow, job).certificate_status is x509_ocsp.OCSPCertStatus.GOOD
