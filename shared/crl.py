@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -188,13 +187,9 @@ class CrlPublisher:
         if state is Freshness.AGING:
             self._ask(ca_id)
             return stored.der
-        wait = self.settings.responder_wait_ms / 1000
         try:
             urgent.ask_and_wait(
-                self.store,
-                self.queue,
-                urgent.UrgentJob(urgent.CRL, ca_id, uuid.uuid4().hex, now + wait),
-                wait,
+                self.store, self.queue, self.settings.responder_wait_ms / 1000, urgent.CRL, ca_id
             )
         except Exception:  # noqa: BLE001 - a broker outage: serve what there is
             pass

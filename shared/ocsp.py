@@ -14,7 +14,6 @@ Answers that are not signed (RFC 6960 §2.3): ``malformedRequest`` for a request
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -195,17 +194,17 @@ class Responder:
         cached, ttl = self.store.cached_ocsp(ca_id, hash_name, serial_hex)
         if cached is not None:
             return cached, ttl
-        wait = self.settings.responder_wait_ms / 1000
-        job = urgent.UrgentJob(
-            urgent.OCSP,
-            ca_id,
-            uuid.uuid4().hex,
-            now + wait,
-            serial_hex,
-            (hash_name, request.issuer_name_hash.hex(), request.issuer_key_hash.hex()),
-        )
+        cert_id = (hash_name, request.issuer_name_hash.hex(), request.issuer_key_hash.hex())
         try:
-            signed = urgent.ask_and_wait(self.store, self.queue, job, wait)
+            signed = urgent.ask_and_wait(
+                self.store,
+                self.queue,
+                self.settings.responder_wait_ms / 1000,
+                urgent.OCSP,
+                ca_id,
+                serial_hex,
+                cert_id,
+            )
         except Exception:  # noqa: BLE001 - broker down: the client may try later
             signed = None
         if signed is None:

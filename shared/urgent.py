@@ -14,6 +14,7 @@ after which a worker drops it unserved.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,9 +65,19 @@ def decode(raw: bytes) -> UrgentJob | None:
     return job
 
 
-def ask_and_wait(store: Store, queue: Queue, job: UrgentJob, wait_seconds: float) -> bytes | None:
-    """Put ``job`` in the list, wake a worker if no drain will take it, and wait for its reply;
-    None if none came in ``wait_seconds`` or too many jobs are waiting already."""
+def ask_and_wait(
+    store: Store,
+    queue: Queue,
+    wait_seconds: float,
+    kind: str,
+    ca_id: str,
+    serial_hex: str = "",
+    cert_id: tuple[str, str, str] = ("", "", ""),
+) -> bytes | None:
+    """Ask for a job (its reply token and the time its asker stops waiting are made here), wake a
+    worker if no drain will take it, and wait for its reply; None if none came in ``wait_seconds`` or
+    too many jobs are waiting already."""
+    job = UrgentJob(kind, ca_id, uuid.uuid4().hex, store.clock() + wait_seconds, serial_hex, cert_id)
     outcome = store.ask_urgent(job.encode(), MAX_WAITING, LIST_TTL_SECONDS)
     if outcome < 0:
         return None
