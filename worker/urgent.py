@@ -11,7 +11,6 @@ Three ways a job reaches a worker, so that it waits milliseconds, not behind a b
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 
@@ -82,7 +81,11 @@ class Watch:
         self.svc = svc
         self.interval = interval
         self.due = time.monotonic() + interval
-        self.signals = _subscription(svc)
+        self.signals: PubSub | None = None
+        try:
+            self.signals = svc.store.urgent_signals()
+        except Exception:  # noqa: BLE001 - without it only the claims take urgent jobs
+            self._failed("could not subscribe to urgent-job signals")
         if self.signals is not None:
             self._check(_announced)  # words from before this drain: their jobs were taken by a claim
 
@@ -103,37 +106,15 @@ class Watch:
         try:
             step(self.signals)
         except Exception:  # noqa: BLE001 - the batch goes on; claims still take the jobs, a little later
-            _forget_subscription(self.svc)
+            self.svc.store.drop_urgent_signals(self.signals)
             self.signals = None
-            held = _watch_failed.due()
-            if held is not None:
-                log.warning("a drain stopped listening for urgent jobs (%d more since)", held, exc_info=True)
+            self._failed("a drain stopped listening for urgent jobs")
 
-
-# By process (a forked child subscribes on its own) and record store: kept from drain to drain.
-_subscriptions: dict[tuple[int, int], PubSub] = {}
-
-
-def _subscription(svc: Services) -> PubSub | None:
-    """This process's subscription to the signal channel (None if Redis refused it; the next drain
-    tries again)."""
-    key = (os.getpid(), id(svc.store))
-    if key not in _subscriptions:
-        try:
-            _subscriptions[key] = svc.store.urgent_signals()
-        except Exception:  # noqa: BLE001 - without it only the claims take urgent jobs
-            log.warning("could not subscribe to urgent-job signals", exc_info=True)
-            return None
-    return _subscriptions[key]
-
-
-def _forget_subscription(svc: Services) -> None:
-    signals = _subscriptions.pop((os.getpid(), id(svc.store)), None)
-    if signals is not None:
-        try:
-            signals.close()
-        except Exception:  # noqa: BLE001 - a connection already gone
-            pass
+    @staticmethod
+    def _failed(what: str) -> None:
+        held = _watch_failed.due()
+        if held is not None:
+            log.warning("%s (%d more since)", what, held, exc_info=True)
 
 
 def _announced(signals: PubSub) -> bool:

@@ -9,6 +9,7 @@ revocation against the CA's CRL (``want``) so that a CRL build knows whether it 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -263,14 +264,29 @@ class RevocationRecords:
         return self.r.lpop(keys.URGENT, limit) or []
 
     def urgent_signals(self) -> redis.client.PubSub:
-        """A subscription to the channel on which asks for urgent work are announced to running drains
-        (``get_message(timeout=0)`` checks it without a round trip). It is held from drain to drain, so
-        it has a pool of its own: the pool the other calls share holds nothing between calls."""
-        pool = self.r.connection_pool
-        own = redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
-        signals = redis.Redis(connection_pool=own).pubsub(ignore_subscribe_messages=True)
-        signals.subscribe(keys.URGENT_SIGNAL)
+        """This process's subscription to the channel on which asks for urgent work are announced to
+        running drains (``get_message(timeout=0)`` checks it without a round trip). It is made once per
+        process (a forked child makes its own) and kept from drain to drain, on a pool of its own: the
+        pool the other calls share holds nothing between calls."""
+        subscriptions = self.__dict__.setdefault("_urgent_signals", {})
+        signals = subscriptions.get(os.getpid())
+        if signals is None:
+            pool = self.r.connection_pool
+            own = redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+            signals = redis.Redis(connection_pool=own).pubsub(ignore_subscribe_messages=True)
+            signals.subscribe(keys.URGENT_SIGNAL)
+            subscriptions[os.getpid()] = signals
         return signals
+
+    def drop_urgent_signals(self, signals: redis.client.PubSub) -> None:
+        """Close a subscription that failed; the next :meth:`urgent_signals` makes a new one."""
+        subscriptions = self.__dict__.get("_urgent_signals", {})
+        if subscriptions.get(os.getpid()) is signals:
+            del subscriptions[os.getpid()]
+        try:
+            signals.close()
+        except Exception:  # noqa: BLE001 - a connection already gone
+            pass
 
     def push_reply(self, token: str, payload: bytes, seconds: int = 30) -> None:
         """Hand an answer to the API process waiting on ``token`` (kept briefly if nobody waits)."""
