@@ -18,4 +18,4 @@ RUN pip install . \
 USER pcaq
 EXPOSE 8080
 # The Procfile's web line; docker-compose.yml runs the worker line in the same image.
-CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8080", "--workers", "2", "--blocking-threads", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--respawn-failed-workers", "--http1-buffer-size", "65536", "--factory", "api.app:create_app"]
+CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8080", "--workers", "2", "--blocking-threads", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--respawn-failed-workers", "--http1-buffer-size", "65536", "--factory", "pcaq.api.app:create_app"]

@@ -7,25 +7,25 @@ import logging
 
 from flask import Flask, Response
 
-from api import metrics, schemas
-from api.auth import OPEN_MODE_WARNING, Authenticator
-from api.dispatch import ApiCalls
-from api.distribution import distribution_blueprint
-from shared import logs
-from shared.audit_trail import AuditTrail
-from shared.authorities import Authorities
-from shared.credentials import load_credentials
-from shared.issuance import Issuance
-from shared.queue import Queue, make_celery
-from shared.records import STORE_DOWN, Store
-from shared.settings import Settings, load
-from shared.throttle import Throttle, parse_rate_limits
+from pcaq.api import metrics, schemas
+from pcaq.api.auth import OPEN_MODE_WARNING, Authenticator
+from pcaq.api.dispatch import ApiCalls
+from pcaq.api.distribution import distribution_blueprint
+from pcaq.ca.audit_trail import AuditTrail
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.issuance import Issuance
+from pcaq.platform import logs
+from pcaq.platform.credentials import load_credentials
+from pcaq.platform.queue import Queue, make_celery
+from pcaq.platform.settings import Settings, load
+from pcaq.platform.throttle import Throttle, parse_rate_limits
+from pcaq.records import STORE_DOWN, Store
 
 log = logging.getLogger("pcaq.api")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the WSGI application (granian calls this factory: ``--factory api.app:create_app``)."""
+    """Build the WSGI application (granian calls this factory: ``--factory pcaq.api.app:create_app``)."""
     settings = settings or load()
     logs.configure(settings.log_format, settings.log_level)
     store = Store.from_settings(settings)

@@ -12,11 +12,11 @@ import re
 import time
 from collections.abc import Callable, Mapping
 
-from api import wire
-from api.sigv4 import SigV4Verifier
-from shared.credentials import OPEN_MODE_WARNING, Credentials
-from shared.identity import Caller
-from shared.settings import Settings
+from pcaq.api import wire
+from pcaq.api.sigv4 import SigV4Verifier
+from pcaq.platform.credentials import OPEN_MODE_WARNING, Credentials
+from pcaq.platform.identity import Caller
+from pcaq.platform.settings import Settings
 
 __all__ = ["OPEN_MODE_WARNING", "Authenticator", "caller_of"]
 

@@ -14,18 +14,18 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
-from api import metrics, protocol, schemas, wire
-from api.auth import Authenticator
-from api.errors import WireError, classify
-from api.handlers import Context
-from api.operations import HANDLERS
-from shared import logs
-from shared.audit_trail import AuditTrail
-from shared.authorities import Authorities
-from shared.errors import Unavailable
-from shared.issuance import Issuance
-from shared.records import STORE_DOWN
-from shared.throttle import Throttle
+from pcaq.api import metrics, protocol, schemas, wire
+from pcaq.api.auth import Authenticator
+from pcaq.api.errors import WireError, classify
+from pcaq.api.handlers import Context
+from pcaq.api.operations import HANDLERS
+from pcaq.ca.audit_trail import AuditTrail
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.issuance import Issuance
+from pcaq.errors import Unavailable
+from pcaq.platform import logs
+from pcaq.platform.throttle import Throttle
+from pcaq.records import STORE_DOWN
 
 log = logging.getLogger("pcaq.api")
 _unavailable_log = logs.Every(5.0)  # during a Redis outage: one line per 5 s, not one per request

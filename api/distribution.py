@@ -21,16 +21,16 @@ from xml.sax.saxutils import escape
 from cryptography.x509.ocsp import OCSPResponseStatus
 from flask import Blueprint, Response, request, send_file
 
-from api import wire
-from api.sigv4 import SigV4Verifier
-from shared.audit_reports import object_path
-from shared.credentials import Credentials
-from shared.crl import CrlPublisher
-from shared.errors import AuthenticationFailed, NotFound, Unavailable
-from shared.ocsp import RESPONSE_TYPE, Responder, unsuccessful
-from shared.queue import Queue
-from shared.records import STORE_DOWN, Store
-from shared.settings import Settings
+from pcaq.api import wire
+from pcaq.api.sigv4 import SigV4Verifier
+from pcaq.ca.audit_reports import object_path
+from pcaq.errors import AuthenticationFailed, NotFound, Unavailable
+from pcaq.platform.credentials import Credentials
+from pcaq.platform.queue import Queue
+from pcaq.platform.settings import Settings
+from pcaq.records import STORE_DOWN, Store
+from pcaq.revocation.crl import CrlPublisher
+from pcaq.revocation.ocsp import RESPONSE_TYPE, Responder, unsuccessful
 
 _CA_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _MAX_OCSP_REQUEST = 16 * 1024  # a one-certificate request is a few hundred bytes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared import errors
+from pcaq import errors
 
 # (HTTP status, __type). 400 for every client mistake; 5xx only for real faults (SDKs retry 5xx).
 _TYPES: dict[type[errors.PcaqError], tuple[int, str]] = {

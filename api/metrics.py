@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from shared.authorities import (
+from pcaq.ca.authorities import (
     ACTIVE,
     CREATING,
     DELETED,
@@ -38,9 +38,9 @@ from shared.authorities import (
     PENDING_CERTIFICATE,
     effective_status,
 )
-from shared.records import STORE_DOWN, Store
-from shared.records.metrics import LATENCY_BUCKETS
-from shared.settings import Settings
+from pcaq.platform.settings import Settings
+from pcaq.records import STORE_DOWN, Store
+from pcaq.records.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger("pcaq.metrics")
 

@@ -17,7 +17,7 @@ import regex
 from botocore.model import Shape
 from marshmallow import ValidationError, fields, missing, validate
 
-from shared.errors import InvalidArn, InvalidTag, MalformedCertificate, MalformedCSR, PcaqError
+from pcaq.errors import InvalidArn, InvalidTag, MalformedCertificate, MalformedCSR, PcaqError
 
 _SHOWN_CHARS = 64  # never echo more of a bad value than this
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from api.handlers import Handler, reports, revocation
-from api.handlers import authorities as ca
-from api.handlers import certificates as certs
-from api.handlers import permissions as perms
+from pcaq.api.handlers import Handler, reports, revocation
+from pcaq.api.handlers import authorities as ca
+from pcaq.api.handlers import certificates as certs
+from pcaq.api.handlers import permissions as perms
 
 HANDLERS: dict[str, Handler] = {
     "CreateCertificateAuthority": ca.create_certificate_authority,

@@ -7,7 +7,7 @@ import math
 from http import HTTPStatus
 from typing import NamedTuple
 
-from api.errors import WireError
+from pcaq.api.errors import WireError
 
 TARGET_PREFIX = "ACMPrivateCA."
 CONTENT_TYPE = "application/x-amz-json-1.1"

@@ -16,7 +16,7 @@ import botocore.session
 from botocore.model import ServiceModel, Shape
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
-from api.model_fields import (
+from pcaq.api.model_fields import (
     INT_BITS,
     Blob,
     Integer,
@@ -31,7 +31,7 @@ from api.model_fields import (
     Scalar,
     Violation,
 )
-from shared.errors import ValidationFailed
+from pcaq.errors import ValidationFailed
 
 __all__ = ["OPERATIONS", "build_schemas", "validate_request"]
 

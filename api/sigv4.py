@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
-from shared.credentials import Credential
-from shared.errors import IncompleteSignature, InvalidSignature, MissingAuthentication, UnrecognizedClient
+from pcaq.errors import IncompleteSignature, InvalidSignature, MissingAuthentication, UnrecognizedClient
+from pcaq.platform.credentials import Credential
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=5)

@@ -45,7 +45,7 @@ class PcaqUp:
         env.update(PCAQ_DATA_DIR=str(data_dir), PCAQ_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
         self.log = data_dir / "up.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up", "--port", str(self.port), *extra],
+            [sys.executable, "-m", "pcaq.cli", "up", "--port", str(self.port), *extra],
             env=env,
             cwd=data_dir,
             stdin=subprocess.DEVNULL,

@@ -64,8 +64,8 @@ def api_in_process(stack: Stack, ca_arn: str, signing: str, csrs: list[bytes]) -
     them for the CPU), then started to sign the requests, then stopped again; the caller's next step
     starts what it needs.
     """
-    from api.app import create_app  # the service's own code, imported only for this measurement
-    from shared.settings import load
+    from pcaq.api.app import create_app  # the service's own code, imported only for this measurement
+    from pcaq.platform.settings import load
 
     app = create_app(dataclasses.replace(load(stack.env), log_level="ERROR"))  # no open-mode warning here
     stack.stop_workers()

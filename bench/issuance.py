@@ -43,8 +43,8 @@ from bench.stack import (  # noqa: E402
     issue_body,
     wait_for,
 )
-from shared import keys as key_algorithms  # noqa: E402
-from shared.records import keys, member_of  # noqa: E402
+from pcaq.pki import keys as key_algorithms  # noqa: E402
+from pcaq.records import keys, member_of  # noqa: E402
 
 # -- inputs ----------------------------------------------------------------------------------------
 

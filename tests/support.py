@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import redis
 
-from shared.embedded_redis import free_port
+from pcaq.cli.embedded_redis import free_port
 
 __all__ = ["free_port"]  # re-exported for tests
 
@@ -155,7 +155,7 @@ def kill_groups(pgids: set[int]) -> None:
 
 def pcaq_argv(*args: str) -> list[str]:
     """The command line of ``pcaq ARGS`` from this checkout, with this interpreter."""
-    return [sys.executable, "-m", "shared.cli", *args]
+    return [sys.executable, "-m", "pcaq.cli", *args]
 
 
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:

@@ -8,8 +8,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from shared.errors import PcaqError
-from shared.records import split_member
+from pcaq.errors import PcaqError
+from pcaq.records import split_member
 
 log = logging.getLogger("pcaq.worker")
 

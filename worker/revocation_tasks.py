@@ -16,11 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.ocsp import OCSPResponseStatus
 
-from shared import audit_reports, crl, ocsp
-from shared.queue import AUDIT_REPORT_TASK, CRL_TASK, OCSP_TASK
-from shared.revocation import all_authorities
-from worker.app import app
-from worker.services import Services, services
+from pcaq.ca import audit_reports
+from pcaq.platform.queue import AUDIT_REPORT_TASK, CRL_TASK, OCSP_TASK
+from pcaq.revocation import crl, ocsp
+from pcaq.revocation.revoke import all_authorities
+from pcaq.worker.app import app
+from pcaq.worker.services import Services, services
 
 log = logging.getLogger("pcaq.worker")
 

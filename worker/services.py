@@ -7,11 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.authorities import Authorities
-from shared.queue import Queue
-from shared.records import Store
-from shared.settings import Settings, load
-from shared.vault import EncryptedRedisVault, KeyVault, load_master_key, verify_master_key
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.vault import EncryptedRedisVault, KeyVault, load_master_key, verify_master_key
+from pcaq.platform.queue import Queue
+from pcaq.platform.settings import Settings, load
+from pcaq.records import Store
+from pcaq.worker.app import app
 
 
 @dataclass
@@ -29,8 +30,6 @@ class Services:
 @functools.cache
 def services() -> Services:
     """The process-wide services (after a fork each child builds its own connections)."""
-    from worker.app import app
-
     settings = load()
     store = Store.from_settings(settings)
     kek, _ = load_master_key(settings, create=False)

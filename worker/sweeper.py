@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from worker.revocation_tasks import sweep_revocation  # CRLs due or missing, audit reports left behind
+from pcaq.worker.revocation_tasks import sweep_revocation  # CRLs due or missing, audit reports left behind
 
 log = logging.getLogger("pcaq.sweeper")
 

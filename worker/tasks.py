@@ -23,19 +23,21 @@ from collections.abc import Callable, Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shared import audit_trail, ca_certificates, certificates, key_checks, keys, revocation_config, urgent
-from shared.audit_trail import AuditTrail
-from shared.authorities import CREATING
-from shared.errors import PcaqError
-from shared.issuance import ROOT_TEMPLATES, decode_request
-from shared.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
-from shared.records import Claimed, Result, split_member
-from shared.records.requests import Sent
-from worker.app import app
-from worker.observe import BatchReport, abandoned
-from worker.services import Services, services
-from worker.urgent import Watch
-from worker.urgent import serve as serve_urgent
+from pcaq.ca import audit_trail, revocation_config
+from pcaq.ca.audit_trail import AuditTrail
+from pcaq.ca.authorities import CREATING
+from pcaq.ca.issuance import ROOT_TEMPLATES, decode_request
+from pcaq.errors import PcaqError
+from pcaq.pki import ca_certificates, certificates, key_checks, keys
+from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
+from pcaq.records import Claimed, Result, split_member
+from pcaq.records.requests import Sent
+from pcaq.revocation import urgent
+from pcaq.worker.app import app
+from pcaq.worker.observe import BatchReport, abandoned
+from pcaq.worker.services import Services, services
+from pcaq.worker.urgent import Watch
+from pcaq.worker.urgent import serve as serve_urgent
 
 log = logging.getLogger("pcaq.worker")
 

@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 from redis.client import PubSub
 
-from shared import logs, urgent
-from shared.queue import URGENT_TASK
-from worker.app import app
-from worker.revocation_tasks import rebuild_crl, sign_ocsp
-from worker.services import Services, services
+from pcaq.platform import logs
+from pcaq.platform.queue import URGENT_TASK
+from pcaq.revocation import urgent
+from pcaq.worker.app import app
+from pcaq.worker.revocation_tasks import rebuild_crl, sign_ocsp
+from pcaq.worker.services import Services, services
 
 log = logging.getLogger("pcaq.worker")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.authorities import Authorities
-from shared.identity import Caller
-from shared.issuance import Issuance
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.issuance import Issuance
+from pcaq.platform.identity import Caller
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.handlers import Context
+from pcaq.api.handlers import Context
 
 
 def create_certificate_authority(ctx: Context, p: dict) -> dict:

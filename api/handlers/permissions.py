@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.handlers import Context
-from shared.permissions import Permissions
+from pcaq.api.handlers import Context
+from pcaq.ca.permissions import Permissions
 
 
 def create_permission(ctx: Context, p: dict) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.handlers import Context
-from shared.audit_reports import AuditReports
+from pcaq.api.handlers import Context
+from pcaq.ca.audit_reports import AuditReports
 
 
 def create_certificate_authority_audit_report(ctx: Context, p: dict) -> dict:

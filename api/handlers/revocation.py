@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.handlers import Context
-from shared.revocation import Revocations
+from pcaq.api.handlers import Context
+from pcaq.revocation.revoke import Revocations
 
 
 def revoke_certificate(ctx: Context, p: dict) -> None:

@@ -13,16 +13,17 @@ from collections.abc import Callable
 
 import redis
 
-from shared.records import scripts
-from shared.records.audit_trail import AuditRecords
-from shared.records.authorities import AuthorityRecords
-from shared.records.fleet import FleetRecords
-from shared.records.held import HeldConnection
-from shared.records.key_blocklist import BlocklistRecords
-from shared.records.metrics import MetricsRecords
-from shared.records.permissions import PermissionRecords
-from shared.records.reports import ReportRecords
-from shared.records.requests import (
+from pcaq.platform.settings import Settings
+from pcaq.records import scripts
+from pcaq.records.audit_trail import AuditRecords
+from pcaq.records.authorities import AuthorityRecords
+from pcaq.records.fleet import FleetRecords
+from pcaq.records.held import HeldConnection
+from pcaq.records.key_blocklist import BlocklistRecords
+from pcaq.records.metrics import MetricsRecords
+from pcaq.records.permissions import PermissionRecords
+from pcaq.records.reports import ReportRecords
+from pcaq.records.requests import (
     CertificateRecord,
     Claimed,
     RequestRecords,
@@ -31,9 +32,8 @@ from shared.records.requests import (
     member_of,
     split_member,
 )
-from shared.records.revocations import RevocationRecords
-from shared.records.throttle import ThrottleRecords
-from shared.settings import Settings
+from pcaq.records.revocations import RevocationRecords
+from pcaq.records.throttle import ThrottleRecords
 
 __all__ = [
     "STORE_DOWN",

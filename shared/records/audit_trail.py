@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import redis
 
-from shared.records import keys
+from pcaq.records import keys
 
 WORKER = "pcaq-worker"  # who, for what the worker does on its own
 CERTIFICATE_ISSUED = "CertificateIssued"  # the event of a certificate committed ISSUED
@@ -18,7 +18,7 @@ CERTIFICATE_FAILED = "CertificateRequestFailed"  # the event of a request commit
 
 
 class AuditRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

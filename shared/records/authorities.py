@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from shared.errors import ConcurrentModification, NotFound
-from shared.records import keys
+from pcaq.errors import ConcurrentModification, NotFound
+from pcaq.records import keys
 
 
 class AuthorityRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import redis
 
-from shared.records import keys
+from pcaq.records import keys
 
 
 class FleetRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

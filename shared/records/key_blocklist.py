@@ -7,11 +7,11 @@ from collections.abc import Iterable
 
 import redis
 
-from shared.records import keys
+from pcaq.records import keys
 
 
 class BlocklistRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

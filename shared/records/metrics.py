@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.records import keys
+from pcaq.records import keys
 
 # Upper bounds (seconds) of the ARN -> ISSUED latency histogram; one more bucket holds the rest.
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
@@ -71,7 +71,7 @@ class Snapshot:
 
 
 class MetricsRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

@@ -6,7 +6,7 @@ import json
 
 import redis
 
-from shared.records import keys
+from pcaq.records import keys
 
 
 def _field(principal: str, source_account: str) -> str:
@@ -14,7 +14,7 @@ def _field(principal: str, source_account: str) -> str:
 
 
 class PermissionRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

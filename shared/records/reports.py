@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.records import keys
-from shared.records.requests import split_member
+from pcaq.records import keys
+from pcaq.records.requests import split_member
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def _pending_member(ca_id: str, report_id: str) -> str:
 
 
 class ReportRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

@@ -14,8 +14,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import redis
 from redis.exceptions import NoScriptError
 
-from shared.records import keys
-from shared.records.held import HeldConnection
+from pcaq.records import keys
+from pcaq.records.held import HeldConnection
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ HELPER_MS = 10_000
 
 
 class RequestRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
     held: HeldConnection  # IssueCertificate's and GetCertificate's one call each go through it

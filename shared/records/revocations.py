@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.records import keys, scripts
-from shared.records.requests import member_of
+from pcaq.records import keys, scripts
+from pcaq.records.requests import member_of
 
 # What REVOKE answers (see scripts.REVOKE).
 REVOKED, ALREADY_REVOKED, NO_SUCH_CERTIFICATE, NOT_ISSUED, TOO_MANY = 1, 0, -1, -2, -3
@@ -63,7 +63,7 @@ def _text(value: bytes | None) -> str:
 
 
 class RevocationRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
 

@@ -8,8 +8,8 @@ A request's audit entries and metrics are written by the same script as the stat
 describe, so a crash (of a worker or of Redis) can never keep one without the other.
 """
 
-from shared.records.audit_trail import CERTIFICATE_FAILED, WORKER
-from shared.records.metrics import ABANDONED, LATENCY_BUCKETS
+from pcaq.records.audit_trail import CERTIFICATE_FAILED, WORKER
+from pcaq.records.metrics import ABANDONED, LATENCY_BUCKETS
 
 # Submit: CA gate check, idempotency claim, PENDING record, outbox entry and drain kick in one step.
 # The submitter asks for a drain (kicked) only when no drain is taking work (the draining mark, kept

@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from shared.records import keys
+from pcaq.records import keys
 
 # Refill by elapsed time (never backwards if another process's clock is behind), take one token if
 # there is one, and let an idle bucket expire once it would be full again anyway.
@@ -36,14 +36,14 @@ return allowed
 
 
 class ThrottleRecords:
-    """Mixin of :class:`shared.records.Store`."""
+    """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
     _token_bucket: Any = None
 
     def take_token(self, access_key: str, operation: str, rate: Any) -> bool:
         """Take one token from the bucket of ``(access_key, operation)`` refilled at ``rate``
-        (a :class:`shared.throttle.Rate`); False when it is empty."""
+        (a :class:`pcaq.platform.throttle.Rate`); False when it is empty."""
         if self._token_bucket is None:
             self._token_bucket = self.r.register_script(TOKEN_BUCKET)
         allowed = self._token_bucket(

@@ -24,7 +24,7 @@ import redis
 from cryptography import x509
 
 from bench.stack import activate_root
-from shared.records import keys, member_of
+from pcaq.records import keys, member_of
 from tests.support import free_port, wait_until
 
 # Recovery settings for a stack under test: a dead worker's lease ends after 5 s, the sweeper looks

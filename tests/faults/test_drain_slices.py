@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from pcaq.worker.tasks import drain_outbox
 from tests.faults.harness import member_of_arn
 from tests.unit.test_issue_flow import active_root, env, issue  # noqa: F401 - env is a fixture
-from worker.tasks import drain_outbox
 
 pytestmark = pytest.mark.faults
 

@@ -17,12 +17,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shared import certificates
-from shared.records import Store
+from pcaq.pki import certificates
+from pcaq.records import Store
+from pcaq.worker.services import Services
+from pcaq.worker.tasks import sign_batch
 from tests.faults.harness import member_of_arn
 from tests.unit.test_issue_flow import active_root, call, env, issue  # noqa: F401 - env is a fixture
-from worker.services import Services
-from worker.tasks import sign_batch
 
 pytestmark = pytest.mark.faults
 

@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 import pytest
 
-from shared.records import keys
+from pcaq.records import keys
+from pcaq.worker.tasks import DRAIN_SLICE_SECONDS
 from tests.faults.conftest import BULK
 from tests.faults.harness import (
     Audit,
@@ -29,7 +30,6 @@ from tests.faults.harness import (
     wait_all_finished,
 )
 from tests.support import alive, descendants, running_stack, wait_until
-from worker.tasks import DRAIN_SLICE_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -45,7 +45,7 @@ def bulk(stack, ca_arn, *args: str) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "shared.cli",
+        "pcaq.cli",
         "bulk-issue",
         "--ca",
         ca_arn,

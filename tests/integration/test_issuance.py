@@ -455,10 +455,7 @@ def test_idempotency_race(pca, root):
 
 def test_every_template_in_the_catalogue_issues(pca, root):
     """Every template name is known and yields a certificate that pkilint finds clean."""
-    from shared.profiles import (
-        _catalogue,
-        get_profile,  # noqa: F401 - the catalogue is the source of the names
-    )
+    from pcaq.pki.profiles import _catalogue
 
     arn, root_pem = root
     leaf_api = {

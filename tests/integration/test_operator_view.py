@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from bench.issuance import make_csrs
-from shared.records import keys
+from pcaq.records import keys
 from tests.faults.harness import ApiClient, root_ca, scrape
 from tests.support import REPO, running_stack, wait_until
 
@@ -116,7 +116,17 @@ def test_metrics_json_logs_and_task_events(tmp_path, redis_base_url):
 
         # What Flower uses besides events: the remote control (celery inspect) answers.
         ping = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "worker.app:app", "inspect", "ping", "--timeout", "5"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "pcaq.worker.app:app",
+                "inspect",
+                "ping",
+                "--timeout",
+                "5",
+            ],
             env=stack.env | {"REDIS_URL": stack.redis_url},
             cwd=REPO,
             capture_output=True,

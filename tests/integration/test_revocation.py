@@ -18,7 +18,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from bench.issuance import make_csrs, submit_all
-from shared.records import keys
+from pcaq.records import keys
 from tests.integration.test_ca_lifecycle import create_ca, error_code
 from tests.integration.test_issuance import fetch, issue, make_csr
 from tests.support import in_groups, wait_until

@@ -23,11 +23,11 @@ import pytest
 import redis
 import yaml
 
-from shared import embedded_redis as er
-from shared.cli import api_args, redact, worker_args
-from shared.records import Store
-from shared.settings import load
-from shared.vault import verify_master_key
+from pcaq.ca.vault import verify_master_key
+from pcaq.cli import embedded_redis as er
+from pcaq.cli.main import api_args, redact, worker_args
+from pcaq.platform.settings import load
+from pcaq.records import Store
 from tests.support import (
     REPO,
     alive,
@@ -138,7 +138,7 @@ def test_redact_hides_only_the_password():
 
 _DRIVER = """
 import json, logging, sys
-from shared.supervisor import ChildSpec, RestartPolicy, StopSignals, Supervisor
+from pcaq.cli.supervisor import ChildSpec, RestartPolicy, StopSignals, Supervisor
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 conf = json.loads(sys.argv[1])
 children = [ChildSpec(name, argv) for name, argv in conf["children"]]

@@ -17,10 +17,10 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shared.errors import MasterKeyError
-from shared.records import Store, keys
-from shared.settings import load
-from shared.vault import EncryptedRedisVault
+from pcaq.ca.vault import EncryptedRedisVault
+from pcaq.errors import MasterKeyError
+from pcaq.platform.settings import load
+from pcaq.records import Store, keys
 from tests.integration.test_ca_lifecycle import create_ca
 from tests.integration.test_issuance import activate_root, fetch, issue, make_csr
 from tests.support import REPO, pcaq_argv, running_stack

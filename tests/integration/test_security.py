@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError, WaiterError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from shared.key_checks import spki_fingerprint
+from pcaq.pki.key_checks import spki_fingerprint
 from tests.integration.test_ca_lifecycle import create_ca, error_code
 from tests.integration.test_issuance import WAIT, activate_root, issue, make_csr
 from tests.support import REPO, pcaq_argv, running_stack

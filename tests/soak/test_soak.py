@@ -16,7 +16,7 @@ import time
 import pytest
 
 from bench.issuance import make_csrs
-from shared.records import keys
+from pcaq.records import keys
 from tests.faults.harness import (
     Audit,
     Load,

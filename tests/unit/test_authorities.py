@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from shared import authorities, settings
-from shared.authorities import Authorities, effective_status
-from shared.errors import (
+from pcaq.ca import authorities
+from pcaq.ca.authorities import Authorities, effective_status
+from pcaq.errors import (
     InProgress,
     InvalidArgument,
     InvalidNextToken,
@@ -24,8 +24,9 @@ from shared.errors import (
     RequestFailed,
     TooManyTags,
 )
-from shared.identity import Caller
-from shared.records import Store
+from pcaq.platform import settings
+from pcaq.platform.identity import Caller
+from pcaq.records import Store
 from tests.support import Clock
 
 SETTINGS = settings.load({"PCAQ_IDEMPOTENCY_TTL": "300"})

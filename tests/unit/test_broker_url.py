@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import redis
 
-from shared import redis_transport
-from shared.queue import make_celery
-from shared.settings import load
+from pcaq.platform import redis_transport
+from pcaq.platform.queue import make_celery
+from pcaq.platform.settings import load
 from tests.support import wait_until
 
 

@@ -13,7 +13,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from shared import bulk_issue, bulk_schedule
+from pcaq.cli import bulk_issue, bulk_schedule
 
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0b5c3a1e-1111-4222-8333-444455556666"
 

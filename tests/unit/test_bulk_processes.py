@@ -13,8 +13,8 @@ import threading
 
 import pytest
 
-from shared import bulk_issue, bulk_processes
-from shared.bulk_issue import Summary
+from pcaq.cli import bulk_issue, bulk_processes
+from pcaq.cli.bulk_issue import Summary
 from tests.unit.test_bulk_pipeline import FakeClient
 from tests.unit.test_bulk_pipeline import args_for as cli_args
 

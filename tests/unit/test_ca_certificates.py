@@ -9,9 +9,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from shared import ca_certificates as cac
-from shared import keys, subjects
-from shared.errors import CertificateMismatch, InvalidArgument, InvalidRequest, MalformedCertificate
+from pcaq.errors import CertificateMismatch, InvalidArgument, InvalidRequest, MalformedCertificate
+from pcaq.pki import ca_certificates as cac
+from pcaq.pki import keys, subjects
 
 NOW = datetime.datetime.now(datetime.UTC)
 SIGNER = {"EC_prime256v1": "SHA256WITHECDSA", "RSA_2048": "SHA256WITHRSA_PSS", "ML_DSA_44": "ML_DSA_44"}

@@ -23,9 +23,9 @@ from cryptography.x509.oid import (
     ObjectIdentifier,
 )
 
-from shared import certificates, extension_rules, keys, profiles, validity
-from shared.certificates import Issuer, IssueRequest, build_certificate, check_csr, parse_csr
-from shared.errors import InvalidArgument, MalformedCSR
+from pcaq.errors import InvalidArgument, MalformedCSR
+from pcaq.pki import certificates, extension_rules, keys, profiles, validity
+from pcaq.pki.certificates import Issuer, IssueRequest, build_certificate, check_csr, parse_csr
 from tests.pki import openssl_verify, pkilint_findings, pkilint_findings_many
 
 NOW = datetime.now(UTC).replace(microsecond=0)

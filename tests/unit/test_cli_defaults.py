@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared import cli
+from pcaq.cli import main as cli
 
 
 @pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (2, 1), (4, 3), (16, 15)])

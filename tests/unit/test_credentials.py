@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from shared import cli
-from shared.credentials import (
+from pcaq.cli import main as cli
+from pcaq.platform.credentials import (
     Credential,
     Credentials,
     CredentialsError,
@@ -16,7 +16,7 @@ from shared.credentials import (
     load_credentials,
     parse_credentials,
 )
-from shared.settings import load
+from pcaq.platform.settings import load
 
 DEFAULT = "123456789012"
 

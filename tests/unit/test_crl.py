@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from shared import crl
-from shared.records.revocations import RevokedEntry, StoredCrl
+from pcaq.records.revocations import RevokedEntry, StoredCrl
+from pcaq.revocation import crl
+from pcaq.worker.revocation_tasks import rebuild_crl, sweep_revocation
 from tests.unit import test_revocation
 from tests.unit.test_revocation import ENABLED, issue_leaf, make_root, revoke
-from worker.revocation_tasks import rebuild_crl, sweep_revocation
 
 flow = test_revocation.flow  # the in-process stack fixture, shared
 _BESIDE = os.path.join(os.path.dirname(sys.executable), "lint_crl")

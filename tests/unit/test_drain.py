@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from shared.records import keys
+from pcaq.records import keys
+from pcaq.worker import tasks
+from pcaq.worker.tasks import _Issuers, drain_outbox
 from tests.signer import ExternalCA
 from tests.unit.test_issue_flow import active_root, env, issue, member  # noqa: F401 - env is a fixture
-from worker import tasks
-from worker.tasks import _Issuers, drain_outbox
 
 
 @pytest.fixture

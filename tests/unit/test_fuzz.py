@@ -27,15 +27,15 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api import schemas
-from api.app import create_app
-from api.operations import HANDLERS
-from shared import certificates
-from shared.authorities import Authorities
-from shared.errors import PcaqError
-from shared.records import Store
-from shared.settings import load
-from shared.vault import EncryptedRedisVault, verify_master_key
+from pcaq.api import schemas
+from pcaq.api.app import create_app
+from pcaq.api.operations import HANDLERS
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
+from pcaq.errors import PcaqError
+from pcaq.pki import certificates
+from pcaq.platform.settings import load
+from pcaq.records import Store
 from tests.support import private_redis_db
 
 EXAMPLES = int(os.environ.get("PCAQ_FUZZ_EXAMPLES", "150"))  # per test (per operation where parametrized)
@@ -100,7 +100,7 @@ class World:
     """The app, the worker's services and an ACTIVE root CA to aim at."""
 
     def __init__(self, url: str):
-        from worker.services import Services
+        from pcaq.worker.services import Services
 
         self.settings = load({"REDIS_URL": url, "PCAQ_LOG_LEVEL": "WARNING"})
         self.store = Store(redis.Redis.from_url(url), self.settings)
@@ -129,7 +129,7 @@ class World:
 
     def work(self) -> None:
         """What the workers would do: generate pending CA keys, sign everything ready."""
-        from worker.tasks import drain_outbox, generate_ca_key
+        from pcaq.worker.tasks import drain_outbox, generate_ca_key
 
         for ca_id in self.store.stale_pending_cas(older_than=float("inf")):
             generate_ca_key(self.svc, ca_id)
@@ -485,7 +485,7 @@ def test_csr_parsing_raises_only_domain_errors(world, data):
 @FUZZ
 @given(data=st.data())
 def test_signing_fuzzed_csrs_raises_only_domain_errors(world, data):
-    from worker.tasks import _Issuers
+    from pcaq.worker.tasks import _Issuers
 
     issuer, _ = _Issuers(world.svc).get(world.ca.rsplit("/", 1)[1], False)
     now = datetime.now(UTC)

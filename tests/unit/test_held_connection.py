@@ -9,7 +9,7 @@ import threading
 import pytest
 import redis
 
-from shared.records.held import HeldConnection
+from pcaq.records.held import HeldConnection
 from tests.support import private_redis_db
 
 

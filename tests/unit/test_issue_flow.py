@@ -16,16 +16,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from api.app import create_app
-from shared.authorities import Authorities
-from shared.queue import Queue
-from shared.records import Store, member_of
-from shared.settings import load
-from shared.vault import EncryptedRedisVault, verify_master_key
+from pcaq.api.app import create_app
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
+from pcaq.platform.queue import Queue
+from pcaq.platform.settings import load
+from pcaq.records import Store, member_of
+from pcaq.worker.services import Services
+from pcaq.worker.sweeper import sweep
+from pcaq.worker.tasks import drain_outbox, generate_ca_key, sign_batch
 from tests.support import private_redis_db
-from worker.services import Services
-from worker.sweeper import sweep
-from worker.tasks import drain_outbox, generate_ca_key, sign_batch
 
 
 class RecordingQueue:

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from shared import certificates, key_checks
-from shared.errors import InvalidArgument, MalformedCSR
-from shared.key_checks import KeyBlocklist, fingerprints_in_text, spki_fingerprint
-from shared.records import Store
-from shared.settings import load
+from pcaq.errors import InvalidArgument, MalformedCSR
+from pcaq.pki import certificates, key_checks
+from pcaq.pki.key_checks import KeyBlocklist, fingerprints_in_text, spki_fingerprint
+from pcaq.platform.settings import load
+from pcaq.records import Store
 from tests.support import private_redis_db
 
 E = 65537
@@ -320,7 +320,7 @@ def test_the_redis_blocklist_is_picked_up_when_its_version_moves(store, good_rsa
 
 
 def test_pcaq_blocklist_command(store, tmp_path, good_rsa, capsys):
-    from shared import cli
+    from pcaq.cli import main as cli
 
     pem = tmp_path / "compromised.pem"
     pem.write_text(_pem(good_rsa))

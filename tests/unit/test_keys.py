@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from shared import keys
-from shared.errors import InvalidArgument
+from pcaq.errors import InvalidArgument
+from pcaq.pki import keys
 
 _MODEL = botocore.session.get_session().get_service_model("acm-pca")
 _NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keys test")])

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from shared import logs
-from shared.settings import load
+from pcaq.platform import logs
+from pcaq.platform.settings import load
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import json
 import pytest
 import redis
 
-from api.app import create_app
-from shared.records import Result, Store, keys, member_of
-from shared.records.metrics import LATENCY_BUCKETS
-from shared.settings import load
+from pcaq.api.app import create_app
+from pcaq.platform.settings import load
+from pcaq.records import Result, Store, keys, member_of
+from pcaq.records.metrics import LATENCY_BUCKETS
 from tests.support import Clock, private_redis_db
 
 CA = "0b5c3a1e-1111-4222-8333-444455556666"

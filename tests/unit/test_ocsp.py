@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, mldsa, rsa
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from shared import ocsp, urgent
-from shared.queue import Queue
+from pcaq.platform.queue import Queue
+from pcaq.revocation import ocsp, urgent
+from pcaq.worker.urgent import serve as serve_urgent
 from tests.unit import test_revocation
 from tests.unit.test_revocation import ENABLED, issue_leaf, make_root, revoke
-from worker.urgent import serve as serve_urgent
 
 flow = test_revocation.flow  # the in-process stack fixture, shared
 _BESIDE = os.path.join(os.path.dirname(sys.executable), "lint_ocsp_response")

@@ -15,13 +15,13 @@ import fakeredis
 import pytest
 import redis
 
-from shared import audit_trail
-from shared.audit_trail import AuditTrail
-from shared.records import Result, Store, member_of
-from shared.settings import load
+from pcaq.ca import audit_trail
+from pcaq.ca.audit_trail import AuditTrail
+from pcaq.platform.settings import load
+from pcaq.records import Result, Store, member_of
+from pcaq.worker.tasks import sign_batch
 from tests.support import Clock
 from tests.unit.test_issue_flow import active_root, env, leaf_csr, member  # noqa: F401 - env is a fixture
-from worker.tasks import sign_batch
 
 ACCOUNT = "111122223333"
 CA = "0b5c3a1e-1111-4222-8333-444455556666"

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
-from shared import profiles
-from shared.errors import InvalidArgument
-from shared.profiles import DEFAULT_TEMPLATE, get_profile, key_family, key_usage_for
+from pcaq.errors import InvalidArgument
+from pcaq.pki import profiles
+from pcaq.pki.profiles import DEFAULT_TEMPLATE, get_profile, key_family, key_usage_for
 
 _PATHLEN = [f"SubordinateCACertificate_PathLen{n}" for n in range(4)]
 _BLANK_SUB = [f"BlankSubordinateCACertificate_PathLen{n}" for n in range(4)]

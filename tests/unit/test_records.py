@@ -1,7 +1,7 @@
 """The record store against a real Redis (shared/records.py; design.md invariants 1, 2 and 5).
 
 Runs in database 13 of the test Redis, flushed before each test. Time is a fake clock patched into
-``shared.records`` (the Lua scripts take ``now`` from Python), so lease expiry needs no sleeping.
+``pcaq.records`` (the Lua scripts take ``now`` from Python), so lease expiry needs no sleeping.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from shared import records, settings
-from shared.errors import NotFound
-from shared.records import Store, Submission, member_of
+from pcaq import records
+from pcaq.errors import NotFound
+from pcaq.platform import settings
+from pcaq.records import Store, Submission, member_of
 from tests.support import Clock, wait_until
 
 SETTINGS = settings.load(

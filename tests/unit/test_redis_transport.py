@@ -6,9 +6,9 @@ import pytest
 import redis
 from kombu import Connection
 
-from shared import redis_transport
-from shared.queue import make_celery
-from shared.settings import load
+from pcaq.platform import redis_transport
+from pcaq.platform.queue import make_celery
+from pcaq.platform.settings import load
 
 
 def test_a_torn_down_channel_raises_a_connection_error_not_an_attribute_error(redis_base_url):

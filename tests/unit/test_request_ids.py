@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from api.dispatch import new_request_id
+from pcaq.api.dispatch import new_request_id
 
 
 def test_request_ids_are_uuid4_and_unique():

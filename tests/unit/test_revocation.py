@@ -21,17 +21,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from api.app import create_app
-from shared.authorities import Authorities
-from shared.errors import InvalidRequest
-from shared.identity import Caller
-from shared.records import Store, member_of
-from shared.revocation import REASONS, Revocations, normalise_serial, reason_flag
-from shared.settings import load
-from shared.vault import EncryptedRedisVault, verify_master_key
+from pcaq.api.app import create_app
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
+from pcaq.errors import InvalidRequest
+from pcaq.platform.identity import Caller
+from pcaq.platform.settings import load
+from pcaq.records import Store, member_of
+from pcaq.revocation.revoke import REASONS, Revocations, normalise_serial, reason_flag
+from pcaq.worker.services import Services
+from pcaq.worker.tasks import generate_ca_key, sign_batch
 from tests.support import private_redis_db
-from worker.services import Services
-from worker.tasks import generate_ca_key, sign_batch
 
 ROOT_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
 ENABLED = {
@@ -276,7 +276,7 @@ def test_a_revocation_asks_for_one_crl_rebuild_per_window(flow, monkeypatch):
     arn, _ = make_root(flow, ENABLED)
     serials = [issue_leaf(flow, arn)[1] for _ in range(3)]
     asked: list[str] = []
-    from shared.queue import Queue
+    from pcaq.platform.queue import Queue
 
     monkeypatch.setattr(Queue, "rebuild_crl", lambda self, ca_id, reply=None: asked.append(ca_id))
     for serial in serials:
@@ -289,8 +289,8 @@ def test_a_revocation_asks_for_one_crl_rebuild_per_window(flow, monkeypatch):
 
 
 def test_an_audit_report_records_issuance_and_revocation(flow):
-    from shared.audit_reports import FIELDS
-    from worker.revocation_tasks import write_audit_report
+    from pcaq.ca.audit_reports import FIELDS
+    from pcaq.worker.revocation_tasks import write_audit_report
 
     arn, own = make_root(flow)
     _, kept = issue_leaf(flow, arn)

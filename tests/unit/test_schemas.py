@@ -9,10 +9,10 @@ import botocore.session
 import pytest
 from botocore.model import ServiceModel
 
-from api import model_fields, schemas
-from api.model_fields import compile_pattern
-from api.schemas import OPERATIONS, build_schemas, validate_request
-from shared.errors import InvalidArn, InvalidTag, MalformedCertificate, MalformedCSR, ValidationFailed
+from pcaq.api import model_fields, schemas
+from pcaq.api.model_fields import compile_pattern
+from pcaq.api.schemas import OPERATIONS, build_schemas, validate_request
+from pcaq.errors import InvalidArn, InvalidTag, MalformedCertificate, MalformedCSR, ValidationFailed
 
 MODEL = botocore.session.get_session().get_service_model("acm-pca")
 CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/12345678-1234-1234-1234-123456789012"

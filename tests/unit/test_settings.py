@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.settings import load
+from pcaq.platform.settings import load
 
 
 def test_worker_niceness_defaults_to_19_and_stays_within_what_nice_accepts():

@@ -14,9 +14,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from api.sigv4 import HttpRequest, SigV4Verifier, canonical_query, canonical_uri
-from shared.credentials import Credential
-from shared.errors import IncompleteSignature, InvalidSignature, MissingAuthentication, UnrecognizedClient
+from pcaq.api.sigv4 import HttpRequest, SigV4Verifier, canonical_query, canonical_uri
+from pcaq.errors import IncompleteSignature, InvalidSignature, MissingAuthentication, UnrecognizedClient
+from pcaq.platform.credentials import Credential
 
 NOW = datetime(2026, 11, 26, 17, 25, 47, tzinfo=UTC)
 KEYS = {

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier, SubjectInformationAccessOID
 
-from shared import keys, subjects
-from shared.errors import InvalidArgument
+from pcaq.errors import InvalidArgument
+from pcaq.pki import keys, subjects
 
 FULL_SUBJECT = {
     # Deliberately not in model order: the built name must follow the model's member order.

@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from api import schemas
-from shared.errors import Throttled
-from shared.records import Store
-from shared.settings import load
-from shared.throttle import Rate, Throttle, parse_rate_limits
+from pcaq.api import schemas
+from pcaq.errors import Throttled
+from pcaq.platform.settings import load
+from pcaq.platform.throttle import Rate, Throttle, parse_rate_limits
+from pcaq.records import Store
 from tests.support import Clock, private_redis_db
 
 
@@ -161,7 +161,7 @@ def test_the_bucket_is_shared_by_concurrent_processes(redis_url, clock):
 
 
 def test_the_api_answers_throttling_exception(redis_url):
-    from api.app import create_app
+    from pcaq.api.app import create_app
 
     settings = load({"REDIS_URL": redis_url, "PCAQ_RATE_LIMITS": "ListCertificateAuthorities=0.001/2"})
     client = create_app(settings).test_client()

@@ -12,14 +12,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp as x509_ocsp
 
-from shared import urgent
-from shared.queue import Queue
-from shared.records import keys
+from pcaq.platform.queue import Queue
+from pcaq.records import keys
+from pcaq.revocation import urgent
+from pcaq.worker import tasks
+from pcaq.worker import urgent as worker_urgent
+from pcaq.worker.tasks import drain_outbox
 from tests.unit import test_revocation
 from tests.unit.test_revocation import ENABLED, issue_leaf, make_root
-from worker import tasks
-from worker import urgent as worker_urgent
-from worker.tasks import drain_outbox
 
 flow = test_revocation.flow  # the in-process stack fixture, shared
 

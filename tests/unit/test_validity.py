@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.errors import InvalidArgument
-from shared.validity import compute_window, not_after, not_before
+from pcaq.errors import InvalidArgument
+from pcaq.pki.validity import compute_window, not_after, not_before
 
 NOW = datetime(2024, 1, 31, 12, 30, 45, 987654, tzinfo=UTC)
 NOW_S = NOW.replace(microsecond=0)

@@ -8,9 +8,10 @@ import stat
 
 import pytest
 
-from shared import keys, vault
-from shared.errors import MasterKeyError, NotFound
-from shared.settings import Settings
+from pcaq.ca import vault
+from pcaq.errors import MasterKeyError, NotFound
+from pcaq.pki import keys
+from pcaq.platform.settings import Settings
 
 KEK = bytes(range(32))
 OTHER_KEK = bytes(range(1, 33))

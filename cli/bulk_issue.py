@@ -1,0 +1,331 @@
+"""``pcaq bulk-issue``: issue a directory (or JSON-lines file) of CSRs through the public API.
+
+It is a client: it speaks the ACM PCA API with botocore, so it works against pcaq or AWS alike.
+Re-running it never issues anything twice: a certificate already written is skipped; an ARN is
+journalled to ``<name>.arn`` the moment IssueCertificate returns, so a re-run only polls for it;
+and every request carries an idempotency token derived from the CSR's bytes, which covers the
+moment between IssueCertificate answering and the journal being written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from tqdm import tqdm
+
+from pcaq.cli import bulk_processes
+from pcaq.cli.bulk_schedule import MAX_POLLS_PER_THREAD, Poll, Schedule
+
+CSR_SUFFIXES = (".csr", ".pem", ".der", ".req")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One CSR to issue: its name (the output file stem) and its bytes."""
+
+    name: str
+    csr: bytes
+
+    @property
+    def token(self) -> str:
+        """The idempotency token: the same CSR always asks for the same certificate."""
+        return hashlib.sha256(self.csr).hexdigest()[:32]
+
+
+@dataclass
+class Summary:
+    """What a run did (or one process's share of it: :meth:`add` sums the shares)."""
+
+    issued: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    lost_shares: int = 0  # client processes (``--processes``) that ended without a summary
+
+    def add(self, other: Summary) -> None:
+        """Count ``other`` (another process's share) into this summary."""
+        self.issued += other.issued
+        self.skipped += other.skipped
+        self.failed.update(other.failed)
+        self.interrupted = self.interrupted or other.interrupted
+        self.lost_shares += other.lost_shares
+
+
+def read_jobs(csr_dir: Path | None, jsonl: Path | None) -> list[Job]:
+    """The CSRs to issue, from a directory of CSR files or a JSON-lines file of {"name", "csr"}."""
+    jobs: list[Job] = []
+    if csr_dir is not None:
+        for path in sorted(csr_dir.iterdir()):
+            if path.is_file() and path.suffix.lower() in CSR_SUFFIXES:
+                jobs.append(Job(path.stem, path.read_bytes()))
+    if jsonl is not None:
+        for number, line in enumerate(jsonl.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    item = json.loads(line)
+                    jobs.append(Job(str(item["name"]), item["csr"].encode()))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise SystemExit(
+                        f"pcaq bulk-issue: {jsonl}:{number}: expected {{'name': ..., 'csr': ...}}"
+                    ) from exc
+    names = [j.name for j in jobs]
+    if len(set(names)) != len(names):
+        raise SystemExit("pcaq bulk-issue: two CSRs share a name; output files would collide")
+    for name in names:
+        if not name or "/" in name or name.startswith("."):
+            raise SystemExit(f"pcaq bulk-issue: {name!r} cannot be used as a file name")
+    return jobs
+
+
+class Outputs:
+    """The output folder: ``<name>.pem``, ``<name>.chain.pem``, the ``<name>.arn`` journal, ``<name>.error``."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str, suffix: str) -> Path:
+        return self.out / f"{name}{suffix}"
+
+    def done(self, name: str) -> bool:
+        return self.path(name, ".pem").exists()
+
+    def journalled_arn(self, name: str) -> str | None:
+        path = self.path(name, ".arn")
+        return path.read_text().strip() if path.exists() else None
+
+    def _write(self, name: str, suffix: str, text: str) -> None:
+        # Write then rename, so an interrupted run never leaves a half-written certificate behind.
+        final = self.path(name, suffix)
+        tmp = final.with_name(final.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, final)
+
+    def journal(self, name: str, arn: str) -> None:
+        self._write(name, ".arn", arn + "\n")
+
+    def finish(self, name: str, certificate: str, chain: str | None) -> None:
+        if chain:
+            self._write(name, ".chain.pem", chain)
+        self._write(name, ".pem", certificate)
+        self.path(name, ".error").unlink(missing_ok=True)
+
+    def fail(self, name: str, reason: str) -> None:
+        self._write(name, ".error", reason + "\n")
+
+
+class Issuer:
+    """The two API calls a job needs; shared by the worker threads (botocore is thread-safe)."""
+
+    def __init__(self, client, ca_arn: str, args: argparse.Namespace, outputs: Outputs):
+        self.client = client
+        self.ca_arn = ca_arn
+        self.args = args
+        self.outputs = outputs
+
+    def issue(self, job: Job) -> tuple[str, str]:
+        """IssueCertificate, journalled: ``("issuing", arn)`` or ``("failed", reason)``."""
+        request = {
+            "CertificateAuthorityArn": self.ca_arn,
+            "Csr": job.csr,
+            "SigningAlgorithm": self.args.signing_algorithm,
+            "Validity": {"Value": self.args.validity_days, "Type": "DAYS"},
+            "IdempotencyToken": job.token,
+        }
+        if self.args.template_arn:
+            request["TemplateArn"] = self.args.template_arn
+        try:
+            arn = self.client.issue_certificate(**request)["CertificateArn"]
+        except ClientError as exc:
+            return "failed", self._failed(job, exc)
+        self.outputs.journal(job.name, arn)
+        return "issuing", arn
+
+    def collect(self, job: Job, arn: str) -> tuple[str, str | None]:
+        """One GetCertificate: ``("issued", None)``, ``("issuing", arn)`` or ``("failed", reason)``."""
+        try:
+            got = self.client.get_certificate(CertificateAuthorityArn=self.ca_arn, CertificateArn=arn)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "RequestInProgressException":
+                return "issuing", arn
+            return "failed", self._failed(job, exc)
+        self.outputs.finish(job.name, got["Certificate"], got.get("CertificateChain"))
+        return "issued", None
+
+    def _failed(self, job: Job, exc: ClientError) -> str:
+        error = exc.response.get("Error", {})
+        reason = f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}"
+        self.outputs.fail(job.name, reason)
+        return reason
+
+
+def make_client(endpoint_url: str | None, region: str | None, concurrency: int):
+    """A botocore acm-pca client with a connection per worker thread and standard retries."""
+    session = botocore.session.get_session()
+    config = Config(max_pool_connections=concurrency, retries={"mode": "standard", "max_attempts": 5})
+    return session.create_client(
+        "acm-pca",
+        endpoint_url=endpoint_url,
+        region_name=region or session.get_config_variable("region") or "us-east-1",
+        config=config,
+    )
+
+
+def _pending(jobs: list[Job], outputs: Outputs, retry_failed: bool) -> tuple[list[Job], int]:
+    todo, skipped = [], 0
+    for job in jobs:
+        if outputs.done(job.name) or (not retry_failed and outputs.path(job.name, ".error").exists()):
+            skipped += 1
+        else:
+            todo.append(job)
+    return todo, skipped
+
+
+def run(args: argparse.Namespace) -> Summary:
+    """Issue every CSR not done yet, with a progress bar, in ``args.processes`` processes of
+    ``args.concurrency`` threads each. Interrupted (SIGINT, SIGTERM), it finishes the calls in flight
+    and stops; everything answered is journalled, so a re-run resumes."""
+    jobs = read_jobs(args.csr_dir, args.jsonl)
+    outputs = Outputs(args.out)
+    todo, skipped = _pending(jobs, outputs, args.retry_failed)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    bar = tqdm(total=len(todo), unit="cert", disable=args.quiet, dynamic_ncols=True, smoothing=0.1)
+    try:
+        if args.processes > 1 and len(todo) > 1:
+            summary = bulk_processes.run_shares(issue_share, args, todo, stop, bar.update, Summary())
+        else:
+            summary = issue_share(args, todo, stop, bar.update)
+    finally:
+        bar.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    summary.skipped += skipped
+    return summary
+
+
+def issue_share(
+    args: argparse.Namespace, todo: list[Job], stop: threading.Event, progress: Callable[[int], object]
+) -> Summary:
+    """Issue ``todo`` (CSRs not done yet) with ``args.concurrency`` requests in flight until done or
+    ``stop`` is set; ``progress(1)`` for each CSR that ends (issued or failed).
+
+    The calls are pipelined: a thread never waits for a certificate to be signed. IssueCertificate
+    answers go into a schedule of polls, and every free thread takes the next poll that is due, else
+    the next CSR, so new requests keep flowing while earlier ones are being signed. A CSR with a
+    journalled ARN (an interrupted run) is only polled.
+    """
+    outputs = Outputs(args.out)
+    summary = Summary()
+    issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
+    schedule = Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency)
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        running: dict[Future, tuple[Job, Poll | None]] = {}  # each call: its CSR, its poll (None: issuing)
+        while True:
+            while not stop.is_set() and len(running) < args.concurrency:
+                if (poll := schedule.due()) is not None:
+                    running[pool.submit(issuer.collect, poll.job, poll.arn)] = (poll.job, poll)
+                elif (job := schedule.next_job()) is None:
+                    break
+                elif (arn := outputs.journalled_arn(job.name)) is not None:
+                    schedule.journalled(job, arn)  # answered in an earlier run: only collect it
+                else:
+                    running[pool.submit(issuer.issue, job)] = (job, None)
+            if not running and (stop.is_set() or schedule.finished()):
+                break
+            # Wake for the next poll that falls due while a thread is free, else for an answer.
+            free = len(running) < args.concurrency and not stop.is_set()
+            seconds = schedule.wait() if free else 0.5
+            if not running:  # only polls that are not due yet
+                stop.wait(seconds)
+                continue
+            finished, _ = wait(running, timeout=seconds, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job, poll = running.pop(future)
+                try:
+                    outcome, detail = future.result()
+                except (BotoCoreError, OSError) as exc:  # connection trouble after retries
+                    outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+                if outcome == "issuing":
+                    schedule.signing(job, detail, poll)
+                    continue
+                if outcome == "issued":
+                    summary.issued += 1
+                    schedule.collected(poll)
+                else:
+                    summary.failed[job.name] = detail or "unknown"
+                progress(1)
+    summary.interrupted = stop.is_set()
+    return summary
+
+
+def add_parser(commands) -> None:
+    """Register ``pcaq bulk-issue`` on the CLI's subcommands."""
+    p = commands.add_parser(
+        "bulk-issue",
+        help="issue a folder of CSRs through the API (resumable, never issues twice)",
+        description="Issue every CSR in --csr-dir (*.csr, *.pem, *.der, *.req) or --jsonl through the ACM PCA "
+        "API, writing <name>.pem and <name>.chain.pem to --out. Interrupt it and run it again to resume. Credentials "
+        "and region come from the usual AWS environment variables or files.",
+    )
+    p.add_argument("--ca", required=True, help="ARN of the issuing CA")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csr-dir", type=Path, help="folder of CSR files")
+    source.add_argument("--jsonl", type=Path, help='file of JSON lines {"name": ..., "csr": "<PEM>"}')
+    p.add_argument("--out", type=Path, required=True, help="folder for certificates, chains and the journal")
+    p.add_argument(
+        "--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL_ACM_PCA"), help="the pcaq API URL"
+    )
+    p.add_argument("--region", default=None, help="region for SigV4 (default: from the AWS configuration)")
+    p.add_argument("--signing-algorithm", default="SHA256WITHECDSA", help="default: %(default)s")
+    p.add_argument("--validity-days", type=int, default=365, help="default: %(default)s")
+    p.add_argument("--template-arn", default=None, help="default: the service's EndEntityCertificate/V1")
+    p.add_argument(
+        "--concurrency", type=int, default=8, help="requests in flight per process (default: %(default)s)"
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="client processes, each with a disjoint share of the CSRs (default: %(default)s); the tool's "
+        "own CPU (botocore, SigV4) is then spread over that many cores",
+    )
+    p.add_argument("--retry-failed", action="store_true", help="try again CSRs that failed in an earlier run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run and print the summary; exit status 0 all done, 1 some failed, 130 interrupted."""
+    if args.concurrency < 1:
+        raise SystemExit("pcaq bulk-issue: --concurrency must be at least 1")
+    if args.processes < 1:
+        raise SystemExit("pcaq bulk-issue: --processes must be at least 1")
+    started = time.monotonic()
+    summary = run(args)
+    seconds = time.monotonic() - started
+    rate = summary.issued / seconds if seconds else 0.0
+    print(
+        f"issued {summary.issued}, failed {len(summary.failed)}, skipped {summary.skipped} "
+        f"in {seconds:.1f} s ({rate:.0f}/s){' (interrupted: run again to resume)' if summary.interrupted else ''}"
+    )
+    for name, reason in sorted(summary.failed.items()):
+        print(f"  failed {name}: {reason}")
+    if summary.lost_shares:
+        print(f"  {summary.lost_shares} client process(es) ended early (see above): run again to resume")
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failed or summary.lost_shares else 0

@@ -1,0 +1,360 @@
+"""The certificate authority lifecycle (contract §8.7, §8.8): creation, states, import, deletion, tags.
+
+A CA is one JSON document in the record store. Its public part is exactly the ``CertificateAuthority``
+output shape; what callers must never see (the CSR, certificate, chain, tags, the state before
+deletion) sits under ``internal``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from time import monotonic
+
+from pcaq.ca import revocation_config, tags
+from pcaq.ca.arns import CaArn, new_ca_arn, parse_ca_arn
+from pcaq.errors import InProgress, InvalidArgument, InvalidNextToken, InvalidState, NotFound, RequestFailed
+from pcaq.platform.identity import Caller
+from pcaq.platform.queue import Queue
+from pcaq.platform.settings import Settings
+from pcaq.records import Store
+
+CREATING = "CREATING"
+PENDING_CERTIFICATE = "PENDING_CERTIFICATE"
+ACTIVE = "ACTIVE"
+DISABLED = "DISABLED"
+DELETED = "DELETED"
+EXPIRED = "EXPIRED"
+FAILED = "FAILED"
+
+MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100 (contract §7)
+_MAX_PAGE_OFFSET = 10**9  # far past any real list; a larger offset would overflow Redis's ZRANGE (a 500)
+SUPPORTED_SECURITY_STANDARDS = ("FIPS_140_2_LEVEL_2_OR_HIGHER", "FIPS_140_2_LEVEL_3_OR_HIGHER")
+
+
+def _now() -> float:
+    return round(time.time(), 3)
+
+
+def effective_status(doc: dict, now: float | None = None) -> str:
+    """The status callers see: an ACTIVE or DISABLED CA past its Not After reads EXPIRED."""
+    status = doc["Status"]
+    not_after = doc.get("NotAfter")
+    if status in (ACTIVE, DISABLED) and not_after and not_after < (now or time.time()):
+        return EXPIRED
+    return status
+
+
+def public_view(doc: dict) -> dict:
+    """The ``CertificateAuthority`` output structure of a stored CA document."""
+    view = {k: v for k, v in doc.items() if k != "internal"}
+    view["Status"] = effective_status(doc)
+    return view
+
+
+def encode_page_token(offset: int) -> str:
+    """An opaque pagination token."""
+    return base64.urlsafe_b64encode(f"pcaq-page:{offset}".encode()).decode()
+
+
+def decode_page_token(token: str | None) -> int:
+    """The offset inside a token made by :func:`encode_page_token`; InvalidNextToken otherwise."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        prefix, _, offset = text.partition(":")
+        if prefix != "pcaq-page" or not offset.isdigit() or int(offset) > _MAX_PAGE_OFFSET:
+            raise ValueError
+        return int(offset)
+    except ValueError as exc:
+        raise InvalidNextToken("The NextToken is not one this service issued.") from exc
+
+
+@dataclass
+class Authorities:
+    """Operations on CAs, as the API calls them."""
+
+    store: Store
+    queue: Queue
+    settings: Settings
+    _cache: dict[str, tuple[dict, float]] = field(default_factory=dict, repr=False)
+
+    # -- lookup -----------------------------------------------------------------------------------
+
+    def load(self, caller: Caller, arn: str, max_age: float = 0.0) -> dict:
+        """The CA document named by ``arn`` if the caller's account owns it, else NotFound.
+
+        With ``max_age`` > 0 a copy read by this process at most that many seconds ago may answer
+        (the hot paths: IssueCertificate checks its copy's version when it submits, see
+        ``Store.submit_certificate``). Callers must not change the returned document.
+        """
+        parsed = parse_ca_arn(arn)
+        if parsed.account != caller.account:
+            raise NotFound(f"Could not find certificate authority {arn}.")
+        cached = self._cache.get(parsed.ca_id) if max_age > 0 else None
+        if cached is not None and monotonic() - cached[1] <= max_age:
+            doc = cached[0]
+        else:
+            doc = self.store.get_ca(parsed.ca_id)
+            if doc is not None:
+                if len(self._cache) >= 10_000:
+                    self._cache.clear()  # bounded; refilled on demand
+                self._cache[parsed.ca_id] = (doc, monotonic())
+        if doc is None or doc["Arn"] != arn:
+            raise NotFound(f"Could not find certificate authority {arn}.")
+        if doc["Status"] == DELETED and doc.get("RestorableUntil", 0) < time.time():
+            # Past its restoration window a deleted CA is gone for good.
+            self.store.remove_ca(parsed.ca_id, parsed.account)
+            raise NotFound(f"Could not find certificate authority {arn}.")
+        return doc
+
+    def _update(self, caller: Caller, arn: str, change) -> dict:
+        self.load(caller, arn)  # ownership and existence
+        return self.store.update_ca(parse_ca_arn(arn).ca_id, change)
+
+    # -- create, describe, list -------------------------------------------------------------------
+
+    def create(self, caller: Caller, params: dict) -> str:
+        """Record a new CA in CREATING and queue its key generation; returns its ARN."""
+        config = params["CertificateAuthorityConfiguration"]
+        key_algorithm = config["KeyAlgorithm"]
+        from pcaq.pki import keys, subjects  # imported here: crypto is loaded only where CAs are made
+
+        if key_algorithm not in keys.KEY_ALGORITHMS:
+            raise InvalidArgument(f"The key algorithm {key_algorithm} is not supported by this service.")
+        keys.check_signing_algorithm(key_algorithm, config["SigningAlgorithm"])
+        subjects.build_name(config["Subject"])  # refuse a bad subject now, not in the worker
+        if not config["Subject"]:
+            raise InvalidArgument("The CA subject must contain at least one attribute.")
+        standard = params.get("KeyStorageSecurityStandard", "FIPS_140_2_LEVEL_3_OR_HIGHER")
+        if standard not in SUPPORTED_SECURITY_STANDARDS:
+            raise InvalidArgument(
+                "A certificate authority cannot be created in this region with the specified security standard."
+            )
+        tag_list = tags.add([], params.get("Tags", []))
+        arn = new_ca_arn(caller.partition, caller.region, caller.account)
+        now = _now()
+        doc = {
+            "Arn": str(arn),
+            "OwnerAccount": caller.account,
+            "CreatedAt": now,
+            "LastStateChangeAt": now,
+            "Type": params["CertificateAuthorityType"],
+            "Status": CREATING,
+            "CertificateAuthorityConfiguration": config,
+            "RevocationConfiguration": revocation_config.normalise(params.get("RevocationConfiguration")),
+            "KeyStorageSecurityStandard": standard,
+            "UsageMode": params.get("UsageMode", "GENERAL_PURPOSE"),
+            "internal": {"tags": tag_list},
+        }
+        token = params.get("IdempotencyToken")
+        # The store scopes tokens by account; the region goes in too, else a token reused in another
+        # region would answer with an ARN (that region, the first CA's id) naming no CA.
+        scoped_token = f"{caller.region}/{token}" if token else None
+        ca_id, created = self.store.create_ca(arn.ca_id, doc, caller.account, scoped_token)
+        if created:
+            try:
+                self.queue.create_ca_key(ca_id)
+            except Exception:  # noqa: BLE001 - the sweeper re-queues CAs stuck in CREATING
+                pass
+        return str(CaArn(arn.partition, arn.region, arn.account, ca_id))
+
+    def describe(self, caller: Caller, arn: str) -> dict:
+        """The CertificateAuthority structure."""
+        return public_view(self.load(caller, arn))
+
+    def list(self, caller: Caller, max_results: int | None, next_token: str | None, owner: str | None):
+        """A page of the caller's CAs and the token of the next page (or None)."""
+        if owner == "OTHER_ACCOUNTS":
+            return [], None  # nothing is shared across accounts here
+        offset = decode_page_token(next_token)
+        size = min(max_results or MAX_CAS_PER_PAGE, MAX_CAS_PER_PAGE)
+        ids, total = self.store.list_ca_ids(caller.account, offset, size)
+        now = time.time()
+        docs = [
+            d
+            for d in self.store.get_cas(ids)
+            if not (d["Status"] == DELETED and d.get("RestorableUntil", 0) < now)
+        ]
+        nxt = encode_page_token(offset + size) if offset + size < total else None
+        return [public_view(d) for d in docs], nxt
+
+    # -- key generation (called by the worker) ------------------------------------------------------
+
+    def key_generated(self, ca_id: str, public_key_pem: str, csr_pem: str) -> None:
+        """CREATING -> PENDING_CERTIFICATE once the worker stored the key and made the CSR."""
+
+        def change(doc: dict) -> dict:
+            if doc["Status"] == CREATING:
+                doc["Status"] = PENDING_CERTIFICATE
+                doc["LastStateChangeAt"] = _now()
+                doc["internal"].update(public_key_pem=public_key_pem, csr_pem=csr_pem)
+            return doc
+
+        self.store.update_ca(ca_id, change)
+        self.store.ca_key_generated(ca_id)
+
+    def creation_failed(self, ca_id: str, reason: str) -> None:
+        """CREATING -> FAILED with a FailureReason."""
+
+        def change(doc: dict) -> dict:
+            if doc["Status"] == CREATING:
+                doc.update(Status=FAILED, FailureReason=reason, LastStateChangeAt=_now())
+            return doc
+
+        self.store.update_ca(ca_id, change)
+        self.store.ca_key_generated(ca_id)
+
+    # -- CSR and certificate ----------------------------------------------------------------------
+
+    def csr(self, caller: Caller, arn: str) -> str:
+        """The CA's CSR (PEM); RequestInProgress while the key is being made."""
+        doc = self.load(caller, arn)
+        status = doc["Status"]
+        if status == CREATING:
+            raise InProgress("The certificate authority's key and CSR are still being created.")
+        if status == FAILED:
+            raise RequestFailed("The certificate authority could not be created; delete it.")
+        if status == DELETED:
+            raise InvalidState(f"The certificate authority {arn} is deleted.")
+        return doc["internal"]["csr_pem"]
+
+    def certificate(self, caller: Caller, arn: str) -> tuple[str, str | None]:
+        """The CA certificate (PEM) and the chain above it (PEM, None for a root)."""
+        doc = self.load(caller, arn)
+        if doc["Status"] == DELETED or "certificate_pem" not in doc["internal"]:
+            raise InvalidState(
+                f"The certificate authority {arn} is in status {effective_status(doc)} and has no certificate."
+            )
+        return doc["internal"]["certificate_pem"], doc["internal"].get("chain_pem")
+
+    def import_certificate(self, caller: Caller, arn: str, certificate: bytes, chain: bytes | None) -> None:
+        """Install the CA certificate (contract §8.8); the CA becomes ACTIVE unless it was DISABLED."""
+        from pcaq.pki import ca_certificates
+
+        doc = self.load(caller, arn)
+        status = doc["Status"]
+        if status == CREATING:
+            raise InProgress("The certificate authority's key and CSR are still being created.")
+        if status in (DELETED, FAILED):
+            raise InvalidState(f"A certificate cannot be imported into a CA in status {status}.")
+        cert, chain_certs = ca_certificates.validate_import(
+            doc["Type"], doc["internal"]["public_key_pem"], certificate, chain
+        )
+        cert_pem = ca_certificates.certificate_pem(cert)
+        chain_pem = ca_certificates.chain_pem(chain_certs) if chain_certs else None
+
+        def change(doc: dict) -> dict:
+            if doc["Status"] not in (PENDING_CERTIFICATE, ACTIVE, DISABLED):
+                raise InvalidState(f"A certificate cannot be imported into a CA in status {doc['Status']}.")
+            new_status = DISABLED if doc["Status"] == DISABLED else ACTIVE
+            if new_status != doc["Status"]:
+                doc["LastStateChangeAt"] = _now()
+            doc["Status"] = new_status
+            doc["Serial"] = format(cert.serial_number, "x")
+            doc["NotBefore"] = cert.not_valid_before_utc.timestamp()
+            doc["NotAfter"] = cert.not_valid_after_utc.timestamp()
+            doc["internal"]["certificate_pem"] = cert_pem
+            if chain_pem:
+                doc["internal"]["chain_pem"] = chain_pem
+            else:
+                doc["internal"].pop("chain_pem", None)
+            return doc
+
+        self._update(caller, arn, change)
+
+    # -- update, delete, restore -------------------------------------------------------------------
+
+    def update(self, caller: Caller, arn: str, status: str | None, revocation: dict | None) -> None:
+        """Switch ACTIVE <-> DISABLED and/or replace the revocation configuration."""
+        if status is None and revocation is None:
+            raise InvalidArgument("Give Status or RevocationConfiguration to update.")
+        if status is not None and status not in (ACTIVE, DISABLED):
+            raise InvalidArgument(f"Status can only be set to ACTIVE or DISABLED, not {status}.")
+        normalised = revocation_config.normalise(revocation) if revocation is not None else None
+
+        def change(doc: dict) -> dict:
+            current = effective_status(doc)
+            if current not in (ACTIVE, DISABLED):
+                raise InvalidState(f"The certificate authority is in status {current} and cannot be updated.")
+            if status is not None and status != doc["Status"]:
+                doc["Status"] = status
+                doc["LastStateChangeAt"] = _now()
+            if normalised is not None:
+                doc["RevocationConfiguration"] = normalised
+            return doc
+
+        self._update(caller, arn, change)
+
+    def delete(self, caller: Caller, arn: str, days: int | None) -> None:
+        """Delete a CA: refused while ACTIVE; restorable for 7 to 30 days unless CREATING or FAILED."""
+        doc = self.load(caller, arn)
+        if doc["Status"] in (CREATING, FAILED):
+            parsed = parse_ca_arn(arn)
+            self.store.remove_ca(parsed.ca_id, parsed.account)
+            return
+        window = days or 30
+
+        def change(doc: dict) -> dict:
+            current = effective_status(doc)
+            if current == ACTIVE:
+                raise InvalidState("An ACTIVE certificate authority cannot be deleted; disable it first.")
+            if current == DELETED:
+                raise InvalidState("The certificate authority is already deleted.")
+            now = _now()
+            doc["internal"]["status_before_delete"] = doc["Status"]
+            doc.update(Status=DELETED, LastStateChangeAt=now, RestorableUntil=now + window * 86400)
+            return doc
+
+        self._update(caller, arn, change)
+
+    def restore(self, caller: Caller, arn: str) -> None:
+        """Bring a DELETED CA back to the status it had before deletion."""
+
+        def change(doc: dict) -> dict:
+            if doc["Status"] != DELETED:
+                raise InvalidState(
+                    f"Only a DELETED certificate authority can be restored; it is {doc['Status']}."
+                )
+            doc["Status"] = doc["internal"].pop("status_before_delete", PENDING_CERTIFICATE)
+            doc.pop("RestorableUntil", None)
+            doc["LastStateChangeAt"] = _now()
+            return doc
+
+        self._update(caller, arn, change)
+
+    # -- tags -------------------------------------------------------------------------------------
+
+    def _check_taggable(self, doc: dict) -> None:
+        if doc["Status"] == DELETED:
+            raise InvalidState("The tags of a deleted certificate authority cannot be changed.")
+
+    def tag(self, caller: Caller, arn: str, new: list[dict]) -> None:
+        """Add or overwrite tags."""
+
+        def change(doc: dict) -> dict:
+            self._check_taggable(doc)
+            doc["internal"]["tags"] = tags.add(doc["internal"].get("tags", []), new)
+            return doc
+
+        self._update(caller, arn, change)
+
+    def untag(self, caller: Caller, arn: str, gone: list[dict]) -> None:
+        """Remove tags."""
+
+        def change(doc: dict) -> dict:
+            self._check_taggable(doc)
+            doc["internal"]["tags"] = tags.remove(doc["internal"].get("tags", []), gone)
+            return doc
+
+        self._update(caller, arn, change)
+
+    def list_tags(self, caller: Caller, arn: str, max_results: int | None, next_token: str | None):
+        """A page of the CA's tags and the next token (or None)."""
+        all_tags = self.load(caller, arn)["internal"].get("tags", [])
+        offset = decode_page_token(next_token)
+        size = max_results or 50
+        nxt = encode_page_token(offset + size) if offset + size < len(all_tags) else None
+        return all_tags[offset : offset + size], nxt

@@ -1,0 +1,62 @@
+"""kombu's Redis transport with one fix, so that Celery workers live through a restart of Redis.
+
+With kombu 5.7 and Celery 5.7, once a broken broker connection has been torn down, anything still
+holding one of its channels (closing it gives unacknowledged messages back; a task that was running
+during the outage acknowledges its message when it ends) asks the torn-down transport for its
+connection parameters and fails with ``AttributeError``. Celery treats that as unrecoverable and the
+worker exits instead of reconnecting. Here such a channel raises a connection error instead, which
+kombu and Celery already handle: the worker logs it and reconnects; the message concerned stays in
+kombu's ``unacked`` hash and is delivered again after the visibility timeout (for pcaq a repeated
+message is harmless: tasks are idempotent, and signing work waits in the outbox anyway).
+
+``tests/faults/test_redis_restart.py`` checks that the same worker process carries on after Redis
+is killed and started again. Used for every Redis broker (see :func:`pcaq.platform.queue.make_celery`);
+:func:`broker_url` also lets Celery reach a Redis on a Unix socket (``REDIS_URL=unix:///path``), which
+``pcaq up`` prefers for its embedded Redis: a command over a Unix socket costs about half the CPU of
+one over loopback TCP on both ends.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import redis as kombu_redis
+
+TRANSPORT = "pcaq.platform.redis_transport:Transport"
+SOCKET_SCHEME = "pcaqredis"  # kombu alias of this transport, for "<alias>+socket://" broker URLs
+TRANSPORT_ALIASES.setdefault(SOCKET_SCHEME, TRANSPORT)
+
+
+def broker_url(redis_url: str) -> str:
+    """The Celery broker URL for pcaq's ``REDIS_URL``.
+
+    ``unix:///path/redis.sock?db=N`` (redis-py's form, which the record store uses) becomes kombu's
+    ``pcaqredis+socket:///path/redis.sock?virtual_host=N``; other URLs are used as they are.
+    """
+    parts = urlsplit(redis_url)
+    if parts.scheme != "unix":
+        return redis_url
+    query = parse_qs(parts.query)
+    if parts.password or parts.username or "password" in query:
+        raise ValueError(
+            "a unix:// REDIS_URL cannot carry credentials for the queue; use redis:// for that Redis"
+        )
+    db = query.get("db", ["0"])[0]
+    return f"{SOCKET_SCHEME}+socket://{parts.path}?virtual_host={db}"
+
+
+class Channel(kombu_redis.Channel):
+    """A Redis channel that reports a torn-down connection as a connection error."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the connection to the broker was closed; reconnecting")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`Channel`."""
+
+    Channel = Channel
