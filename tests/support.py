@@ -27,6 +27,15 @@ from pcaq.cli.embedded_redis import free_port
 __all__ = ["free_port"]  # re-exported for tests
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_example() -> str:
+    """The shell script of README.md's "Example with the AWS CLI" section, as a user would paste it."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Example with the AWS CLI", 1)[1]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
 T = TypeVar("T")
 
 

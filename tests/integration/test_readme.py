@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
 from tests.integration.conftest import CLIENT_ENV
-from tests.support import REPO
+from tests.support import readme_example
 
 pytestmark = pytest.mark.integration
 
 
-def example_script() -> str:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Example with the AWS CLI", 1)[1]
-    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
-
-
 def test_readme_example_creates_and_activates_a_root(stack, tmp_path):
-    script = example_script().replace("http://127.0.0.1:8080", stack.endpoint_url)
+    script = readme_example().replace("http://127.0.0.1:8080", stack.endpoint_url)
     assert stack.endpoint_url in script  # the example must point at the default endpoint we replace
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | CLIENT_ENV
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
