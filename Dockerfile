@@ -12,6 +12,7 @@ COPY pyproject.toml README* ./
 COPY api ./api
 COPY worker ./worker
 COPY shared ./shared
+COPY cli ./cli
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/pcaq --create-home --shell /usr/sbin/nologin pcaq
 

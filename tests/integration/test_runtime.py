@@ -17,6 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,11 @@ def test_dockerfile_installs_the_package_and_drops_root():
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
     assert "pip install ." in text
+    copied = set(re.findall(r"^COPY (\S+) \./\1$", text, re.M))
+    mapped = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
+    )
+    assert mapped <= copied, f"the image leaves out {mapped - copied}"
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
