@@ -1,4 +1,4 @@
-"""The worker's side of urgent work (shared/urgent.py): OCSP answers and CRLs an API process waits for.
+"""The worker's side of urgent work (shared/revocation/urgent.py): OCSP answers and CRLs an API process waits for.
 
 Three ways a job reaches a worker, so that it waits milliseconds, not behind a backlog:
 - a drain's claim takes the waiting jobs with its batch (the drain serves them first);

@@ -70,7 +70,7 @@ class Queue:
         self.celery.send_task(CRL_TASK, args=[ca_id, None])
 
     def serve_urgent(self) -> None:
-        """Wake a worker to serve the urgent jobs waiting in Redis (shared/urgent.py): the message
+        """Wake a worker to serve the urgent jobs waiting in Redis (shared/revocation/urgent.py): the message
         carries no job, so a drain that took them first leaves it nothing to do."""
         self.celery.send_task(URGENT_TASK)
 

@@ -14,7 +14,7 @@ SWEEP_LOCK = f"{PREFIX}sweep-lock"
 DRAIN_KICK = f"{PREFIX}drain-kick"  # set (with a short expiry) when a drain task has been asked for
 DRAINING = f"{PREFIX}draining"  # kept alive by the claims of a drain that is taking work
 DRAIN_HELPER = f"{PREFIX}drain-helper"  # the token of a helper drain asked for and not yet started
-URGENT = f"{PREFIX}urgent"  # urgent jobs an API process waits on (shared/urgent.py), oldest first
+URGENT = f"{PREFIX}urgent"  # urgent jobs an API process waits on (shared/revocation/urgent.py), oldest first
 URGENT_SIGNAL = f"{PREFIX}urgent-signal"  # pub/sub channel: an urgent job came while a drain runs
 CA_PREFIX = f"{PREFIX}ca:"  # + CA id; the claim script appends the id (audit of abandoned requests)
 AUDIT_PREFIX = f"{PREFIX}audit:"  # + CA id; the claim and commit scripts append the id
@@ -140,4 +140,4 @@ def policy(ca_id: str) -> str:
 
 METRICS_LATENCY = f"{PREFIX}metrics:latency"  # ARN -> ISSUED seconds: bucket number -> count; count, sum
 METRICS_OUTCOMES = f"{PREFIX}metrics:outcomes"  # issued, failed:<reason class>, error:unexpected -> count
-CELERY_QUEUE = "pcaq"  # Celery's list for task_default_queue (shared/queue.py): messages not yet taken
+CELERY_QUEUE = "pcaq"  # Celery's list for task_default_queue (shared/platform/queue.py): messages not yet taken

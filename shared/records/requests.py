@@ -54,7 +54,7 @@ class Claimed(list):
     ``(member, API request id)`` pairs the same step gave up after their last attempt (FAILED).
     ``helper`` is the token of the helper drain a drain's full claim asked for (the caller sends
     that drain message), or None. ``urgent`` holds the urgent jobs a drain's claim took (encoded, see
-    shared/urgent.py): the caller must serve them."""
+    shared/revocation/urgent.py): the caller must serve them."""
 
     def __init__(
         self,

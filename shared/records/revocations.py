@@ -250,7 +250,7 @@ class RevocationRecords:
         return self.r.register_script(scripts.ASK_URGENT)
 
     def ask_urgent(self, job: bytes, max_waiting: int, ttl_seconds: int) -> int:
-        """Append an urgent job (shared/urgent.py): 1 if a worker must be woken for it, 0 if a running
+        """Append an urgent job (shared/revocation/urgent.py): 1 if a worker must be woken for it, 0 if a running
         drain will take it (it is told on the signal channel), -1 if ``max_waiting`` jobs wait already
         (it was not added)."""
         return int(

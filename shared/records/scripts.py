@@ -135,7 +135,7 @@ CLAIM = (
 # alive (submitters then leave the waking to this drain). A full claim (more may be ready) asks for a
 # helper drain, so that idle worker processes join, but only while no helper asked for is yet to start:
 # it sets the helper mark to this claim's token and answers 1, and the caller sends the message.
-# It also takes up to ARGV[10] urgent jobs (shared/urgent.py), which the drain serves before the batch.
+# It also takes up to ARGV[10] urgent jobs (shared/revocation/urgent.py), which the drain serves before the batch.
 # KEYS: ..., draining mark, helper mark, urgent list. ARGV: ..., limit, draining ms, helper token ('':
 # never ask), helper ms, urgent jobs to take.
 CLAIM_READY = (
@@ -154,7 +154,7 @@ return {out, abandoned, helper, urgent}
 """
 )
 
-# Ask for urgent work (shared/urgent.py): append the job unless ARGV[2] are waiting already (-1), and
+# Ask for urgent work (shared/revocation/urgent.py): append the job unless ARGV[2] are waiting already (-1), and
 # say whether a worker must be woken (1) or a running drain will take it (0: the draining mark is
 # alive; a drain looks once more after it clears the mark, so nothing falls in between). For a running
 # drain it publishes a word on the signal channel, which a drain signing a batch listens to.

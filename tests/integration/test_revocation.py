@@ -230,7 +230,7 @@ def test_ocsp_with_openssl_for_a_subordinate_ca(pca, root, tmp_path):
 
 
 def test_ocsp_is_answered_while_a_backlog_is_drained(pca, root, stack):
-    """Bulk issuance does not take OCSP down (shared/urgent.py): an answer that needs a worker is
+    """Bulk issuance does not take OCSP down (shared/revocation/urgent.py): an answer that needs a worker is
     signed between two signatures of the drain, not after the backlog (before, its job queued behind
     the drain's slices of seconds and the client got tryLater after 3 s)."""
     root_arn, root_pem = root

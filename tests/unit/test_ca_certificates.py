@@ -1,4 +1,4 @@
-"""The CA's own CSR and the import rules for its certificate (shared/ca_certificates.py)."""
+"""The CA's own CSR and the import rules for its certificate (shared/pki/ca_certificates.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Credentials (shared/credentials.py) and the open development mode rules of ``pcaq up``."""
+"""Credentials (shared/platform/credentials.py) and the open development mode rules of ``pcaq up``."""
 
 from __future__ import annotations
 

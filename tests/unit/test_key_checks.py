@@ -1,4 +1,4 @@
-"""Weak and blocklisted keys (shared/key_checks.py) are refused before signing, with the reason.
+"""Weak and blocklisted keys (shared/pki/key_checks.py) are refused before signing, with the reason.
 
 The weak RSA keys are made here from chosen primes: close primes (Fermat), primes of the form
 k*M + 65537^a mod M (ROCA, the Infineon structure) and a small prime factor. The helpers are used by

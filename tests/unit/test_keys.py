@@ -1,4 +1,4 @@
-"""Key algorithms, signing algorithms and key PEM handling (shared/keys.py)."""
+"""Key algorithms, signing algorithms and key PEM handling (shared/pki/keys.py)."""
 
 from __future__ import annotations
 

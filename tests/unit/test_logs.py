@@ -1,4 +1,4 @@
-"""JSON log lines (shared/logs.py): one object per line, with the request id and extra fields."""
+"""JSON log lines (shared/platform/logs.py): one object per line, with the request id and extra fields."""
 
 from __future__ import annotations
 

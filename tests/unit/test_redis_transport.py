@@ -1,4 +1,4 @@
-"""The broker transport fix (shared/redis_transport.py) and when make_celery uses it."""
+"""The broker transport fix (shared/platform/redis_transport.py) and when make_celery uses it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire structures to X.509 names (shared/subjects.py)."""
+"""Wire structures to X.509 names (shared/pki/subjects.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Throttling (shared/throttle.py, shared/records/throttle.py): parsing PCAQ_RATE_LIMITS, the token
+"""Throttling (shared/platform/throttle.py, shared/records/throttle.py): parsing PCAQ_RATE_LIMITS, the token
 bucket in Redis shared by every process (time from an injected clock, no sleeping), and the API's
 ThrottlingException."""
 

@@ -1,4 +1,4 @@
-"""Urgent work (shared/urgent.py, worker/urgent.py): OCSP answers and CRLs an API process waits for
+"""Urgent work (shared/revocation/urgent.py, worker/urgent.py): OCSP answers and CRLs an API process waits for
 are taken by a drain before and during its batches, not queued behind them. Real Redis, worker
 functions in-process."""
 
