@@ -140,4 +140,4 @@ def policy(ca_id: str) -> str:
 
 METRICS_LATENCY = f"{PREFIX}metrics:latency"  # ARN -> ISSUED seconds: bucket number -> count; count, sum
 METRICS_OUTCOMES = f"{PREFIX}metrics:outcomes"  # issued, failed:<reason class>, error:unexpected -> count
-CELERY_QUEUE = "pcaq"  # Celery's list for task_default_queue (shared/platform/queue.py): messages not yet taken
+CELERY_QUEUE = "pcaq"  # Celery's task_default_queue list (platform/queue.py): messages not yet taken
