@@ -1,4 +1,4 @@
-"""The one place where domain errors become AWS error types and HTTP statuses (contract §3.3, §9)."""
+"""The one place where domain errors become AWS error types and HTTP statuses (docs/wire-contract.md, "Errors")."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ class OneOfEnum(validate.OneOf):
         return value
 
 
-# Shapes whose pattern failures have a modeled exception of their own (contract §8.11, §9).
+# Shapes whose pattern failures have a modeled exception of their own (docs/wire-contract.md).
 _PATTERN_ERRORS: dict[str, tuple[type[PcaqError], str]] = {
     "Arn": (InvalidArn, "The ARN {} is not valid: it must look like arn:aws:acm-pca:<region>:<account>:..."),
     "TagKey": (InvalidTag, "The tag key {} is not valid: use letters, digits, spaces and _.:/=+-@ only."),

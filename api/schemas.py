@@ -2,7 +2,7 @@
 
 Each operation's input shape becomes, once at import, a marshmallow schema: a structure is a schema, a
 member is a field whose validators carry the model's min/max, pattern, enum and range traits. botocore
-checks only part of this client-side (contract §3.8), so the server enforces all of it.
+checks only part of this client-side, so the server enforces all of it.
 ``validate_request`` runs the schema and turns marshmallow's error tree into the AWS framework message
 (``1 validation error detected: Value 'X' at 'a.b' failed to satisfy constraint: ...``).
 """

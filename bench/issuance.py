@@ -1,6 +1,6 @@
 """Issuance benchmark: the signing maths alone, side by side with the whole service.
 
-    python bench/issuance.py [--count 20000] [--ca EC_prime256v1 RSA_2048 RSA_4096] [--quick]
+    python bench/issuance.py [--count 5000] [--drain 20000] [--ca EC_prime256v1 RSA_2048 RSA_4096] [--quick]
 
 For each CA key type it prints, in one run:
   raw    one core, tight loop of `cryptography`: load CSR, verify, build, sign, PEM

@@ -2,8 +2,8 @@
 
 A fresh machine needs no Redis install: :func:`embedded_redis` prefers a ``redis-server`` found on
 PATH, started privately (a Unix socket only its owner may open, plus loopback TCP on a free port for
-operators' tools; data in ``<data dir>/redis`` with the append-only file on and ``noeviction``, as
-design.md asks), and falls back to fakeredis's in-process TCP server,
+operators' tools; data in ``<data dir>/redis`` with the append-only file on and ``noeviction``, see
+docs/operations.md), and falls back to fakeredis's in-process TCP server,
 which speaks enough of the protocol for Celery and our Lua scripts but is slow and keeps nothing.
 """
 

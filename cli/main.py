@@ -50,7 +50,7 @@ def api_args(host: str, port: int | str) -> list[str]:
 
     Two processes, each serving one request at a time on one Python thread: HTTP is parsed in Rust
     and no GIL hand-off happens between request threads, which on the machines we measure costs more
-    than the request itself (see README, "Where the time goes"). A process that dies is replaced.
+    than the request itself (see docs/benchmarks.md). A process that dies is replaced.
     Request headers are bounded at 64 KiB (SigV4's need a few hundred bytes); bodies by
     ``PCAQ_MAX_BODY_BYTES`` in the application. No access log by default (it costs more than routing a request); ``GRANIAN_LOG_ACCESS_ENABLED=1``
     turns it on.
@@ -97,9 +97,8 @@ def default_workers(cpus: int | None = None) -> int:
     """How many signing processes ``pcaq up`` runs unless told: one per CPU but one, at least one.
 
     ``pcaq up`` runs the API, Redis and often the clients on the same machine; a signer on every core
-    leaves none of them a core while a backlog is signed. Measured on a 2-core VM (5,000 P-256
-    requests from 8 connections): IssueCertificate's p99 was 8.4 to 11.9 ms with two signers (5 runs
-    of 8 past 10 ms), 6.5 to 7.9 ms with one, at the same rate end to end.
+    leaves none of them a core while a backlog is signed, and IssueCertificate's p99 suffers for no
+    gain in rate (docs/benchmarks.md).
     """
     count = cpus if cpus is not None else (os.cpu_count() or 1)
     return max(1, count - 1)

@@ -1,6 +1,6 @@
 """Checks on issued certificates shared by unit and integration tests: pkilint and chain verification.
 
-``pkilint_findings`` runs pkilint's RFC 5280 certificate linter exactly as design.md names it
+``pkilint_findings`` runs pkilint's RFC 5280 certificate linter exactly as docs/architecture.md names it
 (``lint_pkix_cert lint -s WARNING``), asking for JSON output so that the findings parse reliably.
 The linter exits with the number of findings (0 when clean) and prints ``{"results": [...]}``; a
 document it cannot load gives a non-zero exit and no JSON, which is raised as an error here rather

@@ -1,4 +1,4 @@
-"""ARNs of CAs, certificates and templates (contract §8.1)."""
+"""ARNs of CAs, certificates and templates (docs/architecture.md, "Decisions")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The certificate authority lifecycle (contract §8.7, §8.8): creation, states, import, deletion, tags.
+"""The certificate authority lifecycle (docs/wire-contract.md, "CA lifecycle"): creation, states, import, deletion, tags.
 
 A CA is one JSON document in the record store. Its public part is exactly the ``CertificateAuthority``
 output shape; what callers must never see (the CSR, certificate, chain, tags, the state before
@@ -28,7 +28,7 @@ DELETED = "DELETED"
 EXPIRED = "EXPIRED"
 FAILED = "FAILED"
 
-MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100 (contract §7)
+MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100
 _MAX_PAGE_OFFSET = 10**9  # far past any real list; a larger offset would overflow Redis's ZRANGE (a 500)
 SUPPORTED_SECURITY_STANDARDS = ("FIPS_140_2_LEVEL_2_OR_HIGHER", "FIPS_140_2_LEVEL_3_OR_HIGHER")
 
@@ -231,7 +231,7 @@ class Authorities:
         return doc["internal"]["certificate_pem"], doc["internal"].get("chain_pem")
 
     def import_certificate(self, caller: Caller, arn: str, certificate: bytes, chain: bytes | None) -> None:
-        """Install the CA certificate (contract §8.8); the CA becomes ACTIVE unless it was DISABLED."""
+        """Install the CA certificate; the CA becomes ACTIVE unless it was DISABLED."""
         from pcaq.pki import ca_certificates
 
         doc = self.load(caller, arn)

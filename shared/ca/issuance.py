@@ -1,6 +1,6 @@
 """The front half of issuance: cheap checks, a PENDING record, the enqueue; and reading results.
 
-Only cheap work happens here (design.md): the CSR is parsed but its signature is checked by the
+Only cheap work happens here (docs/architecture.md): the CSR is parsed but its signature is checked by the
 worker, which also builds and signs the certificate.
 """
 

@@ -1,5 +1,5 @@
 """Permissions (CreatePermission, DeletePermission, ListPermissions) and resource policies (PutPolicy,
-GetPolicy, DeletePolicy) of a CA (contract §4.1).
+GetPolicy, DeletePolicy) of a CA.
 
 Both are stored and returned as AWS does; pcaq does not act on them (every caller of an account may
 use that account's CAs). A permission is held by ``acm.amazonaws.com`` for one source account and

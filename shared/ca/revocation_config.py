@@ -1,4 +1,4 @@
-"""Rules for a CA's RevocationConfiguration (contract §6, §8.9)."""
+"""Rules for a CA's RevocationConfiguration (docs/revocation.md)."""
 
 from __future__ import annotations
 

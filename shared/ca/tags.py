@@ -1,4 +1,4 @@
-"""Tag rules for CAs (contract §8.11)."""
+"""Tag rules for CAs, as AWS has them (docs/wire-contract.md)."""
 
 from __future__ import annotations
 

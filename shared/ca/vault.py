@@ -1,4 +1,4 @@
-"""CA private keys at rest, encrypted under a key-encryption key (design invariant 3).
+"""CA private keys at rest, encrypted under a key-encryption key (docs/security.md).
 
 The key-encryption key (KEK, "master key") never lives in Redis: it comes from ``PCAQ_MASTER_KEY``,
 from the file named by ``PCAQ_MASTER_KEY_FILE``, or from ``<data dir>/master.key``. Each CA key is

@@ -1,4 +1,4 @@
-"""The CA's own CSR (contract §8.7) and the rules for importing its certificate (contract §8.8)."""
+"""The CA's own CSR and the rules for importing its certificate (docs/wire-contract.md, "CA lifecycle")."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def _check_chain(cert: x509.Certificate, chain: list[x509.Certificate]) -> None:
 def validate_import(
     ca_type: str, ca_public_key_pem: str, certificate: bytes, chain: bytes | None
 ) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    """Check an ImportCertificateAuthorityCertificate request (contract §8.8).
+    """Check an ImportCertificateAuthorityCertificate request.
 
     ``certificate`` and ``chain`` are the raw bytes after base64 decoding (PEM; DER accepted for a
     single certificate). Returns the parsed certificate and chain (issuer first, root last; empty

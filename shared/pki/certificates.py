@@ -1,4 +1,4 @@
-"""Building and signing one certificate from a CSR and a profile (contract §8.2, §6.1, §8.9).
+"""Building and signing one certificate from a CSR and a profile (docs/wire-contract.md, "Templates").
 
 :func:`build_certificate` applies a :class:`pcaq.pki.profiles.Profile` in three layers with the
 precedence **template > API passthrough > CSR**: each layer maps extension OIDs to values and the

@@ -1,4 +1,4 @@
-"""CA key algorithms and signing algorithms (contract §6.2, §8.10).
+"""CA key algorithms and signing algorithms.
 
 Maps the wire enums ``KeyAlgorithm`` and ``SigningAlgorithm`` onto ``cryptography`` objects: key
 generation, the family check between a CA key and its signing algorithm, the keyword arguments for

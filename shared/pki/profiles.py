@@ -1,10 +1,10 @@
-"""Certificate templates as declarative profiles (contract §8.2, design.md "The signing flow is data").
+"""Certificate templates as declarative profiles (docs/wire-contract.md, "Templates").
 
 Each AWS template name maps to one :class:`Profile` row; ``pcaq.pki.certificates`` applies a profile
 without knowing template names. Adding a template is adding a row to ``_BASE_ROWS`` or
 ``_BLANK_ROWS`` (the passthrough families are generated from those rows).
 
-Key usage follows RFC 5280 / RFC 5480 rather than AWS's template text (design.md): a profile lists the
+Key usage follows RFC 5280 / RFC 5480 rather than AWS's template text (docs/architecture.md): a profile lists the
 bits it wants, and :func:`key_usage_for` keeps only those the subject key's family may carry, so an EC
 or ML-DSA end-entity key gets ``digital_signature`` without ``key_encipherment``; RSA keeps both.
 """
@@ -42,7 +42,7 @@ ALLOWED_KEY_USAGE = {
     "ML_DSA": frozenset({"digital_signature", "content_commitment", "key_cert_sign", "crl_sign"}),
 }
 
-# ApiPassthrough ExtendedKeyUsageType -> OID (contract §6.2).
+# ApiPassthrough ExtendedKeyUsageType -> OID.
 EKU_TYPES: dict[str, ObjectIdentifier] = {
     "SERVER_AUTH": ExtendedKeyUsageOID.SERVER_AUTH,
     "CLIENT_AUTH": ExtendedKeyUsageOID.CLIENT_AUTH,

@@ -1,4 +1,4 @@
-"""Wire structures to X.509 names and small extensions (contract §6 and §6.1).
+"""Wire structures to X.509 names and small extensions.
 
 Turns the ``ASN1Subject``, ``GeneralName``, ``AccessDescription`` and ``KeyUsage`` wire dicts into
 ``cryptography`` objects. The input is the already schema-validated JSON dict; whatever the schema

@@ -1,4 +1,4 @@
-"""Validity rules of issued certificates (contract §8.3, design.md "Decisions taken").
+"""Validity rules of issued certificates (docs/wire-contract.md, "Validity").
 
 All datetimes handed out are timezone-aware UTC and truncated to whole seconds (X.509 times have
 no fractions). A naive ``now`` is read as UTC.

@@ -22,7 +22,7 @@ AUDIT_REPORT_TASK = "pcaq.audit_report"
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app configured for pcaq's delivery guarantees (design.md, "Celery on Redis")."""
+    """A Celery app configured for pcaq's delivery guarantees (docs/architecture.md, invariant 5)."""
     app = Celery("pcaq", broker=redis_transport.broker_url(settings.effective_redis_url))
     app.conf.update(
         task_serializer="json",

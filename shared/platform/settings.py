@@ -52,8 +52,7 @@ class Settings:
     batch_size: int = 100
     drain_kick_ms: int = 50
     drain_linger_ms: int = 10  # a drain whose claim was not full waits this long before the next one
-    # Workers run this much nicer than the API: requests first, signing in between. 19 rather than 10:
-    # at 10, IssueCertificate's p99 under `pcaq up` passed 10 ms in 7 runs of 17; at 19 in none of 30.
+    # Workers run this much nicer than the API: requests first, signing in between (docs/benchmarks.md).
     worker_nice: int = 19
     lease_seconds: int = 120
     sweep_interval: int = 30
@@ -63,13 +62,13 @@ class Settings:
     log_format: str = "text"  # text or json (one JSON object per line; docker-compose.yml sets json)
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: API processes pool their counters there
     embedded_redis: str = "auto"  # auto, redis-server or fakeredis: what `pcaq up` embeds without REDIS_URL
-    # Security (README "Security"): no credentials = open development mode, loopback only.
+    # Security (docs/security.md): no credentials = open development mode, loopback only.
     credentials: str | None = field(default=None, repr=False)  # ACCESS_KEY:SECRET[:ACCOUNT],...
     credentials_file: Path | None = None
     rate_limits: str = ""  # Operation=rate[/burst],... ; empty: no throttling
     key_blocklist_file: Path | None = None  # SPKI SHA-256 fingerprints or PEM keys refused by the worker
     audit_stream_maxlen: int = 100_000  # entries kept per CA (approximate trimming)
-    # Revocation (README "Revocation, CRLs and OCSP"; audit reports).
+    # Revocation, CRLs, OCSP and audit reports (docs/revocation.md).
     crl_rebuild_delay: int = 2  # seconds: one CRL rebuild message per CA per window; sweeper retries after it
     responder_wait_ms: int = 3000  # how long GET /crl and /ocsp wait for a worker to sign
     ocsp_cache_seconds: int = 43200  # an OCSP answer is reused this long; nextUpdate is twice as far

@@ -2,8 +2,8 @@
 
 Nothing else in the code base builds a key string (``keys.py`` names them all). CAs are JSON
 documents changed with optimistic transactions (WATCH/MULTI); certificate requests are hashes whose
-life (submit, claim, commit) runs in Lua scripts so that each step is atomic (design.md, invariants
-1, 2 and 5). :class:`Store` gathers the per-concern mixins.
+life (submit, claim, commit) runs in Lua scripts so that each step is atomic (invariants
+1, 2 and 5 in docs/architecture.md). :class:`Store` gathers the per-concern mixins.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Certificate revocation lists (contract §8.9, RFC 5280 §5): building one, and serving the current one.
+"""Certificate revocation lists (docs/revocation.md, RFC 5280 §5): building one, and serving the current one.
 
 A CA's CRL is built by a worker (the only place that holds CA keys) from the CA's revoked set and
 stored in Redis as DER; the API serves it at ``GET /crl/<ca-id>.crl``. A CRL is a complete v2 CRL

@@ -1,4 +1,4 @@
-"""RevokeCertificate (contract §5, §8.9): serials as callers write them, RFC 5280 reason codes, and the
+"""RevokeCertificate (docs/revocation.md): serials as callers write them, RFC 5280 reason codes, and the
 rules on what may be revoked. Also how the revocation services find every CA they serve.
 
 A revocation is recorded atomically on the certificate record and in the CA's revoked set
@@ -35,7 +35,7 @@ REASONS: dict[str, x509.ReasonFlags] = {
     "PRIVILEGE_WITHDRAWN": x509.ReasonFlags.privilege_withdrawn,  # 9
     "A_A_COMPROMISE": x509.ReasonFlags.aa_compromise,  # 10
 }
-MAX_REVOKED_PER_CA = 1_000_000  # unexpired revoked certificates per CA (contract §8.6)
+MAX_REVOKED_PER_CA = 1_000_000  # unexpired revoked certificates per CA (AWS's quota)
 _SEPARATORS = re.compile(r"[\s:]")
 _HEX = re.compile(r"[0-9a-f]+")
 

@@ -1,6 +1,6 @@
 """What the fault tests share: a Redis of their own with its append-only file (killed and restarted on
 the same port and folder), a root CA, a load of IssueCertificate clients that retry like the SDKs do,
-and the audit of Redis afterwards (invariants 1, 2 and 5 of design.md).
+and the audit of Redis afterwards (invariants 1, 2 and 5 of docs/architecture.md).
 
 The service itself runs under ``pcaq up`` (``tests.support.running_stack``) with short lease, sweep
 and staleness settings, so that recovery takes seconds; every wait has a deadline.

@@ -4,7 +4,7 @@ While it is down every IssueCertificate answers 503 ``ServiceUnavailable`` (whic
 never a success without a durable record. Once it is back, the API and the workers reconnect by
 themselves (no process is restarted) and every request that got an ARN ends ISSUED, once. With
 ``appendfsync always`` nothing is lost; with ``everysec`` whatever is lost must lie in the last
-second or two before the crash (README, "Durability").
+second or two before the crash (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.support import http_status, running_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-EVERYSEC_WINDOW = 2.0  # seconds of acknowledged writes `appendfsync everysec` may lose (README)
+EVERYSEC_WINDOW = 2.0  # seconds of acknowledged writes `appendfsync everysec` may lose (docs/operations.md)
 
 
 @pytest.mark.parametrize("appendfsync", ["everysec", "always"])

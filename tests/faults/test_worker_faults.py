@@ -1,5 +1,5 @@
 """Workers killed or stopped in the middle of a bulk, and wake-ups that never arrive: every ARN handed
-out still ends ISSUED with exactly one certificate (invariants 1, 2 and 5 of design.md).
+out still ends ISSUED with exactly one certificate (invariants 1, 2 and 5 of docs/architecture.md).
 
 Each test runs ``pcaq up`` (two signing processes) on a Redis of its own with the append-only file,
 sends a bulk from 8 clients and audits Redis afterwards (``tests.faults.harness.Audit``).

@@ -1,7 +1,7 @@
 """Secrets stay secret: a stack run with a known master key creates CAs and issues; then the whole log
 of the run, every response body (successes and errors), the operator endpoints and every value in
 Redis are searched for the master key and each CA private key, in every encoding. Only the encrypted
-blobs may hold them, and those are checked by reading Redis directly (design invariant 3)."""
+blobs may hold them, and those are checked by reading Redis directly (invariant 3 of docs/architecture.md)."""
 
 from __future__ import annotations
 

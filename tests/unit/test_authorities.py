@@ -1,4 +1,4 @@
-"""The CA lifecycle (shared/ca/authorities.py; contract §8.7, §8.11) over a real record store.
+"""The CA lifecycle (pcaq.ca.authorities; docs/wire-contract.md, "CA lifecycle") over a real record store.
 
 Runs in database 14 of the test Redis, flushed before each test, with a fake queue that records what
 would be sent to the workers and a fake clock patched into the modules that read the time.

@@ -1,4 +1,4 @@
-"""Building and signing certificates (contract §8.2, §6.1, §8.9; design.md "Decisions taken").
+"""Building and signing certificates (docs/wire-contract.md, "Templates"; docs/architecture.md, "Decisions").
 
 Every certificate kind built here is also linted with pkilint (``lint_pkix_cert -s WARNING``) and
 chain-verified (OpenSSL, or cryptography for ML-DSA, which OpenSSL 3.0 cannot verify).

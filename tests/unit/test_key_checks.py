@@ -206,7 +206,7 @@ def test_without_the_downloaded_blocklist_a_warning_is_logged_once(monkeypatch, 
 
 
 def test_cost_per_key(good_rsa):
-    """Prints what the checks cost on the worker's hot path (figures for the README and the report)."""
+    """Prints what the checks cost on the worker's hot path."""
     rsa_keys = [rsa.generate_private_key(E, 2048).public_key() for _ in range(8)]
     ec_keys = [ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(100)]
     start = time.perf_counter()

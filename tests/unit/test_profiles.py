@@ -1,4 +1,4 @@
-"""Template catalogue (contract §8.2) and the RFC 5480 key-usage rule (design.md)."""
+"""Template catalogue (docs/wire-contract.md) and the RFC 5480 key-usage rule (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The record store against a real Redis (shared/records.py; design.md invariants 1, 2 and 5).
+"""The record store against a real Redis (pcaq.records; invariants 1, 2 and 5 of docs/architecture.md).
 
 Runs in database 13 of the test Redis, flushed before each test. Time is a fake clock patched into
 ``pcaq.records`` (the Lua scripts take ``now`` from Python), so lease expiry needs no sleeping.

@@ -1,4 +1,4 @@
-"""Validity rules (contract §8.3): Not After / Not Before types, ceilings and the default backdate."""
+"""Validity rules (docs/wire-contract.md): Not After / Not Before types, ceilings and the default backdate."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CA keys at rest under the master key (shared/ca/vault.py, design invariant 3)."""
+"""CA keys at rest under the master key (pcaq.ca.vault; docs/security.md)."""
 
 from __future__ import annotations
 
