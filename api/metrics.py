@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from pcaq.ca.authorities import (
+from pcaq.ca.authority import (
     ACTIVE,
     CREATING,
     DELETED,
@@ -36,7 +36,7 @@ from pcaq.ca.authorities import (
     EXPIRED,
     FAILED,
     PENDING_CERTIFICATE,
-    effective_status,
+    Authority,
 )
 from pcaq.platform.settings import Settings
 from pcaq.records import STORE_DOWN, Store
@@ -155,7 +155,7 @@ class StoreCollector(Collector):
                 counts: dict[str, int] = {}
                 now = time.time()
                 for doc in self.store.ca_statuses(self.accounts):
-                    state = effective_status(doc, now)
+                    state = Authority.of(doc).effective_status(now)
                     counts[state] = counts.get(state, 0) + 1
                 self._ca_counts, self._ca_read_at = counts, time.monotonic()
             return self._ca_counts

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from pcaq.ca import authorities
+from pcaq.ca.arns import parse_ca_arn
 from pcaq.ca.authorities import Authorities, effective_status
 from pcaq.errors import (
     InProgress,
@@ -247,7 +248,7 @@ def test_delete_while_creating_or_failed_is_immediate(cas, store, status):
         cas.creation_failed(ca_id(arn), "OTHER")
     cas.delete(ME, arn, 7)
     with pytest.raises(NotFound):
-        cas.load(ME, arn)
+        cas.load(ME, parse_ca_arn(arn))
     with pytest.raises(NotFound):
         cas.restore(ME, arn)
     assert cas.list(ME, None, None, None) == ([], None)
