@@ -30,7 +30,9 @@ from pcaq.ca.authorities import Authorities
 from pcaq.ca.authority import ACTIVE, DISABLED, EXPIRED, Authority
 from pcaq.errors import InProgress, InvalidArgument, InvalidState, NotFound
 from pcaq.pki import profiles
+from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
+from pcaq.platform.queue import AUDIT_REPORT_TASK
 from pcaq.records import Store
 from pcaq.records.reports import IssuedRecord
 
@@ -195,10 +197,8 @@ class AuditReports:
                 f"An audit report of this certificate authority was made in the last {interval // 60} "
                 "minutes; one report per CA is allowed in that time."
             )
-        try:
-            self.authorities.queue.audit_report(ca_id, report_id)
-        except Exception:  # noqa: BLE001 - the report is pending; the sweeper queues it again
-            pass
+        # The report is pending: if its message is not sent, the sweeper queues it again.
+        wakeups.wake(AUDIT_REPORT_TASK, self.authorities.queue.audit_report, ca_id, report_id)
         return report_id, key
 
     def describe(self, caller: Caller, ca_arn: str, report_id: str) -> dict:

@@ -25,8 +25,9 @@ from pcaq.ca.authority import (
     seen_status,
 )
 from pcaq.errors import InProgress, InvalidArgument, InvalidNextToken, InvalidState, NotFound, RequestFailed
+from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
-from pcaq.platform.queue import Queue
+from pcaq.platform.queue import CREATE_CA_KEY_TASK, Queue
 from pcaq.platform.settings import Settings
 from pcaq.records import Store
 
@@ -151,11 +152,8 @@ class Authorities:
         # region would answer with an ARN (that region, the first CA's id) naming no CA.
         scoped_token = f"{caller.region}/{token}" if token else None
         ca_id, created = self.store.create_ca(arn.ca_id, doc, caller.account, scoped_token)
-        if created:
-            try:
-                self.queue.create_ca_key(ca_id)
-            except Exception:  # noqa: BLE001 - the sweeper re-queues CAs stuck in CREATING
-                pass
+        if created:  # if the message is not sent, the sweeper re-queues CAs stuck in CREATING
+            wakeups.wake(CREATE_CA_KEY_TASK, self.queue.create_ca_key, ca_id)
         return str(CaArn(arn.partition, arn.region, arn.account, ca_id))
 
     def describe(self, caller: Caller, arn: str) -> dict:

@@ -28,8 +28,9 @@ from pcaq.errors import (
     RequestFailed,
 )
 from pcaq.pki import certificates, keys, profiles, validity
+from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
-from pcaq.platform.queue import Queue
+from pcaq.platform.queue import DRAIN_TASK, Queue
 from pcaq.records import Store
 from pcaq.records.requests import CaChanged
 
@@ -120,11 +121,8 @@ class Issuance:
                 continue
         else:
             raise ConcurrentModification("The certificate authority is changing; retry.")
-        if submission.kicked:
-            try:
-                self.queue.drain()
-            except Exception:  # noqa: BLE001 - the record is in the outbox; the sweeper asks for a drain
-                pass
+        if submission.kicked:  # the record is in the outbox: if the drain is not asked for, the sweeper asks
+            wakeups.wake(DRAIN_TASK, self.queue.drain)
         return ca_arn.certificate(submission.serial_hex)
 
     def _checked_request(

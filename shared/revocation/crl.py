@@ -25,7 +25,8 @@ from pcaq.ca import revocation_config
 from pcaq.ca.authority import ACTIVE, DISABLED, Authority
 from pcaq.errors import NotFound, Unavailable
 from pcaq.pki import keys
-from pcaq.platform.queue import Queue
+from pcaq.platform import wakeups
+from pcaq.platform.queue import CRL_TASK, Queue
 from pcaq.platform.settings import Settings
 from pcaq.records import Store
 from pcaq.records.revocations import RevokedEntry, StoredCrl
@@ -195,7 +196,4 @@ class CrlPublisher:
 
     def _ask(self, ca_id: str) -> None:
         if self.store.request_crl_rebuild(ca_id, self.settings.crl_rebuild_delay * 1000):
-            try:
-                self.queue.rebuild_crl(ca_id)
-            except Exception:  # noqa: BLE001 - the sweeper refreshes aging CRLs too
-                pass
+            wakeups.wake(CRL_TASK, self.queue.rebuild_crl, ca_id)  # else the sweeper refreshes aging CRLs

@@ -19,8 +19,10 @@ from pcaq.ca.authorities import Authorities
 from pcaq.ca.authority import ACTIVE, DELETED, DISABLED, Authority
 from pcaq.errors import AlreadyProcessed, InProgress, InvalidRequest, InvalidState, LimitExceeded, NotFound
 from pcaq.pki import keys
+from pcaq.platform import wakeups
 from pcaq.platform.credentials import load_credentials
 from pcaq.platform.identity import Caller
+from pcaq.platform.queue import CRL_TASK
 from pcaq.platform.settings import Settings
 from pcaq.records import Store
 from pcaq.records import revocations as codes
@@ -149,8 +151,5 @@ class Revocations:
         if not ca.crl_enabled:
             return  # the CA is marked dirty: a CRL enabled later lists this revocation anyway
         window_ms = self.authorities.settings.crl_rebuild_delay * 1000
-        if self.store.request_crl_rebuild(ca.id, window_ms):
-            try:
-                self.authorities.queue.rebuild_crl(ca.id)
-            except Exception:  # noqa: BLE001 - the revocation stands; the sweeper asks again
-                pass
+        if self.store.request_crl_rebuild(ca.id, window_ms):  # the revocation stands; else the sweeper asks
+            wakeups.wake(CRL_TASK, self.authorities.queue.rebuild_crl, ca.id)

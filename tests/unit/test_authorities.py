@@ -27,8 +27,10 @@ from pcaq.errors import (
 )
 from pcaq.platform import settings
 from pcaq.platform.identity import Caller
+from pcaq.platform.queue import CREATE_CA_KEY_TASK
 from pcaq.records import Store
 from tests.support import Clock
+from tests.unit.test_wakeups import failed as wakeups_failed
 
 SETTINGS = settings.load({"PCAQ_IDEMPOTENCY_TTL": "300"})
 ME = Caller(account="111122223333", region="us-east-1")
@@ -138,9 +140,11 @@ def test_same_token_in_another_region_answers_an_arn_that_exists(cas):
 
 def test_create_survives_a_broker_outage_and_leaves_the_ca_for_the_sweeper(cas, queue, store):
     queue.down = True
+    before = wakeups_failed(CREATE_CA_KEY_TASK)
     arn = cas.create(ME, params())
     assert cas.describe(ME, arn)["Status"] == "CREATING"
     assert store.stale_pending_cas(older_than=T0) == [ca_id(arn)]
+    assert wakeups_failed(CREATE_CA_KEY_TASK) == before + 1  # counted for /metrics
 
 
 # The empty change asks for a security standard this service does not offer.
