@@ -2,7 +2,9 @@
 
 A CA is one JSON document in the record store. Its public part is exactly the ``CertificateAuthority``
 output shape; what callers must never see (the CSR, certificate, chain, tags, the state before
-deletion) sits under ``internal``.
+deletion) sits under ``internal``. Only this service reads and changes the document as such; what
+:meth:`Authorities.load` returns, and what every other reader works with, is the typed, read-only
+:class:`pcaq.ca.authority.Authority`.
 """
 
 from __future__ import annotations
