@@ -24,6 +24,7 @@ from flask import Blueprint, Response, request, send_file
 from pcaq.api import wire
 from pcaq.api.sigv4 import SigV4Verifier
 from pcaq.ca.audit_reports import object_path
+from pcaq.ca.authority import Authority
 from pcaq.errors import AuthenticationFailed, NotFound, Unavailable
 from pcaq.platform.credentials import Credentials
 from pcaq.platform.queue import Queue
@@ -131,10 +132,14 @@ def distribution_blueprint(
                 return _s3_error(403, "AccessDenied", exc.message, resource)
             parts = key.split("/")
             try:
-                doc = store.get_ca(parts[1]) if len(parts) == 3 and parts[0] == "audit-report" else None
+                ca = (
+                    Authority.read(store, parts[1])
+                    if len(parts) == 3 and parts[0] == "audit-report"
+                    else None
+                )
             except STORE_DOWN:
                 return _s3_error(503, "ServiceUnavailable", "Please reduce your request rate.", resource)
-            if doc is None or doc.get("OwnerAccount") != account:
+            if ca is None or ca.arn.account != account:  # the ARN names the owner's account
                 return _s3_error(403, "AccessDenied", "Access Denied", resource)
         if not path.is_file():
             return _s3_error(404, "NoSuchKey", "The specified key does not exist.", resource)

@@ -3,7 +3,8 @@
 Request counters live in this process (no Redis round trip on the request path). The API runs
 several processes, so with ``PROMETHEUS_MULTIPROC_DIR`` set (``pcaq up`` and docker-compose.yml
 set it) every process writes its counters to that folder and any of them answers a scrape with the
-sum; without it each process reports its own. Everything else is read from Redis at scrape time:
+sum; without it each process reports its own. Wake-up messages that could not be sent are counted
+the same way (``pcaq.platform.wakeups``). Everything else is read from Redis at scrape time:
 issuance outcomes and ARN -> ISSUED latency (written by the workers once per batch), the outbox, live
 workers, the broker queue, and CAs by state (cached for ``CA_CACHE_SECONDS``: they change rarely).
 """
@@ -28,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from pcaq.ca.authorities import (
+from pcaq.ca.authority import (
     ACTIVE,
     CREATING,
     DELETED,
@@ -36,8 +37,9 @@ from pcaq.ca.authorities import (
     EXPIRED,
     FAILED,
     PENDING_CERTIFICATE,
-    effective_status,
+    Authority,
 )
+from pcaq.platform import wakeups
 from pcaq.platform.settings import Settings
 from pcaq.records import STORE_DOWN, Store
 from pcaq.records.metrics import LATENCY_BUCKETS
@@ -155,7 +157,7 @@ class StoreCollector(Collector):
                 counts: dict[str, int] = {}
                 now = time.time()
                 for doc in self.store.ca_statuses(self.accounts):
-                    state = effective_status(doc, now)
+                    state = Authority.of(doc).effective_status(now)
                     counts[state] = counts.get(state, 0) + 1
                 self._ca_counts, self._ca_read_at = counts, time.monotonic()
             return self._ca_counts
@@ -165,6 +167,7 @@ def blueprint(settings: Settings, store: Store, accounts: Iterable[str]) -> Blue
     """The blueprint serving ``GET /metrics``; ``accounts`` are those whose CAs are counted."""
     if settings.metrics_dir is not None:
         settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+    wakeups.declare()  # counted where they fail, in this process (a broker outage is no time to write Redis)
     state = CollectorRegistry(auto_describe=False)
     state.register(StoreCollector(store, accounts))
     bp = Blueprint("metrics", __name__)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.ocsp import OCSPResponseStatus
 
 from pcaq.ca import audit_reports
+from pcaq.ca.authority import Authority
 from pcaq.platform.queue import AUDIT_REPORT_TASK, CRL_TASK, OCSP_TASK
 from pcaq.revocation import crl, ocsp
 from pcaq.revocation.revoke import all_authorities
@@ -34,15 +34,15 @@ def rebuild_crl(svc: Services, ca_id: str, reply: str | None = None) -> int | No
     number = None
     try:
         for _ in range(_ROUNDS):
-            doc = svc.store.get_ca(ca_id)
+            ca = Authority.read(svc.store, ca_id)
             now = svc.clock()
-            if doc is None or not crl.crl_wanted(doc, now):
+            if ca is None or not crl.crl_wanted(ca, now):
                 svc.store.crl_not_wanted(ca_id)
                 return None
             stored = svc.store.stored_crl(ca_id)
-            if crl.freshness(stored, doc, now) is crl.Freshness.FRESH:
+            if crl.freshness(stored, ca, now) is crl.Freshness.FRESH:
                 return None  # another rebuild already made it (a repeated message, a waiting reader)
-            outcome, number = _build_once(svc, ca_id, doc, stored, now)
+            outcome, number = _build_once(svc, ca, stored, now)
             if outcome == 2:
                 return number
         svc.queue.rebuild_crl(ca_id)  # revocations keep coming: let other work run in between
@@ -52,21 +52,21 @@ def rebuild_crl(svc: Services, ca_id: str, reply: str | None = None) -> int | No
             svc.store.push_reply(reply, b"done")
 
 
-def _build_once(svc: Services, ca_id: str, doc: dict, stored, now: float) -> tuple[int, int]:
+def _build_once(svc: Services, ca: Authority, stored, now: float) -> tuple[int, int]:
+    ca_id = ca.id
     covered = svc.store.revocations_counted(ca_id)  # before the set: the CRL covers at least this many
     listed, dropped = crl.split_expired(svc.store.revoked_entries(ca_id), stored.this_update or None)
-    ca_cert = x509.load_pem_x509_certificate(doc["internal"]["certificate_pem"].encode())
-    this_update, next_update = crl.validity_window(doc, now)
+    this_update, next_update = crl.validity_window(ca, now)
     number = svc.store.next_crl_number(ca_id)
     built = crl.build_crl(
-        ca_cert,
+        ca.certificate,
         svc.vault.get(ca_id),
-        doc["CertificateAuthorityConfiguration"]["SigningAlgorithm"],
+        ca.signing_algorithm,
         listed,
         number,
         this_update,
         next_update,
-        crl.partition_url(doc, ca_id, svc.settings.public_host),
+        crl.partition_url(ca, svc.settings.public_host),
     )
     outcome = svc.store.save_crl(
         ca_id,
@@ -75,7 +75,7 @@ def _build_once(svc: Services, ca_id: str, doc: dict, stored, now: float) -> tup
         this_update.timestamp(),
         next_update.timestamp(),
         covered,
-        crl.fingerprint(doc),
+        crl.fingerprint(ca),
         crl.refresh_time(this_update.timestamp(), next_update.timestamp()),
     )
     if outcome:
@@ -104,16 +104,16 @@ def sign_ocsp(svc: Services, ca_id: str, serial_hex: str, cert_id: list[str], re
 
 
 def _sign_answer(svc: Services, ca_id: str, serial_hex: str, cert_id: tuple[str, bytes, bytes]) -> bytes:
-    doc = svc.store.get_ca(ca_id)
-    if doc is None or not ocsp.ocsp_wanted(doc, svc.clock()):
+    ca = Authority.read(svc.store, ca_id)
+    if ca is None or not ocsp.ocsp_wanted(ca, svc.clock()):
         return ocsp.unsuccessful(OCSPResponseStatus.UNAUTHORIZED)
     answer = ocsp.answer_of(svc.store.certificate_state(ca_id, serial_hex))
     seconds = ocsp.lifetime(answer, svc.settings)
     this_update = datetime.fromtimestamp(int(svc.clock()), UTC)
     der = ocsp.build_response(
-        x509.load_pem_x509_certificate(doc["internal"]["certificate_pem"].encode()),
+        ca.certificate,
         svc.vault.get(ca_id),
-        doc["CertificateAuthorityConfiguration"]["SigningAlgorithm"],
+        ca.signing_algorithm,
         (*cert_id, int(serial_hex, 16)),
         answer,
         this_update,
@@ -142,11 +142,10 @@ def sweep_revocation(svc: Services) -> int:
     """Queue the revocation work that nothing else will ask for; returns how many items were queued."""
     now = svc.clock()
     due = set(svc.store.dirty_crls(now - svc.settings.crl_rebuild_delay)) | set(svc.store.crls_due(now))
-    for doc in all_authorities(svc.store, svc.settings):
-        ca_id = doc["Arn"].rsplit("/", 1)[1]
-        if ca_id not in due and crl.crl_wanted(doc, now):
-            if crl.freshness(svc.store.stored_crl(ca_id), doc, now) is not crl.Freshness.FRESH:
-                due.add(ca_id)  # CRLs just enabled, or a new CA certificate
+    for ca in all_authorities(svc.store, svc.settings):
+        if ca.id not in due and crl.crl_wanted(ca, now):
+            if crl.freshness(svc.store.stored_crl(ca.id), ca, now) is not crl.Freshness.FRESH:
+                due.add(ca.id)  # CRLs just enabled, or a new CA certificate
     for ca_id in sorted(due):
         svc.queue.rebuild_crl(ca_id)
     reports = svc.store.stale_audit_reports(now - svc.settings.stale_after)

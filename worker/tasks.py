@@ -20,12 +20,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pcaq.ca import audit_trail, revocation_config
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.authorities import CREATING
+from pcaq.ca.authority import Authority
 from pcaq.ca.issuance import ROOT_TEMPLATES, decode_request
 from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
@@ -74,61 +74,60 @@ def generate_ca_key(svc: Services, ca_id: str) -> None:
     log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
 
 
-# Issuer objects outlive a batch (each keeps its template layers): one is reused while the CA document
-# read for a batch still holds the same certificate and algorithms and the vault the same key.
+# Issuer objects outlive a batch (each keeps its template layers): one is reused while the CA read for
+# a batch still has the same certificate and algorithms and the vault the same key.
 _ISSUER_CACHE_SIZE = 64
 _issuer_cache: dict[tuple, certificates.Issuer] = {}
 
 
 class _Issuers:
-    """Issuer objects per CA for one batch (the CA document is read once per batch; ``docs`` may hold
-    documents already read for it, right after its claim)."""
+    """Issuer objects per CA for one batch (the CA is read once per batch; ``cas`` may hold the CAs
+    already read for it, right after its claim)."""
 
-    def __init__(self, svc: Services, docs: dict[str, dict | None] | None = None):
+    def __init__(self, svc: Services, cas: dict[str, Authority | None] | None = None):
         self.svc = svc
-        self.docs: dict[str, dict | None] = dict(docs or {})
-        self.cache: dict[tuple[str, bool], tuple[certificates.Issuer, dict]] = {}
+        self.cas: dict[str, Authority | None] = dict(cas or {})
+        self.cache: dict[tuple[str, bool], tuple[certificates.Issuer, Authority]] = {}
         self.urls: dict[str, tuple[str | None, str | None]] = {}
 
-    def doc(self, ca_id: str) -> dict | None:
-        """The CA's document as read once in this batch (None: the CA no longer exists)."""
-        if ca_id not in self.docs:
-            self.docs[ca_id] = self.svc.store.get_ca(ca_id)
-        return self.docs[ca_id]
+    def ca(self, ca_id: str) -> Authority | None:
+        """The CA as read once in this batch (None: the CA no longer exists)."""
+        if ca_id not in self.cas:
+            self.cas[ca_id] = Authority.read(self.svc.store, ca_id)
+        return self.cas[ca_id]
 
-    def get(self, ca_id: str, self_signed: bool) -> tuple[certificates.Issuer, dict]:
+    def get(self, ca_id: str, self_signed: bool) -> tuple[certificates.Issuer, Authority]:
         key = (ca_id, self_signed)
         if key not in self.cache:
-            doc = self.doc(ca_id)
-            if doc is None:
+            ca = self.ca(ca_id)
+            if ca is None:
                 raise PcaqError("The issuing certificate authority no longer exists.")
-            cert_pem = None if self_signed else doc["internal"].get("certificate_pem")
+            cert_pem = None if self_signed else ca.certificate_pem
             if not self_signed and cert_pem is None:
                 raise PcaqError("The issuing certificate authority has no certificate.")
-            config = doc["CertificateAuthorityConfiguration"]
             private_key = self.svc.vault.get(ca_id)
-            reuse = (ca_id, cert_pem, config["SigningAlgorithm"], config["KeyAlgorithm"])
+            reuse = (ca_id, cert_pem, ca.signing_algorithm, ca.key_algorithm)
             issuer = _issuer_cache.get(reuse)
             if issuer is None or issuer.private_key is not private_key:
                 issuer = certificates.Issuer(
-                    certificate=x509.load_pem_x509_certificate(cert_pem.encode()) if cert_pem else None,
+                    certificate=None if self_signed else ca.certificate,
                     private_key=private_key,
-                    signing_algorithm=config["SigningAlgorithm"],
-                    key_algorithm=config["KeyAlgorithm"],
+                    signing_algorithm=ca.signing_algorithm,
+                    key_algorithm=ca.key_algorithm,
                 )
                 if len(_issuer_cache) >= _ISSUER_CACHE_SIZE:
                     _issuer_cache.clear()
                 _issuer_cache[reuse] = issuer
-            self.cache[key] = (issuer, doc)
+            self.cache[key] = (issuer, ca)
         return self.cache[key]
 
-    def revocation_urls(self, ca_id: str, doc: dict) -> tuple[str | None, str | None]:
-        """The CDP and OCSP URLs the CA's certificates carry (from the document read in this batch)."""
-        urls = self.urls.get(ca_id)
+    def revocation_urls(self, ca: Authority) -> tuple[str | None, str | None]:
+        """The CDP and OCSP URLs the CA's certificates carry (from the CA as read in this batch)."""
+        urls = self.urls.get(ca.id)
         if urls is None:
-            rc, host = doc["RevocationConfiguration"], self.svc.settings.public_host
-            urls = self.urls[ca_id] = (
-                revocation_config.crl_url(rc, ca_id, host),
+            rc, host = ca.revocation_configuration, self.svc.settings.public_host
+            urls = self.urls[ca.id] = (
+                revocation_config.crl_url(rc, ca.id, host),
                 revocation_config.ocsp_url(rc, host),
             )
         return urls
@@ -137,8 +136,8 @@ class _Issuers:
 def _sign(svc: Services, issuers: _Issuers, member: str, req: dict) -> bytes:
     """The DER certificate for one decoded request; raises PcaqError when its content is refused."""
     ca_id, serial_hex = split_member(member)
-    issuer, doc = issuers.get(ca_id, req["tpl"] in ROOT_TEMPLATES)
-    crl_url, ocsp_url = issuers.revocation_urls(ca_id, doc)
+    issuer, ca = issuers.get(ca_id, req["tpl"] in ROOT_TEMPLATES)
+    crl_url, ocsp_url = issuers.revocation_urls(ca)
     request = certificates.IssueRequest(
         csr_der=req["csr"],
         signing_algorithm=req["alg"],
@@ -163,9 +162,9 @@ def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) ->
     return _commit(svc, owner, _sign_all(svc, claimed))
 
 
-def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, dict | None]]:
+def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, Authority | None]]:
     """A drain's next batch from its claim: the leased requests, once the key blocklist is refreshed,
-    with the CA documents they need (both read after the claim). A full claim that asked for a helper
+    with the CAs they need (both read after the claim). A full claim that asked for a helper
     drain sends its message here."""
     claimed = _claimed(claim.result())
     if claimed.urgent:  # an API process waits on these: before the batch
@@ -178,7 +177,9 @@ def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, dict
     if not claimed:
         return claimed, {}
     _refresh_blocklist(svc)
-    return claimed, {ca_id: svc.store.get_ca(ca_id) for ca_id in {split_member(m)[0] for m, _ in claimed}}
+    return claimed, {
+        ca_id: Authority.read(svc.store, ca_id) for ca_id in {split_member(m)[0] for m, _ in claimed}
+    }
 
 
 def _refresh_blocklist(svc: Services) -> None:
@@ -190,13 +191,13 @@ def _refresh_blocklist(svc: Services) -> None:
 def _sign_all(
     svc: Services,
     claimed: list[tuple[str, bytes]],
-    docs: dict[str, dict | None] | None = None,
+    cas: dict[str, Authority | None] | None = None,
     between: Callable[[], None] | None = None,
 ) -> tuple[list[Result], BatchReport]:
     """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`
-    (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`; ``docs``:
-    CA documents read since then; ``between``: called after each signature, see worker/urgent.py)."""
-    issuers = _Issuers(svc, docs)
+    (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`; ``cas``:
+    the CAs read since then; ``between``: called after each signature, see worker/urgent.py)."""
+    issuers = _Issuers(svc, cas)
     outcomes: list[tuple[str, bool, bytes]] = []
     report = BatchReport()
     for member, raw in claimed:
@@ -215,12 +216,12 @@ def _sign_all(
     results = []
     for member, issued, payload in outcomes:
         ca_id, serial_hex = split_member(member)
-        doc = issuers.doc(ca_id)
+        ca = issuers.ca(ca_id)
         audit = (
             None  # a CA that no longer exists has no trail to append to
-            if doc is None
+            if ca is None
             else audit_trail.signing_fields(
-                doc["Arn"], serial_hex, issued, payload, report.request_id(member), now
+                ca.arn, serial_hex, issued, payload, report.request_id(member), now
             )
         )
         results.append(Result(member, issued, payload, report.reason(member), audit))

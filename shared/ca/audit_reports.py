@@ -26,10 +26,13 @@ from cryptography import x509
 
 from pcaq.ca.arns import CaArn, parse_ca_arn
 from pcaq.ca.audit_trail import AuditTrail
-from pcaq.ca.authorities import ACTIVE, DISABLED, EXPIRED, Authorities, effective_status
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.authority import ACTIVE, DISABLED, EXPIRED, Authority
 from pcaq.errors import InProgress, InvalidArgument, InvalidState, NotFound
 from pcaq.pki import profiles
+from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
+from pcaq.platform.queue import AUDIT_REPORT_TASK
 from pcaq.records import Store
 from pcaq.records.reports import IssuedRecord
 
@@ -122,11 +125,11 @@ def issued_templates(store: Store, ca_arn: str, partition: str) -> dict[str, str
 def write_report(store: Store, root: Path, ca_id: str, report_id: str) -> Path:
     """Write the report file (atomically: a temporary file renamed into place); returns its path."""
     record = store.get_audit_report(ca_id, report_id)
-    doc = store.get_ca(ca_id)
-    if record is None or doc is None:
+    ca = Authority.read(store, ca_id)
+    if record is None or ca is None:
         raise FileNotFoundError(f"audit report {report_id} of {ca_id} or its CA is gone")
-    ca_arn = parse_ca_arn(doc["Arn"])
-    templates = issued_templates(store, doc["Arn"], ca_arn.partition)
+    ca_arn = ca.arn
+    templates = issued_templates(store, str(ca_arn), ca_arn.partition)
     rows = (
         report_row(ca_arn, issued, templates.get(ca_arn.certificate(issued.serial_hex)))
         for issued in store.issued_certificates(ca_id)
@@ -174,15 +177,16 @@ class AuditReports:
 
     def create(self, caller: Caller, ca_arn: str, bucket: str, response_format: str) -> tuple[str, str]:
         """Accept a report request: ``(AuditReportId, S3Key)``; a worker writes the file."""
-        doc = self.authorities.load(caller, ca_arn)
+        parsed = parse_ca_arn(ca_arn)
+        ca = self.authorities.load(caller, parsed)
         store = self.authorities.store
-        status = effective_status(doc, store.clock())
+        status = ca.effective_status(store.clock())
         if status not in (ACTIVE, DISABLED, EXPIRED):
             raise InvalidState(f"The certificate authority is {status}; it has no certificates to report on.")
         if response_format not in FORMATS:
             raise InvalidArgument("AuditReportResponseFormat must be JSON or CSV.")
         check_bucket(bucket)
-        ca_id = parse_ca_arn(ca_arn).ca_id
+        ca_id = parsed.ca_id
         report_id = str(uuid.uuid4())
         key = report_key(ca_id, report_id, response_format)
         interval = self.authorities.settings.audit_report_interval
@@ -193,16 +197,15 @@ class AuditReports:
                 f"An audit report of this certificate authority was made in the last {interval // 60} "
                 "minutes; one report per CA is allowed in that time."
             )
-        try:
-            self.authorities.queue.audit_report(ca_id, report_id)
-        except Exception:  # noqa: BLE001 - the report is pending; the sweeper queues it again
-            pass
+        # The report is pending: if its message is not sent, the sweeper queues it again.
+        wakeups.wake(AUDIT_REPORT_TASK, self.authorities.queue.audit_report, ca_id, report_id)
         return report_id, key
 
     def describe(self, caller: Caller, ca_arn: str, report_id: str) -> dict:
         """The DescribeCertificateAuthorityAuditReport output."""
-        self.authorities.load(caller, ca_arn)
-        record = self.authorities.store.get_audit_report(parse_ca_arn(ca_arn).ca_id, report_id)
+        parsed = parse_ca_arn(ca_arn)
+        self.authorities.load(caller, parsed)
+        record = self.authorities.store.get_audit_report(parsed.ca_id, report_id)
         if record is None:
             raise NotFound(f"Could not find audit report {report_id} of {ca_arn}.")
         return {

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pcaq.ca.arns import parse_ca_arn
+from pcaq.ca.arns import CaArn, parse_ca_arn
 from pcaq.errors import PcaqError
 from pcaq.platform.identity import Caller
 from pcaq.records.audit_trail import CERTIFICATE_FAILED, CERTIFICATE_ISSUED, WORKER
@@ -131,16 +131,15 @@ def issue_fields(caller: Caller, request_id: str, params: dict, certificate_arn:
 
 
 def signing_fields(
-    ca_arn: str, serial_hex: str, issued: bool, payload: bytes, request_id: str, now: float
+    ca_arn: CaArn, serial_hex: str, issued: bool, payload: bytes, request_id: str, now: float
 ) -> dict:
     """The audit entry of one signing outcome (the certificate, or the refusal in ``payload``), for the
     commit to append if, and only if, that outcome is the one written (``Store.commit``)."""
-    details = {"CertificateArn": f"{ca_arn}/certificate/{serial_hex}"}
+    details = {"CertificateArn": ca_arn.certificate(serial_hex)}
     if not issued:
         details["Reason"] = _short(payload.decode("utf-8", "replace"))
     event = CERTIFICATE_ISSUED if issued else CERTIFICATE_FAILED
-    account = parse_ca_arn(ca_arn).account
-    return _fields(event, WORKER, account, request_id or "-", ca_arn, details, now)
+    return _fields(event, WORKER, ca_arn.account, request_id or "-", str(ca_arn), details, now)
 
 
 class AuditTrail:

@@ -2,7 +2,9 @@
 
 A CA is one JSON document in the record store. Its public part is exactly the ``CertificateAuthority``
 output shape; what callers must never see (the CSR, certificate, chain, tags, the state before
-deletion) sits under ``internal``.
+deletion) sits under ``internal``. Only this service reads and changes the document as such; what
+:meth:`Authorities.load` returns, and what every other reader works with, is the typed, read-only
+:class:`pcaq.ca.authority.Authority`.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ from time import monotonic
 
 from pcaq.ca import revocation_config, tags
 from pcaq.ca.arns import CaArn, new_ca_arn, parse_ca_arn
+from pcaq.ca.authority import (
+    ACTIVE,
+    CREATING,
+    DELETED,
+    DISABLED,
+    FAILED,
+    PENDING_CERTIFICATE,
+    Authority,
+    seen_status,
+)
 from pcaq.errors import InProgress, InvalidArgument, InvalidNextToken, InvalidState, NotFound, RequestFailed
+from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
-from pcaq.platform.queue import Queue
+from pcaq.platform.queue import CREATE_CA_KEY_TASK, Queue
 from pcaq.platform.settings import Settings
 from pcaq.records import Store
-
-CREATING = "CREATING"
-PENDING_CERTIFICATE = "PENDING_CERTIFICATE"
-ACTIVE = "ACTIVE"
-DISABLED = "DISABLED"
-DELETED = "DELETED"
-EXPIRED = "EXPIRED"
-FAILED = "FAILED"
 
 MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100
 _MAX_PAGE_OFFSET = 10**9  # far past any real list; a larger offset would overflow Redis's ZRANGE (a 500)
@@ -38,12 +43,8 @@ def _now() -> float:
 
 
 def effective_status(doc: dict, now: float | None = None) -> str:
-    """The status callers see: an ACTIVE or DISABLED CA past its Not After reads EXPIRED."""
-    status = doc["Status"]
-    not_after = doc.get("NotAfter")
-    if status in (ACTIVE, DISABLED) and not_after and not_after < (now or time.time()):
-        return EXPIRED
-    return status
+    """The status callers see of a stored CA document (see :meth:`Authority.effective_status`)."""
+    return seen_status(doc["Status"], doc.get("NotAfter"), now or time.time())
 
 
 def public_view(doc: dict) -> dict:
@@ -79,40 +80,39 @@ class Authorities:
     store: Store
     queue: Queue
     settings: Settings
-    _cache: dict[str, tuple[dict, float]] = field(default_factory=dict, repr=False)
+    _cache: dict[str, tuple[Authority, float]] = field(default_factory=dict, repr=False)
 
     # -- lookup -----------------------------------------------------------------------------------
 
-    def load(self, caller: Caller, arn: str, max_age: float = 0.0) -> dict:
-        """The CA document named by ``arn`` if the caller's account owns it, else NotFound.
+    def load(self, caller: Caller, arn: CaArn, max_age: float = 0.0) -> Authority:
+        """The CA named by ``arn`` if the caller's account owns it, else NotFound.
 
-        With ``max_age`` > 0 a copy read by this process at most that many seconds ago may answer
+        With ``max_age`` > 0 a view read by this process at most that many seconds ago may answer
         (the hot paths: IssueCertificate checks its copy's version when it submits, see
-        ``Store.submit_certificate``). Callers must not change the returned document.
+        ``Store.submit_certificate``).
         """
-        parsed = parse_ca_arn(arn)
-        if parsed.account != caller.account:
+        if arn.account != caller.account:
             raise NotFound(f"Could not find certificate authority {arn}.")
-        cached = self._cache.get(parsed.ca_id) if max_age > 0 else None
+        cached = self._cache.get(arn.ca_id) if max_age > 0 else None
         if cached is not None and monotonic() - cached[1] <= max_age:
-            doc = cached[0]
+            ca: Authority | None = cached[0]
         else:
-            doc = self.store.get_ca(parsed.ca_id)
-            if doc is not None:
+            ca = Authority.read(self.store, arn.ca_id)
+            if ca is not None:
                 if len(self._cache) >= 10_000:
                     self._cache.clear()  # bounded; refilled on demand
-                self._cache[parsed.ca_id] = (doc, monotonic())
-        if doc is None or doc["Arn"] != arn:
+                self._cache[arn.ca_id] = (ca, monotonic())
+        if ca is None or ca.arn != arn:
             raise NotFound(f"Could not find certificate authority {arn}.")
-        if doc["Status"] == DELETED and doc.get("RestorableUntil", 0) < time.time():
+        if ca.status == DELETED and (ca.restorable_until or 0) < time.time():
             # Past its restoration window a deleted CA is gone for good.
-            self.store.remove_ca(parsed.ca_id, parsed.account)
+            self.store.remove_ca(arn.ca_id, arn.account)
             raise NotFound(f"Could not find certificate authority {arn}.")
-        return doc
+        return ca
 
-    def _update(self, caller: Caller, arn: str, change) -> dict:
+    def _update(self, caller: Caller, arn: CaArn, change) -> dict:
         self.load(caller, arn)  # ownership and existence
-        return self.store.update_ca(parse_ca_arn(arn).ca_id, change)
+        return self.store.update_ca(arn.ca_id, change)
 
     # -- create, describe, list -------------------------------------------------------------------
 
@@ -154,16 +154,13 @@ class Authorities:
         # region would answer with an ARN (that region, the first CA's id) naming no CA.
         scoped_token = f"{caller.region}/{token}" if token else None
         ca_id, created = self.store.create_ca(arn.ca_id, doc, caller.account, scoped_token)
-        if created:
-            try:
-                self.queue.create_ca_key(ca_id)
-            except Exception:  # noqa: BLE001 - the sweeper re-queues CAs stuck in CREATING
-                pass
+        if created:  # if the message is not sent, the sweeper re-queues CAs stuck in CREATING
+            wakeups.wake(CREATE_CA_KEY_TASK, self.queue.create_ca_key, ca_id)
         return str(CaArn(arn.partition, arn.region, arn.account, ca_id))
 
     def describe(self, caller: Caller, arn: str) -> dict:
         """The CertificateAuthority structure."""
-        return public_view(self.load(caller, arn))
+        return self.load(caller, parse_ca_arn(arn)).described(time.time())
 
     def list(self, caller: Caller, max_results: int | None, next_token: str | None, owner: str | None):
         """A page of the caller's CAs and the token of the next page (or None)."""
@@ -211,38 +208,35 @@ class Authorities:
 
     def csr(self, caller: Caller, arn: str) -> str:
         """The CA's CSR (PEM); RequestInProgress while the key is being made."""
-        doc = self.load(caller, arn)
-        status = doc["Status"]
-        if status == CREATING:
+        ca = self.load(caller, parse_ca_arn(arn))
+        if ca.status == CREATING:
             raise InProgress("The certificate authority's key and CSR are still being created.")
-        if status == FAILED:
+        if ca.status == FAILED:
             raise RequestFailed("The certificate authority could not be created; delete it.")
-        if status == DELETED:
+        if ca.status == DELETED:
             raise InvalidState(f"The certificate authority {arn} is deleted.")
-        return doc["internal"]["csr_pem"]
+        return ca.csr_pem
 
     def certificate(self, caller: Caller, arn: str) -> tuple[str, str | None]:
         """The CA certificate (PEM) and the chain above it (PEM, None for a root)."""
-        doc = self.load(caller, arn)
-        if doc["Status"] == DELETED or "certificate_pem" not in doc["internal"]:
+        ca = self.load(caller, parse_ca_arn(arn))
+        if ca.status == DELETED or ca.certificate_pem is None:
             raise InvalidState(
-                f"The certificate authority {arn} is in status {effective_status(doc)} and has no certificate."
+                f"The certificate authority {arn} is in status {ca.effective_status(time.time())} and has no certificate."
             )
-        return doc["internal"]["certificate_pem"], doc["internal"].get("chain_pem")
+        return ca.certificate_pem, ca.chain_pem
 
     def import_certificate(self, caller: Caller, arn: str, certificate: bytes, chain: bytes | None) -> None:
         """Install the CA certificate; the CA becomes ACTIVE unless it was DISABLED."""
         from pcaq.pki import ca_certificates
 
-        doc = self.load(caller, arn)
-        status = doc["Status"]
-        if status == CREATING:
+        ca_arn = parse_ca_arn(arn)
+        ca = self.load(caller, ca_arn)
+        if ca.status == CREATING:
             raise InProgress("The certificate authority's key and CSR are still being created.")
-        if status in (DELETED, FAILED):
-            raise InvalidState(f"A certificate cannot be imported into a CA in status {status}.")
-        cert, chain_certs = ca_certificates.validate_import(
-            doc["Type"], doc["internal"]["public_key_pem"], certificate, chain
-        )
+        if ca.status in (DELETED, FAILED):
+            raise InvalidState(f"A certificate cannot be imported into a CA in status {ca.status}.")
+        cert, chain_certs = ca_certificates.validate_import(ca.type, ca.public_key_pem, certificate, chain)
         cert_pem = ca_certificates.certificate_pem(cert)
         chain_pem = ca_certificates.chain_pem(chain_certs) if chain_certs else None
 
@@ -263,7 +257,7 @@ class Authorities:
                 doc["internal"].pop("chain_pem", None)
             return doc
 
-        self._update(caller, arn, change)
+        self._update(caller, ca_arn, change)
 
     # -- update, delete, restore -------------------------------------------------------------------
 
@@ -286,14 +280,13 @@ class Authorities:
                 doc["RevocationConfiguration"] = normalised
             return doc
 
-        self._update(caller, arn, change)
+        self._update(caller, parse_ca_arn(arn), change)
 
     def delete(self, caller: Caller, arn: str, days: int | None) -> None:
         """Delete a CA: refused while ACTIVE; restorable for 7 to 30 days unless CREATING or FAILED."""
-        doc = self.load(caller, arn)
-        if doc["Status"] in (CREATING, FAILED):
-            parsed = parse_ca_arn(arn)
-            self.store.remove_ca(parsed.ca_id, parsed.account)
+        ca_arn = parse_ca_arn(arn)
+        if self.load(caller, ca_arn).status in (CREATING, FAILED):
+            self.store.remove_ca(ca_arn.ca_id, ca_arn.account)
             return
         window = days or 30
 
@@ -308,7 +301,7 @@ class Authorities:
             doc.update(Status=DELETED, LastStateChangeAt=now, RestorableUntil=now + window * 86400)
             return doc
 
-        self._update(caller, arn, change)
+        self._update(caller, ca_arn, change)
 
     def restore(self, caller: Caller, arn: str) -> None:
         """Bring a DELETED CA back to the status it had before deletion."""
@@ -323,7 +316,7 @@ class Authorities:
             doc["LastStateChangeAt"] = _now()
             return doc
 
-        self._update(caller, arn, change)
+        self._update(caller, parse_ca_arn(arn), change)
 
     # -- tags -------------------------------------------------------------------------------------
 
@@ -339,7 +332,7 @@ class Authorities:
             doc["internal"]["tags"] = tags.add(doc["internal"].get("tags", []), new)
             return doc
 
-        self._update(caller, arn, change)
+        self._update(caller, parse_ca_arn(arn), change)
 
     def untag(self, caller: Caller, arn: str, gone: list[dict]) -> None:
         """Remove tags."""
@@ -349,11 +342,11 @@ class Authorities:
             doc["internal"]["tags"] = tags.remove(doc["internal"].get("tags", []), gone)
             return doc
 
-        self._update(caller, arn, change)
+        self._update(caller, parse_ca_arn(arn), change)
 
     def list_tags(self, caller: Caller, arn: str, max_results: int | None, next_token: str | None):
         """A page of the CA's tags and the next token (or None)."""
-        all_tags = self.load(caller, arn)["internal"].get("tags", [])
+        all_tags = list(self.load(caller, parse_ca_arn(arn)).tags)
         offset = decode_page_token(next_token)
         size = max_results or 50
         nxt = encode_page_token(offset + size) if offset + size < len(all_tags) else None

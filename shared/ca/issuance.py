@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives import serialization
 
 from pcaq.ca import audit_trail
-from pcaq.ca.arns import parse_ca_arn, parse_certificate_arn, parse_template_arn
-from pcaq.ca.authorities import ACTIVE, PENDING_CERTIFICATE, Authorities, effective_status
+from pcaq.ca.arns import CaArn, parse_ca_arn, parse_certificate_arn, parse_template_arn
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.authority import ACTIVE, PENDING_CERTIFICATE, Authority
 from pcaq.errors import (
     ConcurrentModification,
     InProgress,
@@ -27,8 +28,9 @@ from pcaq.errors import (
     RequestFailed,
 )
 from pcaq.pki import certificates, keys, profiles, validity
+from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
-from pcaq.platform.queue import Queue
+from pcaq.platform.queue import DRAIN_TASK, Queue
 from pcaq.records import Store
 from pcaq.records.requests import CaChanged
 
@@ -95,48 +97,41 @@ class Issuance:
 
         The request's audit entry is written by the same atomic step as its record.
         """
-        ca_arn = params["CertificateAuthorityArn"]
         template = parse_template_arn(params["TemplateArn"]) if params.get("TemplateArn") else None
         template = template or profiles.DEFAULT_TEMPLATE
         profile = profiles.get_profile(template)
         csr = certificates.parse_csr(params["Csr"])
         csr_der = csr.public_bytes(serialization.Encoding.DER)
-        ca_id = parse_ca_arn(ca_arn).ca_id
+        ca_arn = parse_ca_arn(params["CertificateAuthorityArn"])
         token = params.get("IdempotencyToken")
         # The checks run on this process's copy of the CA document; the submit refuses if the
         # document changed since (CaChanged), and the checks run again on a fresh copy.
         for fresh in (False, True, True):
-            doc = self.authorities.load(caller, ca_arn, max_age=0.0 if fresh else float("inf"))
+            ca = self.authorities.load(caller, ca_arn, max_age=0.0 if fresh else float("inf"))
             try:
-                request = self._checked_request(doc, template, profile, csr, csr_der, params, request_id)
+                request = self._checked_request(ca, template, profile, csr, csr_der, params, request_id)
             except PcaqError:
                 if fresh:
                     raise
                 continue  # a refusal based on a cached copy is confirmed on a fresh one
             try:
-                submission = self._submit(
-                    ca_id, caller, request, token, doc["internal"]["version"], params, request_id
-                )
+                submission = self._submit(ca_arn, caller, request, token, ca.version, params, request_id)
                 break
             except CaChanged:
                 continue
         else:
             raise ConcurrentModification("The certificate authority is changing; retry.")
-        if submission.kicked:
-            try:
-                self.queue.drain()
-            except Exception:  # noqa: BLE001 - the record is in the outbox; the sweeper asks for a drain
-                pass
-        return f"{ca_arn}/certificate/{submission.serial_hex}"
+        if submission.kicked:  # the record is in the outbox: if the drain is not asked for, the sweeper asks
+            wakeups.wake(DRAIN_TASK, self.queue.drain)
+        return ca_arn.certificate(submission.serial_hex)
 
     def _checked_request(
-        self, doc: dict, template: str, profile, csr, csr_der: bytes, params: dict, request_id: str
+        self, ca: Authority, template: str, profile, csr, csr_der: bytes, params: dict, request_id: str
     ) -> bytes:
-        """The cheap checks of IssueCertificate against one CA document; the encoded request."""
-        status = effective_status(doc)
-        config = doc["CertificateAuthorityConfiguration"]
+        """The cheap checks of IssueCertificate against one read of the CA; the encoded request."""
+        status = ca.effective_status()
         if template in ROOT_TEMPLATES:
-            if doc["Type"] != "ROOT":
+            if not ca.is_root:
                 raise InvalidArgument(
                     f"The template {template} can only be used by a ROOT certificate authority."
                 )
@@ -144,30 +139,28 @@ class Issuance:
                 raise InvalidState(
                     "The certificate authority is not in a valid state for issuing certificates."
                 )
-            if _spki(csr.public_key()) != _spki(keys.load_public_key_pem(doc["internal"]["public_key_pem"])):
+            if _spki(csr.public_key()) != self._spki_of(ca):
                 raise InvalidArgument(
                     f"The template {template} signs only the certificate authority's own CSR."
                 )
         elif status != ACTIVE:
             raise InvalidState("The certificate authority is not in a valid state for issuing certificates.")
-        keys.check_signing_algorithm(config["KeyAlgorithm"], params["SigningAlgorithm"])
+        keys.check_signing_algorithm(ca.key_algorithm, params["SigningAlgorithm"])
         now = datetime.now(UTC).replace(microsecond=0)
-        ca_not_after, ca_not_before = (
-            (None, None) if profile.is_root else (doc.get("NotAfter"), doc.get("NotBefore"))
-        )
+        ca_not_after, ca_not_before = (None, None) if profile.is_root else (ca.not_after, ca.not_before)
         not_before, not_after = validity.compute_window(
             params["Validity"],
             params.get("ValidityNotBefore"),
             now,
             datetime.fromtimestamp(ca_not_after, UTC) if ca_not_after else None,
             datetime.fromtimestamp(ca_not_before, UTC) if ca_not_before else None,
-            doc.get("UsageMode") == "SHORT_LIVED_CERTIFICATE",
+            ca.usage_mode == "SHORT_LIVED_CERTIFICATE",
         )
         return encode_request(csr_der, params, template, not_before, not_after, request_id)
 
     def _submit(
         self,
-        ca_id: str,
+        ca_arn: CaArn,
         caller: Caller,
         request: bytes,
         token: str | None,
@@ -177,19 +170,20 @@ class Issuance:
     ):
         while True:  # a serial collision (2^-64 odds per request) just draws again
             serial_hex = format(new_serial(), "x")
-            arn = f"{params['CertificateAuthorityArn']}/certificate/{serial_hex}"
+            arn = ca_arn.certificate(serial_hex)
             audit = audit_trail.issue_fields(caller, request_id, params, arn, self.store.clock())
             submission = self.store.submit_certificate(
-                ca_id, caller.account, serial_hex, request, token, str(version), audit
+                ca_arn.ca_id, caller.account, serial_hex, request, token, str(version), audit
             )
             if submission is not None:
                 return submission
 
     def get(self, caller: Caller, ca_arn: str, certificate_arn: str) -> tuple[str, str | None]:
         """The issued certificate (PEM) and its chain (PEM, None for a root's own certificate)."""
-        doc = self.authorities.load(caller, ca_arn, max_age=2.0)  # polled hard: a 2 s old copy will do
+        parsed = parse_ca_arn(ca_arn)
+        ca = self.authorities.load(caller, parsed, max_age=2.0)  # polled hard: a 2 s old copy will do
         cert_ca, serial_hex = parse_certificate_arn(certificate_arn)
-        if str(cert_ca) != ca_arn:
+        if cert_ca != parsed:
             raise NotFound(f"Could not find certificate {certificate_arn} issued by {ca_arn}.")
         record = self.store.get_certificate(cert_ca.ca_id, serial_hex)
         if record is None:
@@ -199,19 +193,18 @@ class Issuance:
         if record.status == "FAILED":
             raise RequestFailed(f"The certificate could not be issued: {record.failure}")
         pem = certificates.der_to_pem(record.certificate_der)
-        if doc["Type"] == "ROOT" and self._spki_of(doc) in record.certificate_der:
+        if ca.is_root and self._spki_of(ca) in record.certificate_der:
             return pem, None  # a root's own certificate (it carries the CA's key) has no chain above it
-        if doc["internal"].get("certificate_pem") is None:
+        if ca.certificate_pem is None:
             # A copy read before the CA's certificate was imported (up to 2 s old): the CA has
             # signed this one since, so the fresh document has the certificate for its chain.
-            doc = self.authorities.load(caller, ca_arn)
-        ca_cert_pem = doc["internal"].get("certificate_pem")
-        if ca_cert_pem is None:
+            ca = self.authorities.load(caller, parsed)
+        if ca.certificate_pem is None:
             return pem, None
-        return pem, ca_cert_pem + (doc["internal"].get("chain_pem") or "")
+        return pem, ca.certificate_pem + (ca.chain_pem or "")
 
-    def _spki_of(self, doc: dict) -> bytes:
-        pem = doc["internal"]["public_key_pem"]
+    def _spki_of(self, ca: Authority) -> bytes:
+        pem = ca.public_key_pem
         spki = self._spki_cache.get(pem)
         if spki is None:
             if len(self._spki_cache) > 10_000:

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 
 from pcaq.ca.arns import parse_ca_arn
-from pcaq.ca.authorities import DELETED, FAILED, Authorities, decode_page_token, encode_page_token
+from pcaq.ca.authorities import Authorities, decode_page_token, encode_page_token
+from pcaq.ca.authority import DELETED, FAILED
 from pcaq.errors import InvalidArgument, InvalidPolicy, InvalidState, NotFound, PermissionAlreadyExists
 from pcaq.platform.identity import Caller
 
@@ -62,10 +63,10 @@ class Permissions:
     authorities: Authorities
 
     def _usable(self, caller: Caller, arn: str) -> str:
-        doc = self.authorities.load(caller, arn)
-        if doc["Status"] in (DELETED, FAILED):
-            raise InvalidState(f"The certificate authority is {doc['Status']}.")
-        return parse_ca_arn(arn).ca_id
+        ca = self.authorities.load(caller, parse_ca_arn(arn))
+        if ca.status in (DELETED, FAILED):
+            raise InvalidState(f"The certificate authority is {ca.status}.")
+        return ca.id
 
     def create(
         self, caller: Caller, arn: str, principal: str, actions: list[str], source: str | None

@@ -22,10 +22,11 @@ from enum import Enum
 from cryptography import x509
 
 from pcaq.ca import revocation_config
-from pcaq.ca.authorities import ACTIVE, DISABLED, effective_status
+from pcaq.ca.authority import ACTIVE, DISABLED, Authority
 from pcaq.errors import NotFound, Unavailable
 from pcaq.pki import keys
-from pcaq.platform.queue import Queue
+from pcaq.platform import wakeups
+from pcaq.platform.queue import CRL_TASK, Queue
 from pcaq.platform.settings import Settings
 from pcaq.records import Store
 from pcaq.records.revocations import RevokedEntry, StoredCrl
@@ -41,39 +42,32 @@ class Freshness(Enum):
     STALE = "stale"  # missing, expired, or lacking revocations or configuration: rebuild before serving
 
 
-def crl_config(doc: dict) -> dict:
-    """The CA's CrlConfiguration (``{"Enabled": False}`` when none)."""
-    return doc.get("RevocationConfiguration", {}).get("CrlConfiguration") or {"Enabled": False}
-
-
-def crl_wanted(doc: dict, now: float) -> bool:
+def crl_wanted(ca: Authority, now: float) -> bool:
     """True if the CA must publish a CRL now: CRLs enabled, a CA certificate, ACTIVE or DISABLED."""
     return (
-        bool(crl_config(doc).get("Enabled"))
-        and "certificate_pem" in doc.get("internal", {})
-        and effective_status(doc, now) in (ACTIVE, DISABLED)
+        ca.crl_enabled and ca.certificate_pem is not None and ca.effective_status(now) in (ACTIVE, DISABLED)
     )
 
 
-def fingerprint(doc: dict) -> str:
+def fingerprint(ca: Authority) -> str:
     """What a CRL depends on besides revocations: the CRL settings and the CA certificate."""
-    config = crl_config(doc)
+    config = ca.crl_configuration
     relevant = {
         "days": config.get("ExpirationInDays", 7),
         "type": config.get("CrlType", "COMPLETE"),
         "cname": config.get("CustomCname", ""),
         "omit": config.get("CrlDistributionPointExtensionConfiguration", {}).get("OmitExtension", False),
-        "ca": hashlib.sha256(doc.get("internal", {}).get("certificate_pem", "").encode()).hexdigest()[:16],
-        "alg": doc["CertificateAuthorityConfiguration"]["SigningAlgorithm"],
+        "ca": hashlib.sha256((ca.certificate_pem or "").encode()).hexdigest()[:16],
+        "alg": ca.signing_algorithm,
     }
     return json.dumps(relevant, sort_keys=True, separators=(",", ":"))
 
 
-def freshness(stored: StoredCrl, doc: dict, now: float) -> Freshness:
+def freshness(stored: StoredCrl, ca: Authority, now: float) -> Freshness:
     """Whether the stored CRL can be served as it is."""
     if stored.der is None or stored.next_update <= now or stored.built < stored.want:
         return Freshness.STALE
-    if stored.config != fingerprint(doc):
+    if stored.config != fingerprint(ca):
         return Freshness.STALE
     if now >= refresh_time(stored.this_update, stored.next_update):
         return Freshness.AGING
@@ -85,10 +79,10 @@ def refresh_time(this_update: float, next_update: float) -> float:
     return this_update + (next_update - this_update) / 2
 
 
-def validity_window(doc: dict, now: float) -> tuple[datetime, datetime]:
+def validity_window(ca: Authority, now: float) -> tuple[datetime, datetime]:
     """This Update (now, whole seconds) and Next Update (``ExpirationInDays`` later)."""
     this_update = datetime.fromtimestamp(int(now), UTC)
-    return this_update, this_update + timedelta(days=int(crl_config(doc).get("ExpirationInDays", 7)))
+    return this_update, this_update + timedelta(days=int(ca.crl_configuration.get("ExpirationInDays", 7)))
 
 
 def split_expired(
@@ -158,11 +152,11 @@ def build_crl(
     return builder.sign(private_key, **keys.sign_kwargs(signing_algorithm))
 
 
-def partition_url(doc: dict, ca_id: str, public_host: str) -> str | None:
+def partition_url(ca: Authority, public_host: str) -> str | None:
     """The URL a PARTITIONED CRL names in its Issuing Distribution Point (None for COMPLETE)."""
-    if crl_config(doc).get("CrlType") != "PARTITIONED":
+    if ca.crl_configuration.get("CrlType") != "PARTITIONED":
         return None
-    return revocation_config.crl_url(doc["RevocationConfiguration"], ca_id, public_host)
+    return revocation_config.crl_url(ca.revocation_configuration, ca.id, public_host)
 
 
 @dataclass
@@ -176,14 +170,14 @@ class CrlPublisher:
     def current(self, ca_id: str) -> bytes:
         """The DER CRL to serve. NotFound if the CA publishes none; Unavailable if one is due but no
         worker built it within ``responder_wait_ms``."""
-        doc = self.store.get_ca(ca_id)
+        ca = Authority.read(self.store, ca_id)
         stored = self.store.stored_crl(ca_id)
         now = self.store.clock()
-        if doc is None or not crl_wanted(doc, now):
+        if ca is None or not crl_wanted(ca, now):
             if stored.der is None:
                 raise NotFound(f"The certificate authority {ca_id} publishes no CRL.")
             return stored.der  # CRLs were switched off (or the CA stopped): its last CRL stays up
-        state = freshness(stored, doc, now)
+        state = freshness(stored, ca, now)
         if state is Freshness.FRESH:
             return stored.der
         if state is Freshness.AGING:
@@ -202,7 +196,4 @@ class CrlPublisher:
 
     def _ask(self, ca_id: str) -> None:
         if self.store.request_crl_rebuild(ca_id, self.settings.crl_rebuild_delay * 1000):
-            try:
-                self.queue.rebuild_crl(ca_id)
-            except Exception:  # noqa: BLE001 - the sweeper refreshes aging CRLs too
-                pass
+            wakeups.wake(CRL_TASK, self.queue.rebuild_crl, ca_id)  # else the sweeper refreshes aging CRLs

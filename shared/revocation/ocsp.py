@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, rsa
 from cryptography.x509 import ocsp
 
-from pcaq.ca.authorities import ACTIVE, DISABLED, effective_status
+from pcaq.ca.authority import ACTIVE, DISABLED, Authority
 from pcaq.pki import keys
 from pcaq.platform.queue import Queue
 from pcaq.platform.settings import Settings
@@ -159,13 +159,10 @@ def build_response(
     return response.public_bytes(serialization.Encoding.DER)
 
 
-def ocsp_wanted(doc: dict, now: float) -> bool:
+def ocsp_wanted(ca: Authority, now: float) -> bool:
     """True if this service answers for the CA: OCSP enabled, a CA certificate, ACTIVE or DISABLED."""
-    enabled = doc.get("RevocationConfiguration", {}).get("OcspConfiguration", {}).get("Enabled")
     return (
-        bool(enabled)
-        and "certificate_pem" in doc["internal"]
-        and effective_status(doc, now) in (ACTIVE, DISABLED)
+        ca.ocsp_enabled and ca.certificate_pem is not None and ca.effective_status(now) in (ACTIVE, DISABLED)
     )
 
 
@@ -184,12 +181,12 @@ class Responder:
         if request is None:
             return unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), None
         hash_name = request.hash_algorithm.name
-        doc = self._issuer(hash_name, request.issuer_key_hash)
+        ca = self._issuer(hash_name, request.issuer_key_hash)
         now = self.store.clock()
-        if doc is None or not ocsp_wanted(doc, now):
+        if ca is None or not ocsp_wanted(ca, now):
             return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED), None
-        ca_id = doc["Arn"].rsplit("/", 1)[1]
-        if issuer_name_hash(self._ca_cert(ca_id, doc).subject, hash_name) != request.issuer_name_hash:
+        ca_id = ca.id
+        if issuer_name_hash(self._ca_cert(ca).subject, hash_name) != request.issuer_name_hash:
             return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED), None
         serial_hex = format(request.serial_number, "x")
         cached, ttl = self.store.cached_ocsp(ca_id, hash_name, serial_hex)
@@ -212,20 +209,21 @@ class Responder:
             return unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER), None
         return signed, None
 
-    def _ca_cert(self, ca_id: str, doc: dict) -> x509.Certificate:
-        pem = doc["internal"]["certificate_pem"]
-        cached = self._certs.get(ca_id)
+    def _ca_cert(self, ca: Authority) -> x509.Certificate:
+        # Each request reads the CA afresh: its certificate is parsed once per process, not per request.
+        pem = ca.certificate_pem
+        cached = self._certs.get(ca.id)
         if cached is None or cached[0] != pem:
             if len(self._certs) > 1000:
                 self._certs.clear()
-            cached = self._certs[ca_id] = (pem, x509.load_pem_x509_certificate(pem.encode()))
+            cached = self._certs[ca.id] = (pem, ca.certificate)
         return cached[1]
 
-    def _issuer(self, hash_name: str, key_hash: bytes) -> dict | None:
+    def _issuer(self, hash_name: str, key_hash: bytes) -> Authority | None:
         ca_id = self.store.ocsp_issuer(hash_name, key_hash)
         if ca_id is None and index_new_issuers(self.store, self.settings):
             ca_id = self.store.ocsp_issuer(hash_name, key_hash)
-        return self.store.get_ca(ca_id) if ca_id else None
+        return Authority.read(self.store, ca_id) if ca_id else None
 
 
 def index_new_issuers(store: Store, settings: Settings) -> int:
@@ -235,12 +233,11 @@ def index_new_issuers(store: Store, settings: Settings) -> int:
     entries: dict[str, str] = {}
     done = []
     for doc in store.get_cas(sorted(new)):
-        pem = doc.get("internal", {}).get("public_key_pem")
-        if not pem:
+        ca = Authority.of(doc)
+        if not ca.public_key_pem:
             continue  # still CREATING: looked at again on the next miss
-        ca_id = doc["Arn"].rsplit("/", 1)[1]
-        for name, digest in issuer_key_hashes(keys.load_public_key_pem(pem)).items():
-            entries[f"{name}:{digest.hex()}"] = ca_id
-        done.append(ca_id)
+        for name, digest in issuer_key_hashes(keys.load_public_key_pem(ca.public_key_pem)).items():
+            entries[f"{name}:{digest.hex()}"] = ca.id
+        done.append(ca.id)
     store.index_ocsp_issuers(entries, done)
     return len(done)

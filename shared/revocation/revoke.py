@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from pcaq.ca.arns import parse_ca_arn
-from pcaq.ca.authorities import ACTIVE, DELETED, DISABLED, Authorities, effective_status
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.authority import ACTIVE, DELETED, DISABLED, Authority
 from pcaq.errors import AlreadyProcessed, InProgress, InvalidRequest, InvalidState, LimitExceeded, NotFound
 from pcaq.pki import keys
+from pcaq.platform import wakeups
 from pcaq.platform.credentials import load_credentials
 from pcaq.platform.identity import Caller
+from pcaq.platform.queue import CRL_TASK
 from pcaq.platform.settings import Settings
 from pcaq.records import Store
 from pcaq.records import revocations as codes
@@ -61,11 +64,11 @@ def reason_flag(reason: str) -> x509.ReasonFlags | None:
     return None if flag is x509.ReasonFlags.unspecified else flag
 
 
-def is_own_certificate(doc: dict, cert: x509.Certificate) -> bool:
+def is_own_certificate(ca: Authority, cert: x509.Certificate) -> bool:
     """True if ``cert`` is a self-signed certificate of this CA's own key (a root's certificate)."""
     if cert.issuer != cert.subject:
         return False
-    return keys.public_key_pem(cert.public_key()) == doc["internal"].get("public_key_pem")
+    return keys.public_key_pem(cert.public_key()) == ca.public_key_pem
 
 
 def served_accounts(settings: Settings) -> set[str]:
@@ -80,11 +83,12 @@ def all_ca_ids(store: Store, settings: Settings) -> list[str]:
     ]
 
 
-def all_authorities(store: Store, settings: Settings) -> Iterator[dict]:
-    """Every CA document that is not deleted, across the served accounts."""
+def all_authorities(store: Store, settings: Settings) -> Iterator[Authority]:
+    """Every CA that is not deleted, across the served accounts."""
     for doc in store.get_cas(all_ca_ids(store, settings)):
-        if doc["Status"] != DELETED:
-            yield doc
+        ca = Authority.of(doc)
+        if ca.status != DELETED:
+            yield ca
 
 
 @dataclass
@@ -99,21 +103,22 @@ class Revocations:
 
     def revoke(self, caller: Caller, ca_arn: str, serial_text: str, reason: str) -> None:
         """Revoke the certificate with this serial issued by the CA; the CRL is rebuilt soon after."""
-        doc = self.authorities.load(caller, ca_arn)
-        status = effective_status(doc, self.store.clock())
+        parsed = parse_ca_arn(ca_arn)
+        ca = self.authorities.load(caller, parsed)
+        status = ca.effective_status(self.store.clock())
         if status not in (ACTIVE, DISABLED):
             raise InvalidState(
                 f"The certificate authority is {status}; certificates can be revoked only while it is "
                 "ACTIVE or DISABLED."
             )
         serial_hex = normalise_serial(serial_text)
-        ca_id = parse_ca_arn(ca_arn).ca_id
+        ca_id = parsed.ca_id
         state = self.store.certificate_state(ca_id, serial_hex)
         if state is None:
             raise NotFound(f"Could not find a certificate with serial {serial_text[:64]} issued by {ca_arn}.")
-        self._check_revocable(doc, state, serial_text)
+        self._check_revocable(state, serial_text)
         cert = x509.load_der_x509_certificate(state.certificate_der)
-        if is_own_certificate(doc, cert):
+        if is_own_certificate(ca, cert):
             raise InvalidRequest("A root CA's own self-signed certificate cannot be revoked.")
         now = self.store.clock()
         not_after = cert.not_valid_after_utc.timestamp()
@@ -131,10 +136,10 @@ class Revocations:
             )
         if code != codes.REVOKED:  # the record vanished or changed state between the read and now
             raise NotFound(f"Could not find a certificate with serial {serial_text[:64]} issued by {ca_arn}.")
-        self._ask_for_crl(ca_id, doc)
+        self._ask_for_crl(ca)
 
     @staticmethod
-    def _check_revocable(doc: dict, state, serial_text: str) -> None:
+    def _check_revocable(state, serial_text: str) -> None:
         if state.status == "PENDING":
             raise InProgress("The certificate is still being issued; revoke it once it is issued.")
         if state.status == "FAILED":
@@ -142,12 +147,9 @@ class Revocations:
         if state.revoked_at is not None:
             raise AlreadyProcessed(f"The certificate with serial {serial_text[:64]} is already revoked.")
 
-    def _ask_for_crl(self, ca_id: str, doc: dict) -> None:
-        if not doc["RevocationConfiguration"].get("CrlConfiguration", {}).get("Enabled"):
+    def _ask_for_crl(self, ca: Authority) -> None:
+        if not ca.crl_enabled:
             return  # the CA is marked dirty: a CRL enabled later lists this revocation anyway
         window_ms = self.authorities.settings.crl_rebuild_delay * 1000
-        if self.store.request_crl_rebuild(ca_id, window_ms):
-            try:
-                self.authorities.queue.rebuild_crl(ca_id)
-            except Exception:  # noqa: BLE001 - the revocation stands; the sweeper asks again
-                pass
+        if self.store.request_crl_rebuild(ca.id, window_ms):  # the revocation stands; else the sweeper asks
+            wakeups.wake(CRL_TASK, self.authorities.queue.rebuild_crl, ca.id)

@@ -102,6 +102,7 @@ def test_metrics_json_logs_and_task_events(tmp_path, redis_base_url):
         assert m["pcaq_workers_alive"] >= 1 and m["pcaq_redis_up"] == 1 and m["pcaq_urgent_jobs"] == 0
         assert m['pcaq_certificate_authorities{status="ACTIVE"}'] == 1
         assert m['pcaq_api_requests_total{operation="IssueCertificate",outcome="success"}'] == 7
+        assert m['pcaq_wakeups_failed_total{task="pcaq.drain"}'] == 0  # exported before any failure
 
         # JSON logs: the failed request's id is on the API's line and on the worker's.
         lines = [json.loads(line) for line in stack.log().splitlines() if line.startswith("{")]

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from pcaq.ca import authorities
+from pcaq.ca.arns import parse_ca_arn
 from pcaq.ca.authorities import Authorities, effective_status
 from pcaq.errors import (
     InProgress,
@@ -26,8 +27,10 @@ from pcaq.errors import (
 )
 from pcaq.platform import settings
 from pcaq.platform.identity import Caller
+from pcaq.platform.queue import CREATE_CA_KEY_TASK
 from pcaq.records import Store
 from tests.support import Clock
+from tests.unit.test_wakeups import failed as wakeups_failed
 
 SETTINGS = settings.load({"PCAQ_IDEMPOTENCY_TTL": "300"})
 ME = Caller(account="111122223333", region="us-east-1")
@@ -137,9 +140,11 @@ def test_same_token_in_another_region_answers_an_arn_that_exists(cas):
 
 def test_create_survives_a_broker_outage_and_leaves_the_ca_for_the_sweeper(cas, queue, store):
     queue.down = True
+    before = wakeups_failed(CREATE_CA_KEY_TASK)
     arn = cas.create(ME, params())
     assert cas.describe(ME, arn)["Status"] == "CREATING"
     assert store.stale_pending_cas(older_than=T0) == [ca_id(arn)]
+    assert wakeups_failed(CREATE_CA_KEY_TASK) == before + 1  # counted for /metrics
 
 
 # The empty change asks for a security standard this service does not offer.
@@ -247,7 +252,7 @@ def test_delete_while_creating_or_failed_is_immediate(cas, store, status):
         cas.creation_failed(ca_id(arn), "OTHER")
     cas.delete(ME, arn, 7)
     with pytest.raises(NotFound):
-        cas.load(ME, arn)
+        cas.load(ME, parse_ca_arn(arn))
     with pytest.raises(NotFound):
         cas.restore(ME, arn)
     assert cas.list(ME, None, None, None) == ([], None)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import pytest
 from cryptography import x509
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from pcaq.ca.arns import parse_ca_arn
+from pcaq.ca.authority import Authority
 from pcaq.records.revocations import RevokedEntry, StoredCrl
 from pcaq.revocation import crl
 from pcaq.worker.revocation_tasks import rebuild_crl, sweep_revocation
@@ -146,9 +149,22 @@ def test_an_expired_certificate_drops_out_one_crl_after_its_expiry():
     assert crl.split_expired([gone], previous_this_update=None) == ([gone], [])  # first CRL lists all
 
 
+def _ca(revocation: dict) -> Authority:
+    return Authority(
+        arn=parse_ca_arn(f"arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/{uuid.uuid4()}"),
+        status="ACTIVE",
+        type="ROOT",
+        key_algorithm="EC_prime256v1",
+        signing_algorithm="X",
+        revocation_configuration=revocation,
+        usage_mode="GENERAL_PURPOSE",
+        version=1,
+        certificate_pem="pem",
+    )
+
+
 def test_freshness():
-    doc = {"RevocationConfiguration": ENABLED, "CertificateAuthorityConfiguration": {"SigningAlgorithm": "X"}}
-    doc["internal"] = {"certificate_pem": "pem"}
+    doc = _ca(ENABLED)
     cfg = crl.fingerprint(doc)
     good = StoredCrl(b"der", 3, 1000.0, 1000.0 + 3 * 86400, 5, 5, cfg)
     assert crl.freshness(good, doc, 2000.0) is crl.Freshness.FRESH
@@ -158,8 +174,8 @@ def test_freshness():
     lagging = StoredCrl(b"der", 3, 1000.0, 1000.0 + 3 * 86400, 5, 6, cfg)
     assert crl.freshness(missing, doc, 2000.0) is crl.Freshness.STALE
     assert crl.freshness(lagging, doc, 2000.0) is crl.Freshness.STALE
-    changed = json.loads(json.dumps(doc))
-    changed["RevocationConfiguration"]["CrlConfiguration"]["ExpirationInDays"] = 9
+    changed = _ca(json.loads(json.dumps(ENABLED)))
+    changed.revocation_configuration["CrlConfiguration"]["ExpirationInDays"] = 9
     assert crl.freshness(good, changed, 2000.0) is crl.Freshness.STALE
 
 

@@ -70,18 +70,12 @@ def test_a_drain_that_fails_mid_way_still_commits_what_it_signed(small_batches, 
 def test_issuers_are_reused_across_batches_while_the_ca_is_the_same(env):  # noqa: F811
     svc, client = env
     ca_id = active_root(svc, client).rsplit("/", 1)[1]
-    first, doc = _Issuers(svc).get(ca_id, False)
+    first, ca = _Issuers(svc).get(ca_id, False)
     assert _Issuers(svc).get(ca_id, False)[0] is first  # a new batch, the same CA: the same Issuer
     assert _Issuers(svc).get(ca_id, True)[0] is not first  # self-signing: no certificate
-    renewed = {**doc, "internal": {**doc["internal"], "certificate_pem": ExternalCA("Renewed Root").pem}}
+    renewed = dataclasses.replace(ca, certificate_pem=ExternalCA("Renewed Root").pem)
     assert _Issuers(svc, {ca_id: renewed}).get(ca_id, False)[0] is not first
-    changed = {
-        **doc,
-        "CertificateAuthorityConfiguration": {
-            **doc["CertificateAuthorityConfiguration"],
-            "SigningAlgorithm": "SHA384WITHECDSA",
-        },
-    }
+    changed = dataclasses.replace(ca, signing_algorithm="SHA384WITHECDSA")
     assert _Issuers(svc, {ca_id: changed}).get(ca_id, False)[0].signing_algorithm == "SHA384WITHECDSA"
 
 

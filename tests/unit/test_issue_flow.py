@@ -19,13 +19,14 @@ from cryptography.x509.oid import NameOID
 from pcaq.api.app import create_app
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
-from pcaq.platform.queue import Queue
+from pcaq.platform.queue import DRAIN_TASK, Queue
 from pcaq.platform.settings import load
 from pcaq.records import Store, member_of
 from pcaq.worker.services import Services
 from pcaq.worker.sweeper import sweep
 from pcaq.worker.tasks import drain_outbox, generate_ca_key, sign_batch
 from tests.support import private_redis_db
+from tests.unit.test_wakeups import failed as wakeups_failed
 
 
 class RecordingQueue:
@@ -193,7 +194,9 @@ def test_a_lost_enqueue_is_found_by_the_sweeper(env, monkeypatch):
 
     monkeypatch.setattr(Queue, "drain", broker_down)
     svc.store.clear_drain_kick()
+    before = wakeups_failed(DRAIN_TASK)
     cert_arn = issue(client, arn)  # the ARN is still handed out: the record is in the outbox
+    assert wakeups_failed(DRAIN_TASK) == before + 1  # counted for /metrics
     assert svc.store.get_certificate(*member(cert_arn).split(":")).status == "PENDING"
     assert sweep(svc) == 0 and svc.queue.drains == 0  # not stale yet
     svc.clock = svc.store.clock = lambda: time.time() + 120

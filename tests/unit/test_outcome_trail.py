@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from pcaq.ca import audit_trail
+from pcaq.ca.arns import parse_ca_arn
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.platform.settings import load
 from pcaq.records import Result, Store, member_of
@@ -59,7 +60,7 @@ def test_a_commit_appends_the_audit_entry_of_each_result_that_takes_and_no_other
     now = store.clock()
 
     def result(m: str, serial: str, issued: bool, payload: bytes, rid: str) -> Result:
-        fields = audit_trail.signing_fields(CA_ARN, serial, issued, payload, rid, now)
+        fields = audit_trail.signing_fields(parse_ca_arn(CA_ARN), serial, issued, payload, rid, now)
         return Result(m, issued, payload, "" if issued else "MalformedCSR", fields)
 
     # w1's commit carries a result for a request leased to w2: that one does not take, and leaves no entry.

@@ -1,0 +1,50 @@
+"""A CA ARN is parsed once where a request enters and once per worker batch, then passed down parsed
+(shared/ca/arns.py, shared/ca/authority.py). Real Redis, the API in-process, worker functions in-process.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pcaq.ca import arns
+from pcaq.worker.tasks import sign_batch
+from tests.unit.test_issue_flow import active_root, env, issue, member  # noqa: F401 - env is a fixture
+
+
+class CountingPattern:
+    """The CA/certificate ARN pattern, counting how often an ARN is parsed with it."""
+
+    def __init__(self, pattern: re.Pattern):
+        self.pattern = pattern
+        self.calls = 0
+
+    def match(self, text: str):
+        self.calls += 1
+        return self.pattern.match(text)
+
+
+@pytest.fixture
+def parses(monkeypatch) -> CountingPattern:
+    counting = CountingPattern(arns._CA_RE)
+    monkeypatch.setattr(arns, "_CA_RE", counting)
+    return counting
+
+
+def test_issue_certificate_parses_the_ca_arn_once(env, parses):  # noqa: F811
+    svc, client = env
+    arn = active_root(svc, client)
+    issue(client, arn)  # this API process now has the CA read (IssueCertificate's hot path)
+    parses.calls = 0
+    issue(client, arn)
+    assert parses.calls == 1
+
+
+def test_a_batch_parses_its_ca_arn_once_not_per_certificate(env, parses):  # noqa: F811
+    svc, client = env
+    arn = active_root(svc, client)
+    members = [member(issue(client, arn)) for _ in range(3)]
+    parses.calls = 0
+    assert sign_batch(svc, members) == 3
+    assert parses.calls == 1  # when the batch reads the CA
