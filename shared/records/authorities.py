@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import redis
 
@@ -36,10 +36,13 @@ class AuthorityRecords:
 
     # -- CA documents -------------------------------------------------------------------------------
 
-    def create_ca(self, ca_id: str, doc: dict, account: str, token: str | None) -> tuple[str, bool]:
+    def create_ca(
+        self, ca_id: str, doc: dict, account: str, token: str | None, audit: Mapping[str, str] | None = None
+    ) -> tuple[str, bool]:
         """Store a new CA document and queue its key generation, honouring the idempotency token.
 
-        Returns ``(ca_id, created)``: with a token seen in the last TTL, the earlier CA's id.
+        Returns ``(ca_id, created)``: with a token seen in the last TTL, the earlier CA's id. ``audit``
+        fields are appended to the new CA's audit stream in the same transaction (not on a repeat).
         """
         idem_key = keys.ca_idempotency(account, token) if token else None
         # The token is claimed in the same transaction as the document: claimed alone first, a
@@ -60,6 +63,7 @@ class AuthorityRecords:
                     pipe.set(keys.ca_gate(ca_id), 1)
                     pipe.zadd(keys.ca_index(account), {ca_id: doc["CreatedAt"]})
                     pipe.zadd(keys.PENDING_CAS, {ca_id: self.clock()})
+                    self._append_audit(pipe, ca_id, audit)
                     pipe.execute()
                     return ca_id, True
                 except redis.WatchError:
@@ -71,8 +75,19 @@ class AuthorityRecords:
         raw = self.r.get(keys.ca(ca_id))
         return json.loads(raw) if raw else None
 
-    def update_ca(self, ca_id: str, change: Callable[[dict], dict]) -> dict:
-        """Apply ``change`` to the CA document atomically (it may raise to refuse); return the result."""
+    def update_ca(
+        self,
+        ca_id: str,
+        change: Callable[[dict], dict | None],
+        audit: Mapping[str, str] | None = None,
+        private_key: bytes | None = None,
+    ) -> dict | None:
+        """Apply ``change`` to the CA document atomically (it may raise to refuse); return the result.
+
+        ``change`` returning None removes the CA for good instead (as :meth:`remove_ca`). ``audit``
+        fields are appended to the CA's audit stream and ``private_key`` (an encrypted blob) is stored
+        in the same transaction as the change: both only if the change is made, never without it.
+        """
         key = keys.ca(ca_id)
         for _ in range(20):
             with self.r.pipeline() as pipe:
@@ -83,11 +98,18 @@ class AuthorityRecords:
                         raise NotFound(f"Could not find certificate authority {ca_id}.")
                     old = json.loads(raw)
                     version = old.get("internal", {}).get("version", 0) + 1
+                    account = old.get("OwnerAccount", "")
                     new = change(old)
-                    new.setdefault("internal", {})["version"] = version
                     pipe.multi()
-                    pipe.set(key, json.dumps(new))
-                    pipe.set(keys.ca_gate(ca_id), version)  # submits checked against the old version now fail
+                    if new is None:
+                        self._remove_ca(pipe, ca_id, account)
+                    else:
+                        new.setdefault("internal", {})["version"] = version
+                        pipe.set(key, json.dumps(new))
+                        pipe.set(keys.ca_gate(ca_id), version)  # submits checked against the old version fail
+                        if private_key is not None:
+                            pipe.set(keys.ca_private_key(ca_id), private_key)
+                    self._append_audit(pipe, ca_id, audit)
                     pipe.execute()
                     return new
                 except redis.WatchError:
@@ -97,10 +119,19 @@ class AuthorityRecords:
     def remove_ca(self, ca_id: str, account: str) -> None:
         """Delete a CA for good: its document, key and index entry (its certificates stay)."""
         pipe = self.r.pipeline()
+        self._remove_ca(pipe, ca_id, account)
+        pipe.execute()
+
+    def _append_audit(self, pipe, ca_id: str, audit: Mapping[str, str] | None) -> None:
+        if audit:
+            stream = keys.audit_stream(ca_id)
+            pipe.xadd(stream, dict(audit), maxlen=self.settings.audit_stream_maxlen, approximate=True)
+
+    @staticmethod
+    def _remove_ca(pipe, ca_id: str, account: str) -> None:
         pipe.delete(keys.ca(ca_id), keys.ca_private_key(ca_id), keys.ca_gate(ca_id))
         pipe.zrem(keys.ca_index(account), ca_id)
         pipe.zrem(keys.PENDING_CAS, ca_id)
-        pipe.execute()
 
     def list_ca_ids(self, account: str, start: int, count: int) -> tuple[list[str], int]:
         """A page of the account's CA ids, oldest first, and how many there are in all."""

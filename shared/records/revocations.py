@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import redis
@@ -89,9 +89,17 @@ class RevocationRecords:
         return CertificateState(_STATUS[s], c, float(rv) if rv else None, rr.decode() if rr else None)
 
     def revoke(
-        self, ca_id: str, serial_hex: str, now: float, reason: str, not_after: float, limit: int
+        self,
+        ca_id: str,
+        serial_hex: str,
+        now: float,
+        reason: str,
+        not_after: float,
+        limit: int,
+        audit: Mapping[str, str] | None = None,
     ) -> tuple[int, str]:
-        """Revoke one ISSUED certificate atomically; ``(code, record status letter)`` (codes above)."""
+        """Revoke one ISSUED certificate atomically; ``(code, record status letter)`` (codes above).
+        ``audit`` fields are appended to the CA's audit stream in the same step, if it revokes."""
         cache = [keys.ocsp_response(ca_id, h, serial_hex) for h in keys.OCSP_HASHES]
         code, state = self._revoke(
             keys=[
@@ -99,9 +107,19 @@ class RevocationRecords:
                 keys.revoked(ca_id),
                 keys.crl(ca_id),
                 keys.CRL_DIRTY,
+                keys.audit_stream(ca_id) if audit else "",
                 *cache,
             ],
-            args=[serial_hex, f"{now:.3f}", reason, f"{not_after:.0f}", ca_id, limit],
+            args=[
+                serial_hex,
+                f"{now:.3f}",
+                reason,
+                f"{not_after:.0f}",
+                ca_id,
+                limit,
+                self.settings.audit_stream_maxlen,
+                *(item for pair in (audit or {}).items() for item in pair),
+            ],
         )
         return int(code), _text(state) if isinstance(state, bytes) else str(state)
 

@@ -238,9 +238,12 @@ return done
 """.format(**_WORDS)
 )
 
-# Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers.
-# KEYS: record, revoked set, CRL hash, CRL dirty set, then the cached OCSP answers (one per hash).
-# ARGV: serial, now, reason, not after, CA id, limit of revoked serials.
+# Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers;
+# append the revocation's audit entry (first, so that an error there leaves nothing half written).
+# KEYS: record, revoked set, CRL hash, CRL dirty set, audit stream or '', then the cached OCSP answers
+#       (one per hash).
+# ARGV: serial, now, reason, not after, CA id, limit of revoked serials, audit MAXLEN, then the audit
+#       entry's field/value pairs.
 # Returns 1 revoked; 0 already revoked; -1 no record; -2 not ISSUED (code 'P' or 'F' as 2nd item); -3 limit.
 REVOKE = """
 local s = redis.call('HGET', KEYS[1], 's')
@@ -248,11 +251,12 @@ if not s then return {-1, ''} end
 if s ~= 'I' then return {-2, s} end
 if redis.call('HEXISTS', KEYS[1], 'rv') == 1 then return {0, ''} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {-3, ''} end
+if KEYS[5] ~= '' then redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 8)) end
 redis.call('HSET', KEYS[1], 'rv', ARGV[2], 'rr', ARGV[3], 'na', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'want', 1)
 redis.call('ZADD', KEYS[4], 'NX', ARGV[2], ARGV[5])
-for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
 return {1, ''}
 """
 
