@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable
 from cryptography.hazmat.primitives import serialization
 
 from pcaq.ca import audit_trail, revocation_config
-from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.authorities import CREATING
 from pcaq.ca.authority import Authority
 from pcaq.ca.issuance import ROOT_TEMPLATES, decode_request
@@ -51,7 +50,11 @@ def _owner() -> str:
 
 
 def generate_ca_key(svc: Services, ca_id: str) -> None:
-    """CREATING -> PENDING_CERTIFICATE: make the key, store it encrypted, make the CA's CSR."""
+    """CREATING -> PENDING_CERTIFICATE: make the key and the CA's CSR, store the key encrypted.
+
+    The key is stored in the same atomic step as the change, and only if the CA is still CREATING
+    then: a CA deleted while its key was being made keeps no key, and the task just ends.
+    """
     doc = svc.store.get_ca(ca_id)
     if doc is None or doc["Status"] != CREATING:
         svc.store.ca_key_generated(ca_id)
@@ -64,14 +67,17 @@ def generate_ca_key(svc: Services, ca_id: str) -> None:
         csr = ca_certificates.build_ca_csr(key, config)
     except PcaqError as exc:
         log.warning("CA %s creation failed: %s", ca_id, exc.message)
-        svc.authorities.creation_failed(ca_id, "UNSUPPORTED_ALGORITHM")
-        AuditTrail(svc.store).worker_events([(doc["Arn"], "CertificateAuthorityCreationFailed", "", {})])
+        audit = audit_trail.worker_fields(doc["Arn"], "CertificateAuthorityCreationFailed", svc.clock())
+        svc.authorities.creation_failed(ca_id, "UNSUPPORTED_ALGORITHM", audit)
         return
-    svc.vault.put(ca_id, key)
     csr_pem = csr.public_bytes(serialization.Encoding.PEM).decode()
-    svc.authorities.key_generated(ca_id, keys.public_key_pem(key), csr_pem)
-    AuditTrail(svc.store).worker_events([(doc["Arn"], "CertificateAuthorityKeyGenerated", "", {})])
-    log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
+    audit = audit_trail.worker_fields(doc["Arn"], "CertificateAuthorityKeyGenerated", svc.clock())
+    if svc.authorities.key_generated(
+        ca_id, keys.public_key_pem(key), csr_pem, svc.vault.seal(ca_id, key), audit
+    ):
+        log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
+    else:
+        log.info("CA %s was deleted or changed while its key was made; the key is discarded", ca_id)
 
 
 # Issuer objects outlive a batch (each keeps its template layers): one is reused while the CA read for

@@ -3,11 +3,12 @@ with who (the access key), what (the operation or event), when and the request i
 
 The API appends one entry after each successful state-changing call (every operation but Get*,
 Describe* and List*); IssueCertificate's entry is appended by the same atomic step as its record.
-The worker appends the outcome of key generation; the outcome of each signing is appended by the
-commit that writes it (and a request given up after its last attempt by the claim that gives it up),
-so a certificate is in the trail exactly when it is in its record, with the request id of the
-IssueCertificate call that asked for it. ``pcaq audit --ca ARN`` prints a CA's entries. Entries never hold key
-material, CSRs or certificates: only names, ARNs, serials and short scalar parameters.
+The outcome of key generation is appended by the step that stores the key (or marks the CA FAILED);
+the outcome of each signing is appended by the commit that writes it (and a request given up after
+its last attempt by the claim that gives it up), so a certificate is in the trail exactly when it is
+in its record, with the request id of the IssueCertificate call that asked for it. ``pcaq audit --ca
+ARN`` prints a CA's entries. Entries never hold key material, CSRs or certificates: only names, ARNs,
+serials and short scalar parameters.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -130,6 +130,12 @@ def issue_fields(caller: Caller, request_id: str, params: dict, certificate_arn:
     return _fields("IssueCertificate", caller.access_key or "-", caller.account, request_id, ca, details, now)
 
 
+def worker_fields(ca_arn: str, event: str, now: float, details: dict | None = None) -> dict[str, str]:
+    """The audit entry of something the worker did to a CA on its own (e.g. generate its key)."""
+    account = parse_ca_arn(ca_arn).account
+    return _fields(event, WORKER, account, "-", ca_arn, details or {}, now)
+
+
 def signing_fields(
     ca_arn: CaArn, serial_hex: str, issued: bool, payload: bytes, request_id: str, now: float
 ) -> dict:
@@ -177,22 +183,6 @@ class AuditTrail:
             self.store.append_audit([(ca_id, fields)])
         except Exception:  # noqa: BLE001 - see the docstring
             log.error("could not append %s (request %s) to the audit trail of %s", operation, request_id, ca)
-
-    def worker_events(self, events: Iterable[tuple[str, str, str, dict]]) -> None:
-        """Record what the worker did: ``(CA ARN, event, request id or '', details)``, one round trip."""
-        now = self.clock()
-        entries = []
-        for ca, event, request_id, details in events:
-            try:
-                parsed = parse_ca_arn(ca)
-            except (PcaqError, TypeError):
-                continue
-            fields = _fields(event, WORKER, parsed.account, request_id or "-", ca, details, now)
-            entries.append((parsed.ca_id, fields))
-        try:
-            self.store.append_audit(entries)
-        except Exception:  # noqa: BLE001 - results are committed; losing the log line must not undo them
-            log.error("could not append %d worker events to the audit trail", len(entries))
 
     def entries(self, ca_arn: str, count: int | None = None) -> list[AuditEntry]:
         """The CA's entries, oldest first (the last ``count`` when given). InvalidArn for a bad ARN."""

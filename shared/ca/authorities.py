@@ -180,29 +180,52 @@ class Authorities:
 
     # -- key generation (called by the worker) ------------------------------------------------------
 
-    def key_generated(self, ca_id: str, public_key_pem: str, csr_pem: str) -> None:
-        """CREATING -> PENDING_CERTIFICATE once the worker stored the key and made the CSR."""
+    def key_generated(
+        self,
+        ca_id: str,
+        public_key_pem: str,
+        csr_pem: str,
+        sealed_key: bytes | None = None,
+        audit: dict[str, str] | None = None,
+    ) -> bool:
+        """CREATING -> PENDING_CERTIFICATE once the worker made the key and the CA's CSR.
 
+        The encrypted key (``sealed_key``, from ``KeyVault.seal``) and the ``audit`` entry are stored in
+        the same atomic step as the change, and only if the CA is still CREATING at that moment: a CA
+        deleted meanwhile (removed for good: it was CREATING) keeps no key. Returns False when the
+        CA is gone or no longer CREATING (nothing stored).
+        """
+
+        def done(doc: dict) -> None:
+            doc["Status"] = PENDING_CERTIFICATE
+            doc["internal"].update(public_key_pem=public_key_pem, csr_pem=csr_pem)
+
+        return self._leave_creating(ca_id, done, audit, sealed_key)
+
+    def creation_failed(self, ca_id: str, reason: str, audit: dict[str, str] | None = None) -> bool:
+        """CREATING -> FAILED with a FailureReason, and the ``audit`` entry in the same step; False
+        when the CA is gone or no longer CREATING (nothing changed)."""
+
+        def failed(doc: dict) -> None:
+            doc.update(Status=FAILED, FailureReason=reason)
+
+        return self._leave_creating(ca_id, failed, audit)
+
+    def _leave_creating(self, ca_id: str, apply, audit: dict | None, sealed_key: bytes | None = None) -> bool:
         def change(doc: dict) -> dict:
-            if doc["Status"] == CREATING:
-                doc["Status"] = PENDING_CERTIFICATE
-                doc["LastStateChangeAt"] = _now()
-                doc["internal"].update(public_key_pem=public_key_pem, csr_pem=csr_pem)
+            if doc["Status"] != CREATING:
+                raise InvalidState(f"The certificate authority is {doc['Status']}, no longer CREATING.")
+            apply(doc)
+            doc["LastStateChangeAt"] = _now()
             return doc
 
-        self.store.update_ca(ca_id, change)
+        try:
+            self.store.update_ca(ca_id, change, audit, sealed_key)
+            moved = True
+        except (NotFound, InvalidState):  # deleted meanwhile, or a redelivered job: nothing to do
+            moved = False
         self.store.ca_key_generated(ca_id)
-
-    def creation_failed(self, ca_id: str, reason: str) -> None:
-        """CREATING -> FAILED with a FailureReason."""
-
-        def change(doc: dict) -> dict:
-            if doc["Status"] == CREATING:
-                doc.update(Status=FAILED, FailureReason=reason, LastStateChangeAt=_now())
-            return doc
-
-        self.store.update_ca(ca_id, change)
-        self.store.ca_key_generated(ca_id)
+        return moved
 
     # -- CSR and certificate ----------------------------------------------------------------------
 

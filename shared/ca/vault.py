@@ -121,6 +121,11 @@ class KeyVault(Protocol):
         """Store the private key of CA ``ca_id``."""
         ...
 
+    def seal(self, ca_id: str, private_key: Any) -> bytes:
+        """The private key of CA ``ca_id`` encrypted for storage, for the record store to store in
+        the same atomic step as the CA's state change (``Authorities.key_generated``)."""
+        ...
+
     def get(self, ca_id: str) -> Any:
         """The private key of CA ``ca_id``; :class:`NotFound` if none is stored."""
         ...
@@ -176,9 +181,12 @@ class EncryptedRedisVault(KeyVault):
 
     def put(self, ca_id: str, private_key: Any) -> None:
         """Encrypt and store the private key of CA ``ca_id`` (bound to that id)."""
-        blob = self._sealer.seal(keys.private_key_to_pem(private_key), _ca_aad(ca_id))
-        self._store.put_ca_key(ca_id, blob)
+        self._store.put_ca_key(ca_id, self.seal(ca_id, private_key))
         self._cache[ca_id] = private_key
+
+    def seal(self, ca_id: str, private_key: Any) -> bytes:
+        """The private key of CA ``ca_id`` encrypted (bound to that id), for the caller to store."""
+        return self._sealer.seal(keys.private_key_to_pem(private_key), _ca_aad(ca_id))
 
     def get(self, ca_id: str) -> Any:
         """The private key of CA ``ca_id``.
