@@ -96,7 +96,7 @@ class ApiCalls:
             if handler is None:
                 raise WireError(501, "NotImplemented", f"{operation} is not implemented by this server yet.")
             params = schemas.validate_request(operation, document)
-            result = handler(Context(caller, self.authorities, self.issuance, request_id), params)
+            result = handler(Context(caller, self.authorities, self.issuance, request_id, operation), params)
             self.audit.api_call(operation, caller, request_id, params, result)
             metrics.count_request(operation, metrics.SUCCESS)
             if log.isEnabledFor(logging.DEBUG):

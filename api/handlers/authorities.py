@@ -6,7 +6,7 @@ from pcaq.api.handlers import Context
 
 
 def create_certificate_authority(ctx: Context, p: dict) -> dict:
-    return {"CertificateAuthorityArn": ctx.authorities.create(ctx.caller, p)}
+    return {"CertificateAuthorityArn": ctx.authorities.create(ctx.caller, p, ctx.call(p))}
 
 
 def describe_certificate_authority(ctx: Context, p: dict) -> dict:
@@ -34,30 +34,36 @@ def get_certificate_authority_certificate(ctx: Context, p: dict) -> dict:
 
 def import_certificate_authority_certificate(ctx: Context, p: dict) -> None:
     ctx.authorities.import_certificate(
-        ctx.caller, p["CertificateAuthorityArn"], p["Certificate"], p.get("CertificateChain")
+        ctx.caller, p["CertificateAuthorityArn"], p["Certificate"], p.get("CertificateChain"), ctx.call(p)
     )
 
 
 def update_certificate_authority(ctx: Context, p: dict) -> None:
     ctx.authorities.update(
-        ctx.caller, p["CertificateAuthorityArn"], p.get("Status"), p.get("RevocationConfiguration")
+        ctx.caller,
+        p["CertificateAuthorityArn"],
+        p.get("Status"),
+        p.get("RevocationConfiguration"),
+        ctx.call(p),
     )
 
 
 def delete_certificate_authority(ctx: Context, p: dict) -> None:
-    ctx.authorities.delete(ctx.caller, p["CertificateAuthorityArn"], p.get("PermanentDeletionTimeInDays"))
+    ctx.authorities.delete(
+        ctx.caller, p["CertificateAuthorityArn"], p.get("PermanentDeletionTimeInDays"), ctx.call(p)
+    )
 
 
 def restore_certificate_authority(ctx: Context, p: dict) -> None:
-    ctx.authorities.restore(ctx.caller, p["CertificateAuthorityArn"])
+    ctx.authorities.restore(ctx.caller, p["CertificateAuthorityArn"], ctx.call(p))
 
 
 def tag_certificate_authority(ctx: Context, p: dict) -> None:
-    ctx.authorities.tag(ctx.caller, p["CertificateAuthorityArn"], p["Tags"])
+    ctx.authorities.tag(ctx.caller, p["CertificateAuthorityArn"], p["Tags"], ctx.call(p))
 
 
 def untag_certificate_authority(ctx: Context, p: dict) -> None:
-    ctx.authorities.untag(ctx.caller, p["CertificateAuthorityArn"], p["Tags"])
+    ctx.authorities.untag(ctx.caller, p["CertificateAuthorityArn"], p["Tags"], ctx.call(p))
 
 
 def list_tags(ctx: Context, p: dict) -> dict:

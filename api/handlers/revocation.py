@@ -8,5 +8,5 @@ from pcaq.revocation.revoke import Revocations
 
 def revoke_certificate(ctx: Context, p: dict) -> None:
     Revocations(ctx.authorities).revoke(
-        ctx.caller, p["CertificateAuthorityArn"], p["CertificateSerial"], p["RevocationReason"]
+        ctx.caller, p["CertificateAuthorityArn"], p["CertificateSerial"], p["RevocationReason"], ctx.call(p)
     )

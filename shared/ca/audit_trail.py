@@ -1,8 +1,11 @@
 """The audit trail: every CA state change, issuance and revocation, appended to a Redis stream per CA
 with who (the access key), what (the operation or event), when and the request id.
 
-The API appends one entry after each successful state-changing call (every operation but Get*,
-Describe* and List*); IssueCertificate's entry is appended by the same atomic step as its record.
+Every successful state-changing call (every operation but Get*, Describe* and List*) has one entry.
+A call that changes a CA or a certificate (IssueCertificate, the CA lifecycle and tag operations,
+RevokeCertificate) hands its :class:`ApiCall` to the change, and the record store appends the entry
+in the same atomic step as the change, so a Redis error can never keep the change without its entry;
+the API appends the entry of the other calls (permissions, policies, audit reports) after them.
 The outcome of key generation is appended by the step that stores the key (or marks the CA FAILED);
 the outcome of each signing is appended by the commit that writes it (and a request given up after
 its last attempt by the claim that gives it up), so a certificate is in the trail exactly when it is
@@ -119,8 +122,38 @@ def api_details(params: dict, result: dict | None) -> dict:
     return details
 
 
-# Recorded by the record store together with the request itself (see Issuance.issue).
-_RECORDED_WITH_THE_CHANGE = frozenset({"IssueCertificate"})
+# Recorded by the record store together with the change itself (see Issuance.issue and ApiCall).
+_RECORDED_WITH_THE_CHANGE = frozenset(
+    {
+        "IssueCertificate",
+        "CreateCertificateAuthority",
+        "ImportCertificateAuthorityCertificate",
+        "UpdateCertificateAuthority",
+        "DeleteCertificateAuthority",
+        "RestoreCertificateAuthority",
+        "TagCertificateAuthority",
+        "UntagCertificateAuthority",
+        "RevokeCertificate",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """A state-changing API call, handed to the operation that makes the change so that the record
+    store appends the call's audit entry in the same atomic step as the change: both or neither."""
+
+    operation: str
+    caller: Caller
+    request_id: str
+    params: dict
+
+    def fields(self, now: float, result: dict | None = None) -> dict[str, str]:
+        """The call's audit entry; ``result`` holds what the call answers (e.g. the new CA's ARN)."""
+        ca = self.params.get("CertificateAuthorityArn") or (result or {}).get("CertificateAuthorityArn")
+        details = api_details(self.params, result)
+        who = self.caller.access_key or "-"
+        return _fields(self.operation, who, self.caller.account, self.request_id, ca, details, now)
 
 
 def issue_fields(caller: Caller, request_id: str, params: dict, certificate_arn: str, now: float) -> dict:
@@ -161,8 +194,9 @@ class AuditTrail:
     def api_call(
         self, operation: str, caller: Caller, request_id: str, params: dict, result: dict | None
     ) -> None:
-        """Record a successful state-changing API call. A failure to record is logged, not raised:
-        the change is already made, and an error answer would make the client repeat it."""
+        """Record a successful state-changing API call whose change did not record it itself
+        (permissions, policies, audit reports). A failure to record is logged, not raised: the change
+        is already made, and an error answer would make the client repeat it."""
         if not is_audited(operation) or operation in _RECORDED_WITH_THE_CHANGE:
             return
         ca = params.get("CertificateAuthorityArn") or (result or {}).get("CertificateAuthorityArn")
@@ -170,15 +204,7 @@ class AuditTrail:
             ca_id = parse_ca_arn(ca).ca_id
         except (PcaqError, TypeError):
             return
-        fields = _fields(
-            operation,
-            caller.access_key or "-",
-            caller.account,
-            request_id,
-            ca,
-            api_details(params, result),
-            self.clock(),
-        )
+        fields = ApiCall(operation, caller, request_id, params).fields(self.clock(), result)
         try:
             self.store.append_audit([(ca_id, fields)])
         except Exception:  # noqa: BLE001 - see the docstring

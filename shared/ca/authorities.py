@@ -16,6 +16,7 @@ from time import monotonic
 
 from pcaq.ca import revocation_config, tags
 from pcaq.ca.arns import CaArn, new_ca_arn, parse_ca_arn
+from pcaq.ca.audit_trail import ApiCall
 from pcaq.ca.authority import (
     ACTIVE,
     CREATING,
@@ -110,14 +111,17 @@ class Authorities:
             raise NotFound(f"Could not find certificate authority {arn}.")
         return ca
 
-    def _update(self, caller: Caller, arn: CaArn, change) -> dict:
+    def _update(self, caller: Caller, arn: CaArn, change, call: ApiCall | None) -> dict | None:
+        """Apply ``change`` (see ``Store.update_ca``), with the call's audit entry in the same step."""
         self.load(caller, arn)  # ownership and existence
-        return self.store.update_ca(arn.ca_id, change)
+        audit = call.fields(self.store.clock()) if call is not None else None
+        return self.store.update_ca(arn.ca_id, change, audit)
 
     # -- create, describe, list -------------------------------------------------------------------
 
-    def create(self, caller: Caller, params: dict) -> str:
-        """Record a new CA in CREATING and queue its key generation; returns its ARN."""
+    def create(self, caller: Caller, params: dict, call: ApiCall | None = None) -> str:
+        """Record a new CA in CREATING and queue its key generation; returns its ARN. The call's audit
+        entry is recorded with the new CA (not on an idempotent repeat, which changes nothing)."""
         config = params["CertificateAuthorityConfiguration"]
         key_algorithm = config["KeyAlgorithm"]
         from pcaq.pki import keys, subjects  # imported here: crypto is loaded only where CAs are made
@@ -153,7 +157,8 @@ class Authorities:
         # The store scopes tokens by account; the region goes in too, else a token reused in another
         # region would answer with an ARN (that region, the first CA's id) naming no CA.
         scoped_token = f"{caller.region}/{token}" if token else None
-        ca_id, created = self.store.create_ca(arn.ca_id, doc, caller.account, scoped_token)
+        audit = call.fields(now, {"CertificateAuthorityArn": str(arn)}) if call is not None else None
+        ca_id, created = self.store.create_ca(arn.ca_id, doc, caller.account, scoped_token, audit)
         if created:  # if the message is not sent, the sweeper re-queues CAs stuck in CREATING
             wakeups.wake(CREATE_CA_KEY_TASK, self.queue.create_ca_key, ca_id)
         return str(CaArn(arn.partition, arn.region, arn.account, ca_id))
@@ -192,7 +197,7 @@ class Authorities:
 
         The encrypted key (``sealed_key``, from ``KeyVault.seal``) and the ``audit`` entry are stored in
         the same atomic step as the change, and only if the CA is still CREATING at that moment: a CA
-        deleted meanwhile (removed for good: it was CREATING) keeps no key. Returns False when the
+        deleted meanwhile (removed for good, see :meth:`delete`) keeps no key. Returns False when the
         CA is gone or no longer CREATING (nothing stored).
         """
 
@@ -249,7 +254,14 @@ class Authorities:
             )
         return ca.certificate_pem, ca.chain_pem
 
-    def import_certificate(self, caller: Caller, arn: str, certificate: bytes, chain: bytes | None) -> None:
+    def import_certificate(
+        self,
+        caller: Caller,
+        arn: str,
+        certificate: bytes,
+        chain: bytes | None,
+        call: ApiCall | None = None,
+    ) -> None:
         """Install the CA certificate; the CA becomes ACTIVE unless it was DISABLED."""
         from pcaq.pki import ca_certificates
 
@@ -280,12 +292,20 @@ class Authorities:
                 doc["internal"].pop("chain_pem", None)
             return doc
 
-        self._update(caller, ca_arn, change)
+        self._update(caller, ca_arn, change, call)
 
     # -- update, delete, restore -------------------------------------------------------------------
 
-    def update(self, caller: Caller, arn: str, status: str | None, revocation: dict | None) -> None:
-        """Switch ACTIVE <-> DISABLED and/or replace the revocation configuration."""
+    def update(
+        self,
+        caller: Caller,
+        arn: str,
+        status: str | None,
+        revocation: dict | None,
+        call: ApiCall | None = None,
+    ) -> None:
+        """Switch ACTIVE <-> DISABLED and/or replace the revocation configuration (with the call's
+        audit entry in the same step)."""
         if status is None and revocation is None:
             raise InvalidArgument("Give Status or RevocationConfiguration to update.")
         if status is not None and status not in (ACTIVE, DISABLED):
@@ -303,18 +323,22 @@ class Authorities:
                 doc["RevocationConfiguration"] = normalised
             return doc
 
-        self._update(caller, parse_ca_arn(arn), change)
+        self._update(caller, parse_ca_arn(arn), change, call)
 
-    def delete(self, caller: Caller, arn: str, days: int | None) -> None:
-        """Delete a CA: refused while ACTIVE; restorable for 7 to 30 days unless CREATING or FAILED."""
-        ca_arn = parse_ca_arn(arn)
-        if self.load(caller, ca_arn).status in (CREATING, FAILED):
-            self.store.remove_ca(ca_arn.ca_id, ca_arn.account)
-            return
+    def delete(self, caller: Caller, arn: str, days: int | None, call: ApiCall | None = None) -> None:
+        """Delete a CA: refused while ACTIVE; restorable for 7 to 30 days unless CREATING or FAILED.
+
+        A CREATING or FAILED CA is removed at once, not restorable: it has no key (the worker stores
+        the key only while the CA is CREATING, see :meth:`key_generated`), so a restored CA always has
+        one. The status is judged inside the transaction, so a key stored meanwhile makes the CA
+        PENDING_CERTIFICATE and restorable. The call's audit entry is written in the same step.
+        """
         window = days or 30
 
-        def change(doc: dict) -> dict:
+        def change(doc: dict) -> dict | None:
             current = effective_status(doc)
+            if current in (CREATING, FAILED):
+                return None  # removed for good (Store.update_ca)
             if current == ACTIVE:
                 raise InvalidState("An ACTIVE certificate authority cannot be deleted; disable it first.")
             if current == DELETED:
@@ -324,10 +348,11 @@ class Authorities:
             doc.update(Status=DELETED, LastStateChangeAt=now, RestorableUntil=now + window * 86400)
             return doc
 
-        self._update(caller, ca_arn, change)
+        self._update(caller, parse_ca_arn(arn), change, call)
 
-    def restore(self, caller: Caller, arn: str) -> None:
-        """Bring a DELETED CA back to the status it had before deletion."""
+    def restore(self, caller: Caller, arn: str, call: ApiCall | None = None) -> None:
+        """Bring a DELETED CA back to the status it had before deletion (never CREATING: see
+        :meth:`delete`), with the call's audit entry in the same step."""
 
         def change(doc: dict) -> dict:
             if doc["Status"] != DELETED:
@@ -339,7 +364,7 @@ class Authorities:
             doc["LastStateChangeAt"] = _now()
             return doc
 
-        self._update(caller, parse_ca_arn(arn), change)
+        self._update(caller, parse_ca_arn(arn), change, call)
 
     # -- tags -------------------------------------------------------------------------------------
 
@@ -347,7 +372,7 @@ class Authorities:
         if doc["Status"] == DELETED:
             raise InvalidState("The tags of a deleted certificate authority cannot be changed.")
 
-    def tag(self, caller: Caller, arn: str, new: list[dict]) -> None:
+    def tag(self, caller: Caller, arn: str, new: list[dict], call: ApiCall | None = None) -> None:
         """Add or overwrite tags."""
 
         def change(doc: dict) -> dict:
@@ -355,9 +380,9 @@ class Authorities:
             doc["internal"]["tags"] = tags.add(doc["internal"].get("tags", []), new)
             return doc
 
-        self._update(caller, parse_ca_arn(arn), change)
+        self._update(caller, parse_ca_arn(arn), change, call)
 
-    def untag(self, caller: Caller, arn: str, gone: list[dict]) -> None:
+    def untag(self, caller: Caller, arn: str, gone: list[dict], call: ApiCall | None = None) -> None:
         """Remove tags."""
 
         def change(doc: dict) -> dict:
@@ -365,7 +390,7 @@ class Authorities:
             doc["internal"]["tags"] = tags.remove(doc["internal"].get("tags", []), gone)
             return doc
 
-        self._update(caller, parse_ca_arn(arn), change)
+        self._update(caller, parse_ca_arn(arn), change, call)
 
     def list_tags(self, caller: Caller, arn: str, max_results: int | None, next_token: str | None):
         """A page of the CA's tags and the next token (or None)."""

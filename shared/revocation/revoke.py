@@ -1,8 +1,8 @@
 """RevokeCertificate (docs/revocation.md): serials as callers write them, RFC 5280 reason codes, and the
 rules on what may be revoked. Also how the revocation services find every CA they serve.
 
-A revocation is recorded atomically on the certificate record and in the CA's revoked set
-(``Store.revoke``); the CA's CRL is then rebuilt by a worker (``worker/revocation_tasks.py``) and
+A revocation is recorded atomically on the certificate record, in the CA's revoked set and in its
+audit trail (``Store.revoke``); the CA's CRL is then rebuilt by a worker (``worker/revocation_tasks.py``) and
 its cached OCSP answers are dropped in the same step.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from pcaq.ca.arns import parse_ca_arn
+from pcaq.ca.audit_trail import ApiCall
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.authority import ACTIVE, DELETED, DISABLED, Authority
 from pcaq.errors import AlreadyProcessed, InProgress, InvalidRequest, InvalidState, LimitExceeded, NotFound
@@ -101,8 +102,11 @@ class Revocations:
     def store(self) -> Store:
         return self.authorities.store
 
-    def revoke(self, caller: Caller, ca_arn: str, serial_text: str, reason: str) -> None:
-        """Revoke the certificate with this serial issued by the CA; the CRL is rebuilt soon after."""
+    def revoke(
+        self, caller: Caller, ca_arn: str, serial_text: str, reason: str, call: ApiCall | None = None
+    ) -> None:
+        """Revoke the certificate with this serial issued by the CA; the CRL is rebuilt soon after.
+        The call's audit entry is recorded in the same atomic step as the revocation."""
         parsed = parse_ca_arn(ca_arn)
         ca = self.authorities.load(caller, parsed)
         status = ca.effective_status(self.store.clock())
@@ -126,7 +130,8 @@ class Revocations:
             raise InvalidRequest(
                 f"The certificate with serial {serial_text[:64]} has expired; it cannot be revoked."
             )
-        code, letter = self.store.revoke(ca_id, serial_hex, now, reason, not_after, MAX_REVOKED_PER_CA)
+        audit = call.fields(now) if call is not None else None
+        code, letter = self.store.revoke(ca_id, serial_hex, now, reason, not_after, MAX_REVOKED_PER_CA, audit)
         if code == codes.ALREADY_REVOKED:
             raise AlreadyProcessed(f"The certificate with serial {serial_text[:64]} is already revoked.")
         if code == codes.TOO_MANY:
