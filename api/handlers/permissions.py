@@ -8,13 +8,18 @@ from pcaq.ca.permissions import Permissions
 
 def create_permission(ctx: Context, p: dict) -> None:
     Permissions(ctx.authorities).create(
-        ctx.caller, p["CertificateAuthorityArn"], p["Principal"], p["Actions"], p.get("SourceAccount")
+        ctx.caller,
+        p["CertificateAuthorityArn"],
+        p["Principal"],
+        p["Actions"],
+        p.get("SourceAccount"),
+        ctx.call(p),
     )
 
 
 def delete_permission(ctx: Context, p: dict) -> None:
     Permissions(ctx.authorities).delete(
-        ctx.caller, p["CertificateAuthorityArn"], p["Principal"], p.get("SourceAccount")
+        ctx.caller, p["CertificateAuthorityArn"], p["Principal"], p.get("SourceAccount"), ctx.call(p)
     )
 
 
@@ -26,7 +31,7 @@ def list_permissions(ctx: Context, p: dict) -> dict:
 
 
 def put_policy(ctx: Context, p: dict) -> None:
-    Permissions(ctx.authorities).put_policy(ctx.caller, p["ResourceArn"], p["Policy"])
+    Permissions(ctx.authorities).put_policy(ctx.caller, p["ResourceArn"], p["Policy"], ctx.call(p))
 
 
 def get_policy(ctx: Context, p: dict) -> dict:
@@ -34,4 +39,4 @@ def get_policy(ctx: Context, p: dict) -> dict:
 
 
 def delete_policy(ctx: Context, p: dict) -> None:
-    Permissions(ctx.authorities).delete_policy(ctx.caller, p["ResourceArn"])
+    Permissions(ctx.authorities).delete_policy(ctx.caller, p["ResourceArn"], ctx.call(p))

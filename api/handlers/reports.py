@@ -8,7 +8,11 @@ from pcaq.ca.audit_reports import AuditReports
 
 def create_certificate_authority_audit_report(ctx: Context, p: dict) -> dict:
     report_id, key = AuditReports(ctx.authorities).create(
-        ctx.caller, p["CertificateAuthorityArn"], p["S3BucketName"], p["AuditReportResponseFormat"]
+        ctx.caller,
+        p["CertificateAuthorityArn"],
+        p["S3BucketName"],
+        p["AuditReportResponseFormat"],
+        ctx.call(p),
     )
     return {"AuditReportId": report_id, "S3Key": key}
 

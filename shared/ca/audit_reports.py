@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography import x509
 
 from pcaq.ca.arns import CaArn, parse_ca_arn
-from pcaq.ca.audit_trail import AuditTrail
+from pcaq.ca.audit_trail import ApiCall, AuditTrail
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.authority import ACTIVE, DISABLED, EXPIRED, Authority
 from pcaq.errors import InProgress, InvalidArgument, InvalidState, NotFound
@@ -175,8 +175,11 @@ class AuditReports:
 
     authorities: Authorities
 
-    def create(self, caller: Caller, ca_arn: str, bucket: str, response_format: str) -> tuple[str, str]:
-        """Accept a report request: ``(AuditReportId, S3Key)``; a worker writes the file."""
+    def create(
+        self, caller: Caller, ca_arn: str, bucket: str, response_format: str, call: ApiCall | None = None
+    ) -> tuple[str, str]:
+        """Accept a report request: ``(AuditReportId, S3Key)``; a worker writes the file. The call's
+        audit entry is recorded in the same step as the request."""
         parsed = parse_ca_arn(ca_arn)
         ca = self.authorities.load(caller, parsed)
         store = self.authorities.store
@@ -190,9 +193,9 @@ class AuditReports:
         report_id = str(uuid.uuid4())
         key = report_key(ca_id, report_id, response_format)
         interval = self.authorities.settings.audit_report_interval
-        if not store.start_audit_report(
-            ca_id, report_id, bucket, key, response_format, store.clock(), interval
-        ):
+        now = store.clock()
+        audit = call.fields(now, {"AuditReportId": report_id, "S3Key": key}) if call is not None else None
+        if not store.start_audit_report(ca_id, report_id, bucket, key, response_format, now, interval, audit):
             raise InProgress(
                 f"An audit report of this certificate authority was made in the last {interval // 60} "
                 "minutes; one report per CA is allowed in that time."

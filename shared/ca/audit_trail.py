@@ -2,10 +2,10 @@
 with who (the access key), what (the operation or event), when and the request id.
 
 Every successful state-changing call (every operation but Get*, Describe* and List*) has one entry.
-A call that changes a CA or a certificate (IssueCertificate, the CA lifecycle and tag operations,
-RevokeCertificate) hands its :class:`ApiCall` to the change, and the record store appends the entry
-in the same atomic step as the change, so a Redis error can never keep the change without its entry;
-the API appends the entry of the other calls (permissions, policies, audit reports) after them.
+Each such call (IssueCertificate, the CA lifecycle and tag operations, RevokeCertificate,
+permissions, policies, audit reports) hands its :class:`ApiCall` to the change, and the record store
+appends the entry in the same atomic step as the change, so a Redis error can never keep the change
+without its entry.
 The outcome of key generation is appended by the step that stores the key (or marks the CA FAILED);
 the outcome of each signing is appended by the commit that writes it (and a request given up after
 its last attempt by the claim that gives it up), so a certificate is in the trail exactly when it is
@@ -134,6 +134,11 @@ _RECORDED_WITH_THE_CHANGE = frozenset(
         "TagCertificateAuthority",
         "UntagCertificateAuthority",
         "RevokeCertificate",
+        "CreatePermission",
+        "DeletePermission",
+        "PutPolicy",
+        "DeletePolicy",
+        "CreateCertificateAuthorityAuditReport",
     }
 )
 
@@ -150,8 +155,13 @@ class ApiCall:
 
     def fields(self, now: float, result: dict | None = None) -> dict[str, str]:
         """The call's audit entry; ``result`` holds what the call answers (e.g. the new CA's ARN)."""
-        ca = self.params.get("CertificateAuthorityArn") or (result or {}).get("CertificateAuthorityArn")
-        details = api_details(self.params, result)
+        params = self.params
+        ca = (
+            params.get("CertificateAuthorityArn")
+            or params.get("ResourceArn")  # PutPolicy and DeletePolicy name the CA so
+            or (result or {}).get("CertificateAuthorityArn")
+        )
+        details = api_details(params, result)
         who = self.caller.access_key or "-"
         return _fields(self.operation, who, self.caller.account, self.request_id, ca, details, now)
 
@@ -194,9 +204,9 @@ class AuditTrail:
     def api_call(
         self, operation: str, caller: Caller, request_id: str, params: dict, result: dict | None
     ) -> None:
-        """Record a successful state-changing API call whose change did not record it itself
-        (permissions, policies, audit reports). A failure to record is logged, not raised: the change
-        is already made, and an error answer would make the client repeat it."""
+        """Record a successful state-changing API call whose change did not record it itself (none of
+        today's operations: a fallback for a new one). A failure to record is logged, not raised: the
+        change is already made, and an error answer would make the client repeat it."""
         if not is_audited(operation) or operation in _RECORDED_WITH_THE_CHANGE:
             return
         ca = params.get("CertificateAuthorityArn") or (result or {}).get("CertificateAuthorityArn")

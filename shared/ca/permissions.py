@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from pcaq.ca.arns import parse_ca_arn
+from pcaq.ca.audit_trail import ApiCall
 from pcaq.ca.authorities import Authorities, decode_page_token, encode_page_token
 from pcaq.ca.authority import DELETED, FAILED
 from pcaq.errors import InvalidArgument, InvalidPolicy, InvalidState, NotFound, PermissionAlreadyExists
@@ -68,10 +69,20 @@ class Permissions:
             raise InvalidState(f"The certificate authority is {ca.status}.")
         return ca.id
 
+    def _audit(self, call: ApiCall | None) -> dict[str, str] | None:
+        return call.fields(self.authorities.store.clock()) if call is not None else None
+
     def create(
-        self, caller: Caller, arn: str, principal: str, actions: list[str], source: str | None
+        self,
+        caller: Caller,
+        arn: str,
+        principal: str,
+        actions: list[str],
+        source: str | None,
+        call: ApiCall | None = None,
     ) -> None:
-        """Grant actions to the principal; PermissionAlreadyExists if it holds a permission already."""
+        """Grant actions to the principal; PermissionAlreadyExists if it holds a permission already.
+        The call's audit entry is recorded in the same step as the permission."""
         check_principal(principal)
         ca_id = self._usable(caller, arn)
         account = source or caller.account
@@ -82,15 +93,19 @@ class Permissions:
             "SourceAccount": account,
             "Actions": normalise_actions(actions),
         }
-        if not self.authorities.store.add_permission(ca_id, principal, account, doc):
+        if not self.authorities.store.add_permission(ca_id, principal, account, doc, self._audit(call)):
             raise PermissionAlreadyExists(
                 f"{principal} already holds a permission on {arn}; delete it first to change it."
             )
 
-    def delete(self, caller: Caller, arn: str, principal: str, source: str | None) -> None:
-        """Remove the principal's permission; ResourceNotFound if it holds none."""
+    def delete(
+        self, caller: Caller, arn: str, principal: str, source: str | None, call: ApiCall | None = None
+    ) -> None:
+        """Remove the principal's permission (with the call's audit entry, in one step);
+        ResourceNotFound if it holds none."""
         ca_id = self._usable(caller, arn)
-        if not self.authorities.store.remove_permission(ca_id, principal, source or caller.account):
+        account = source or caller.account
+        if not self.authorities.store.remove_permission(ca_id, principal, account, self._audit(call)):
             raise NotFound(f"{principal[:128]} holds no permission on {arn}.")
 
     def list(self, caller: Caller, arn: str, max_results: int | None, next_token: str | None):
@@ -102,10 +117,10 @@ class Permissions:
         nxt = encode_page_token(offset + size) if offset + size < len(items) else None
         return items[offset : offset + size], nxt
 
-    def put_policy(self, caller: Caller, arn: str, policy: str) -> None:
-        """Attach or replace the CA's resource policy."""
+    def put_policy(self, caller: Caller, arn: str, policy: str, call: ApiCall | None = None) -> None:
+        """Attach or replace the CA's resource policy (with the call's audit entry, in one step)."""
         check_policy(policy)
-        self.authorities.store.put_policy(self._usable(caller, arn), policy)
+        self.authorities.store.put_policy(self._usable(caller, arn), policy, self._audit(call))
 
     def get_policy(self, caller: Caller, arn: str) -> str:
         """The CA's resource policy; ResourceNotFound when none is attached."""
@@ -114,6 +129,7 @@ class Permissions:
             raise NotFound(f"No resource policy is attached to {arn}.")
         return policy
 
-    def delete_policy(self, caller: Caller, arn: str) -> None:
-        """Remove the CA's resource policy (succeeds when there is none)."""
-        self.authorities.store.delete_policy(self._usable(caller, arn))
+    def delete_policy(self, caller: Caller, arn: str, call: ApiCall | None = None) -> None:
+        """Remove the CA's resource policy (succeeds when there is none), with the call's audit entry
+        in the same step."""
+        self.authorities.store.delete_policy(self._usable(caller, arn), self._audit(call))

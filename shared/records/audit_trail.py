@@ -1,12 +1,13 @@
 """Records of the audit trail: one Redis stream per CA, appended to, trimmed approximately.
 
-Entries about a certificate request are appended by the record scripts themselves (submit, claim,
-commit: ``shared/records/scripts.py``), in the same step as the change they record.
+Entries about a change are appended by the transaction or script that makes it (certificate requests:
+submit, claim, commit in ``shared/records/scripts.py``; CA documents, revocations, permissions,
+policies and audit reports: their records), in the same step as the change they record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import redis
 
@@ -33,6 +34,12 @@ class AuditRecords:
             count += 1
         if count:
             pipe.execute()
+
+    def _append_audit(self, pipe, ca_id: str, audit: Mapping[str, str] | None) -> None:
+        """Queue the XADD of one entry (if any) on ``pipe``, a transaction that makes the change."""
+        if audit:
+            stream = keys.audit_stream(ca_id)
+            pipe.xadd(stream, dict(audit), maxlen=self.settings.audit_stream_maxlen, approximate=True)
 
     def read_audit(self, ca_id: str, count: int | None = None) -> list[tuple[str, dict[str, str]]]:
         """The CA's audit entries, oldest first (the last ``count`` ones when given): ``(id, fields)``."""

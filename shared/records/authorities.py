@@ -122,11 +122,6 @@ class AuthorityRecords:
         self._remove_ca(pipe, ca_id, account)
         pipe.execute()
 
-    def _append_audit(self, pipe, ca_id: str, audit: Mapping[str, str] | None) -> None:
-        if audit:
-            stream = keys.audit_stream(ca_id)
-            pipe.xadd(stream, dict(audit), maxlen=self.settings.audit_stream_maxlen, approximate=True)
-
     @staticmethod
     def _remove_ca(pipe, ca_id: str, account: str) -> None:
         pipe.delete(keys.ca(ca_id), keys.ca_private_key(ca_id), keys.ca_gate(ca_id))

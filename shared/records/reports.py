@@ -3,7 +3,7 @@ reports not yet written, and the walk over a CA's certificate records that a rep
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import redis
@@ -52,18 +52,36 @@ class ReportRecords:
         response_format: str,
         now: float,
         interval: int,
+        audit: Mapping[str, str] | None = None,
     ) -> bool:
-        """Record a new report in CREATING unless the CA made one within ``interval`` seconds."""
-        if not self.r.set(keys.audit_report_gate(ca_id), report_id, nx=True, ex=max(1, interval)):
-            return False
-        pipe = self.r.pipeline()
-        pipe.hset(
-            keys.audit_report(ca_id, report_id),
-            mapping={"status": "CREATING", "bucket": bucket, "key": key, "format": response_format, "t": now},
-        )
-        pipe.zadd(keys.REPORTS_PENDING, {_pending_member(ca_id, report_id): now})
-        pipe.execute()
-        return True
+        """Record a new report in CREATING unless the CA made one within ``interval`` seconds; the
+        ``audit`` entry is appended in the same transaction as the record."""
+        gate = keys.audit_report_gate(ca_id)
+        # The gate is taken in the same transaction as the record: taken alone first, a failure in
+        # between would refuse the next request for the interval with no report made.
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(gate)
+                if pipe.exists(gate):
+                    return False
+                pipe.multi()
+                pipe.set(gate, report_id, ex=max(1, interval))
+                pipe.hset(
+                    keys.audit_report(ca_id, report_id),
+                    mapping={
+                        "status": "CREATING",
+                        "bucket": bucket,
+                        "key": key,
+                        "format": response_format,
+                        "t": now,
+                    },
+                )
+                pipe.zadd(keys.REPORTS_PENDING, {_pending_member(ca_id, report_id): now})
+                self._append_audit(pipe, ca_id, audit)
+                pipe.execute()
+                return True
+            except redis.WatchError:  # another request took the gate meanwhile
+                return False
 
     def get_audit_report(self, ca_id: str, report_id: str) -> AuditReportRecord | None:
         """The report's record, or None."""

@@ -278,6 +278,18 @@ end
 return 1
 """
 
+# Add ('add') or remove ('remove') a CA's permission, with the call's audit entry, only if that changes
+# the hash. KEYS: permissions hash, audit stream or ''.
+# ARGV: 'add' | 'remove', field, permission JSON, audit MAXLEN, then the audit entry's field/value pairs.
+# Returns 1 changed; 0 not (the principal already holds one, or there is none to remove).
+PERMISSION = """
+local adding = ARGV[1] == 'add'
+if (redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1) == adding then return 0 end
+if KEYS[2] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5)) end
+if adding then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) else redis.call('HDEL', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 # Cache a signed OCSP answer only if the record still says what the answer says (a revocation that
 # landed while it was being signed must not be hidden behind a cached "good").
 # KEYS: record, cache key. ARGV: der, seconds to keep, claimed status ('good', 'revoked', 'unknown').

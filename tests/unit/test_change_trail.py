@@ -1,9 +1,9 @@
-"""A call that changes a CA or a certificate and its audit entry are written in one atomic step.
+"""A state-changing call and its audit entry are written in one atomic step.
 
 Each operation is run through the real API (Flask app, dispatcher, real Redis) twice: first with the
-connection failing at the step that makes the change (the transaction's EXEC, or the revoke script),
-which must leave neither the change nor the entry; then with the append the API used to make after
-the change failing, which must leave both.
+connection failing when the audit entry is sent (the EXEC of a transaction, or a script, that carries
+it), which must leave neither the change nor the entry; then with the append the API used to make
+after the change failing, which must leave both.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import redis
 from redis.commands.core import Script
 
 from pcaq.ca.audit_trail import AuditTrail
-from pcaq.records import Store, keys, member_of, scripts
+from pcaq.records import Store, keys, member_of
 from pcaq.worker.tasks import generate_ca_key, sign_batch
 from tests.unit.test_issue_flow import active_root, call, env, issue  # noqa: F401 - env is a fixture
 
@@ -124,6 +124,45 @@ def _revoke(svc, client) -> Case:
     return Case(arn, body, cert_arn)
 
 
+def _permission_body(arn: str) -> dict:
+    return {"CertificateAuthorityArn": arn, "Principal": "acm.amazonaws.com", "Actions": ["IssueCertificate"]}
+
+
+def _create_permission(svc, client) -> Case:
+    arn = active_root(svc, client)
+    return Case(arn, _permission_body(arn))
+
+
+def _delete_permission(svc, client) -> Case:
+    arn = active_root(svc, client)
+    _ok(client, "CreatePermission", _permission_body(arn))
+    return Case(arn, {"CertificateAuthorityArn": arn, "Principal": "acm.amazonaws.com"})
+
+
+POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "acm-pca:*"}]})
+
+
+def _put_policy(svc, client) -> Case:
+    arn = active_root(svc, client)
+    return Case(arn, {"ResourceArn": arn, "Policy": POLICY})
+
+
+def _delete_policy(svc, client) -> Case:
+    arn = active_root(svc, client)
+    _ok(client, "PutPolicy", {"ResourceArn": arn, "Policy": POLICY})
+    return Case(arn, {"ResourceArn": arn})
+
+
+def _audit_report(svc, client) -> Case:
+    arn = active_root(svc, client)
+    body = {
+        "CertificateAuthorityArn": arn,
+        "S3BucketName": "trail-bucket",
+        "AuditReportResponseFormat": "JSON",
+    }
+    return Case(arn, body)
+
+
 CASES: dict[str, Callable] = {
     "ImportCertificateAuthorityCertificate": _import,
     "UpdateCertificateAuthority": _update,
@@ -133,37 +172,45 @@ CASES: dict[str, Callable] = {
     "DeleteCertificateAuthority (CREATING)": _delete_creating,
     "RestoreCertificateAuthority": _restore,
     "RevokeCertificate": _revoke,
+    "CreatePermission": _create_permission,
+    "DeletePermission": _delete_permission,
+    "PutPolicy": _put_policy,
+    "DeletePolicy": _delete_policy,
+    "CreateCertificateAuthorityAuditReport": _audit_report,
 }
 
 
 def _state(svc, case: Case) -> tuple:
-    """What the operation changes: the CA document and, for a revocation, the certificate's state."""
+    """What the operations change: the CA document, the certificate's revocation, the permissions,
+    the policy and the reports being made."""
     ca_id = case.arn.rsplit("/", 1)[1]
     cert = None
     if case.cert_arn is not None:
         cert = svc.store.certificate_state(ca_id, case.cert_arn.rsplit("/", 1)[1])
-    return svc.store.get_ca(ca_id), cert
+    store = svc.store
+    reports = store.stale_audit_reports(store.clock() + 3600)
+    return store.get_ca(ca_id), cert, store.list_permissions(ca_id), store.get_policy(ca_id), reports
 
 
 def _events(svc, arn: str) -> list[str]:
     return [e.event for e in AuditTrail(svc.store).entries(arn)]
 
 
-def _fail_the_change_step(monkeypatch, case: Case) -> None:
-    """The connection drops when the change is sent: the EXEC of a transaction that writes the CA's
-    document, or the revoke script."""
+def _fail_the_entry(monkeypatch, case: Case) -> None:
+    """The connection drops when the CA's audit entry is sent: the EXEC of a transaction, or a script,
+    that carries it."""
     execute = redis.client.Pipeline._execute_transaction
     run = Script.__call__
-    document = keys.ca(case.arn.rsplit("/", 1)[1])
+    stream = keys.audit_stream(case.arn.rsplit("/", 1)[1])
 
     def dropped_exec(self, connection, commands, raise_on_error):
-        if any(document in args[1:] for args, _ in commands):
+        if any(args[:2] == ("XADD", stream) for args, _ in commands):
             raise redis.ConnectionError("injected: connection lost at EXEC")
         return execute(self, connection, commands, raise_on_error)
 
     def dropped_script(self, keys=(), args=(), client=None):
-        if self.script == scripts.REVOKE:
-            raise redis.ConnectionError("injected: connection lost at the revoke script")
+        if stream in keys:
+            raise redis.ConnectionError("injected: connection lost at a script")
         return run(self, keys, args, client)
 
     monkeypatch.setattr(redis.client.Pipeline, "_execute_transaction", dropped_exec)
@@ -185,7 +232,7 @@ def test_a_change_and_its_audit_entry_are_both_there_or_both_absent(env, monkeyp
     before, trail = _state(svc, case), _events(svc, case.arn)
 
     with monkeypatch.context() as m:
-        _fail_the_change_step(m, case)
+        _fail_the_entry(m, case)
         status, out = call(client, operation, case.body)
     assert status != 200, out  # a 503, or a 400 once update_ca gave up retrying
     assert _state(svc, case) == before and _events(svc, case.arn) == trail  # neither
