@@ -26,11 +26,12 @@ from cryptography.hazmat.primitives import serialization
 from pcaq.ca import audit_trail, revocation_config
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.authorities import CREATING
-from pcaq.ca.issuance import ROOT_TEMPLATES, decode_request
+from pcaq.ca.issuance import ROOT_TEMPLATES
 from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
 from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
 from pcaq.records import Claimed, Result, split_member
+from pcaq.records.pending import PendingRequest
 from pcaq.records.requests import Sent
 from pcaq.revocation import urgent
 from pcaq.worker.app import app
@@ -134,19 +135,19 @@ class _Issuers:
         return urls
 
 
-def _sign(svc: Services, issuers: _Issuers, member: str, req: dict) -> bytes:
+def _sign(svc: Services, issuers: _Issuers, member: str, req: PendingRequest) -> bytes:
     """The DER certificate for one decoded request; raises PcaqError when its content is refused."""
     ca_id, serial_hex = split_member(member)
-    issuer, doc = issuers.get(ca_id, req["tpl"] in ROOT_TEMPLATES)
+    issuer, doc = issuers.get(ca_id, req.template in ROOT_TEMPLATES)
     crl_url, ocsp_url = issuers.revocation_urls(ca_id, doc)
     request = certificates.IssueRequest(
-        csr_der=req["csr"],
-        signing_algorithm=req["alg"],
-        template=req["tpl"],
-        not_before=req["nb"],
-        not_after=req["na"],
+        csr_der=req.csr_der,
+        signing_algorithm=req.signing_algorithm,
+        template=req.template,
+        not_before=req.not_before,
+        not_after=req.not_after,
         serial=int(serial_hex, 16),
-        api_passthrough=req.get("api"),
+        api_passthrough=req.api_passthrough,
         crl_url=crl_url,
         ocsp_url=ocsp_url,
     )
@@ -203,7 +204,7 @@ def _sign_all(
         if between is not None and outcomes:
             between()
         try:
-            req = decode_request(raw)
+            req = PendingRequest.decode(raw)  # UnreadableRequest: FAILED, like a refused CSR
             report.request(member, req)
             outcomes.append((member, True, _sign(svc, issuers, member, req)))
         except PcaqError as exc:

@@ -8,6 +8,7 @@ A request's audit entries and metrics are written by the same script as the stat
 describe, so a crash (of a worker or of Redis) can never keep one without the other.
 """
 
+from pcaq.records import pending
 from pcaq.records.audit_trail import CERTIFICATE_FAILED, WORKER
 from pcaq.records.metrics import ABANDONED, LATENCY_BUCKETS
 
@@ -43,16 +44,19 @@ _WORDS = {
     "FAILED_EVENT": CERTIFICATE_FAILED,
     "ABANDONED": ABANDONED,
     "BOUNDS": ", ".join(repr(float(b)) for b in LATENCY_BUCKETS),
+    "REQUEST_ID": pending.REQUEST_ID_KEY,
+    "NO_REQUEST_ID": pending.NO_REQUEST_ID,
 }
 
 # Give up a request whose leases all ended without a commit (its worker kept dying): FAILED, counted
 # with the failures by reason, and its audit entry (with the request id IssueCertificate answered,
-# read from the stored request) appended in the same step. Returns that request id.
+# read from the stored request: the one field of a PendingRequest a script reads, see
+# shared/records/pending.py) appended in the same step. Returns that request id.
 _ABANDON = """
 local function request_id_of(raw)
   local ok, doc = pcall(cjson.decode, raw or '')
-  if ok and type(doc) == 'table' and type(doc.rid) == 'string' then return doc.rid end
-  return '-'
+  if ok and type(doc) == 'table' and type(doc['{REQUEST_ID}']) == 'string' then return doc['{REQUEST_ID}'] end
+  return '{NO_REQUEST_ID}'
 end
 local function abandon(key, member, max_attempts)
   local reason = 'Issuance was abandoned after ' .. max_attempts .. ' attempts.'
