@@ -1,4 +1,4 @@
-"""Celery tasks: generate a CA's key and CSR; sign a batch of pending certificate requests.
+"""Celery tasks: generate a CA's key and CSR; drain the outbox of pending certificate requests.
 
 Every task is safe to run twice (Redis redelivers unacked messages): key generation holds a lock
 and only moves a CA out of CREATING once; signing commits a result only for requests it still
@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -29,7 +29,7 @@ from pcaq.ca.authorities import CREATING
 from pcaq.ca.issuance import ROOT_TEMPLATES
 from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
-from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
+from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK
 from pcaq.records import Claimed, Result, split_member
 from pcaq.records.pending import PendingRequest
 from pcaq.records.requests import Sent
@@ -154,16 +154,6 @@ def _sign(svc: Services, issuers: _Issuers, member: str, req: PendingRequest) ->
     return certificates.build_certificate(request, issuer).public_bytes(serialization.Encoding.DER)
 
 
-def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) -> int:
-    """Sign requests leased to ``owner`` and commit the results; returns how many results took.
-
-    One commit writes the results together with their audit entries and metrics (one Redis round
-    trip): an outcome that does not take (another worker's lease won) leaves no trace at all.
-    """
-    _refresh_blocklist(svc)
-    return _commit(svc, owner, _sign_all(svc, claimed))
-
-
 def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, dict | None]]:
     """A drain's next batch from its claim: the leased requests, once the key blocklist is refreshed,
     with the CA documents they need (both read after the claim). A full claim that asked for a helper
@@ -194,7 +184,7 @@ def _sign_all(
     docs: dict[str, dict | None] | None = None,
     between: Callable[[], None] | None = None,
 ) -> tuple[list[Result], BatchReport]:
-    """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`
+    """The results of a batch of leased requests, with their audit entries, ready for a commit
     (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`; ``docs``:
     CA documents read since then; ``between``: called after each signature, see worker/urgent.py)."""
     issuers = _Issuers(svc, docs)
@@ -228,14 +218,6 @@ def _sign_all(
     return results, report
 
 
-def _commit(svc: Services, owner: str, signed: tuple[list[Result], BatchReport]) -> int:
-    """Commit what :func:`_sign_all` made (one Redis round trip); returns how many results took."""
-    results, report = signed
-    done = svc.store.commit(owner, results, unexpected_errors=report.errors)
-    report.finish(len(results), done)
-    return done
-
-
 def _took(commit: Sent[int], results: int, report: BatchReport) -> int:
     """How many results of a sent commit took (waits for its reply)."""
     done = commit.result()
@@ -246,12 +228,6 @@ def _took(commit: Sent[int], results: int, report: BatchReport) -> int:
 def _claimed(claim: Claimed) -> Claimed:
     abandoned(claim.abandoned)  # given up by the claim itself (FAILED, counted and audited there)
     return claim
-
-
-def sign_batch(svc: Services, members: Iterable[str]) -> int:
-    """Claim the named requests, sign and commit them; returns how many results were written."""
-    owner = _owner()
-    return sign_claimed(svc, owner, _claimed(svc.store.claim(list(members), owner)))
 
 
 def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, helper: str | None = None) -> int:
@@ -336,9 +312,3 @@ def drain(helper: str | None = None) -> None:
     """Celery entry point of :func:`drain_outbox` (the message is only a wake-up: no ids travel;
     ``helper`` is the token of a helper drain)."""
     drain_outbox(services(), helper=helper)
-
-
-@app.task(name=ISSUE_TASK)
-def issue_batch(members: list[str]) -> None:
-    """Sign a batch of pending certificate requests (ids, not CSRs, travel in the message)."""
-    sign_batch(services(), members)

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import time
+from unittest.mock import ANY
 
 import pytest
 import redis
@@ -25,7 +26,7 @@ from pcaq.records import Store, member_of
 from pcaq.records.pending import VERSION
 from pcaq.worker.services import Services
 from pcaq.worker.sweeper import sweep
-from pcaq.worker.tasks import drain_outbox, generate_ca_key, sign_batch
+from pcaq.worker.tasks import drain_outbox, generate_ca_key
 from tests.support import private_redis_db
 from tests.unit.test_pending import LEGACY_FULL, LEGACY_RID, legacy_full_request
 
@@ -34,7 +35,6 @@ class RecordingQueue:
     """Stands in for Celery: remembers what would have been published."""
 
     def __init__(self):
-        self.issued: list[str] = []
         self.keys: list[str] = []
         self.drains = 0
         self.helpers: list[str] = []  # helper drains asked for by full claims (their tokens)
@@ -44,9 +44,6 @@ class RecordingQueue:
             self.helpers.append(helper)
         else:
             self.drains += 1
-
-    def issue(self, members):
-        self.issued += members
 
     def create_ca_key(self, ca_id):
         self.keys.append(ca_id)
@@ -115,8 +112,7 @@ def active_root(svc, client, before_import=None) -> str:
         },
     )
     cert_arn = out["CertificateArn"]
-    member = member_of(arn.rsplit("/", 1)[1], cert_arn.rsplit("/", 1)[1])
-    assert sign_batch(svc, [member]) == 1
+    assert drain_outbox(svc) == 1
     _, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert "CertificateChain" not in out
     if before_import is not None:
@@ -157,11 +153,11 @@ def test_in_progress_then_issued_then_redelivery_changes_nothing(env):
     cert_arn = issue(client, arn)
     status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert (status, out["__type"]) == (400, "RequestInProgressException")
-    assert sign_batch(svc, [member(cert_arn)]) == 1
+    assert drain_outbox(svc) == 1
     _, first = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert first["Certificate"].startswith("-----BEGIN CERTIFICATE-----")
-    # The same job delivered again (Redis redelivers after the visibility timeout): no second certificate.
-    assert sign_batch(svc, [member(cert_arn)]) == 0
+    # The drain message delivered again (Redis redelivers after the visibility timeout): no second certificate.
+    assert drain_outbox(svc) == 0
     _, again = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert again["Certificate"] == first["Certificate"]
 
@@ -179,7 +175,7 @@ def test_a_certificate_signed_right_after_the_import_comes_with_its_chain(env):
 
     arn = active_root(svc, client, before_import=poll_the_root_certificate)
     cert_arn = issue(client, arn)
-    assert sign_batch(svc, [member(cert_arn)]) == 1
+    assert drain_outbox(svc) == 1
     body = {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn}
     _, out = call(other, "GetCertificate", body)
     _, ca = call(client, "GetCertificateAuthorityCertificate", {"CertificateAuthorityArn": arn})
@@ -211,9 +207,9 @@ def test_work_that_keeps_dying_is_abandoned_after_max_attempts(env, monkeypatch)
     now = time.time()
     for attempt in range(3):  # claimed, then the worker dies before committing
         svc.store.clock = lambda a=attempt: now + a * 1000
-        assert svc.store.claim([member(cert_arn)], f"dead-{attempt}")
+        assert svc.store.claim_ready(f"dead-{attempt}", 10) == [(member(cert_arn), ANY)]
     svc.store.clock = lambda: now + 10_000
-    assert sign_batch(svc, [member(cert_arn)]) == 0
+    assert drain_outbox(svc) == 0
     status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert (status, out["__type"]) == (400, "RequestFailedException") and "3 attempts" in out["message"]
     assert svc.store.pending_count() == 0
