@@ -55,6 +55,10 @@ class RequestFailed(PcaqError):
     """Background work for the request failed for good."""
 
 
+class UnreadableRequest(PcaqError):
+    """A stored request cannot be read back: it is corrupt, or a newer version of pcaq encoded it."""
+
+
 class AlreadyProcessed(PcaqError):
     """The request was already carried out (for example a second revocation)."""
 

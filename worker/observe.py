@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from pcaq.errors import PcaqError
 from pcaq.records import split_member
+from pcaq.records.pending import PendingRequest
 
 log = logging.getLogger("pcaq.worker")
 
@@ -35,9 +36,9 @@ class BatchReport:
     errors: int = 0
     started: float = field(default_factory=time.perf_counter)
 
-    def request(self, member: str, doc: dict) -> None:
-        """Note the API request id carried by a decoded request document."""
-        self.request_ids[member] = doc.get("rid") or "-"
+    def request(self, member: str, request: PendingRequest) -> None:
+        """Note the API request id carried by a decoded request."""
+        self.request_ids[member] = request.request_id
 
     def request_id(self, member: str) -> str:
         """The API request id of a request of this batch ('-' when unknown)."""

@@ -1,4 +1,4 @@
-"""Celery tasks: generate a CA's key and CSR; sign a batch of pending certificate requests.
+"""Celery tasks: generate a CA's key and CSR; drain the outbox of pending certificate requests.
 
 Every task is safe to run twice (Redis redelivers unacked messages): key generation holds a lock
 and only moves a CA out of CREATING once; signing commits a result only for requests it still
@@ -18,18 +18,19 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
 
 from pcaq.ca import audit_trail, revocation_config
 from pcaq.ca.authorities import CREATING
 from pcaq.ca.authority import Authority
-from pcaq.ca.issuance import ROOT_TEMPLATES, decode_request
+from pcaq.ca.issuance import ROOT_TEMPLATES
 from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
-from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK, ISSUE_TASK
+from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK
 from pcaq.records import Claimed, Result, split_member
+from pcaq.records.pending import PendingRequest
 from pcaq.records.requests import Sent
 from pcaq.revocation import urgent
 from pcaq.worker.app import app
@@ -139,33 +140,23 @@ class _Issuers:
         return urls
 
 
-def _sign(svc: Services, issuers: _Issuers, member: str, req: dict) -> bytes:
+def _sign(svc: Services, issuers: _Issuers, member: str, req: PendingRequest) -> bytes:
     """The DER certificate for one decoded request; raises PcaqError when its content is refused."""
     ca_id, serial_hex = split_member(member)
-    issuer, ca = issuers.get(ca_id, req["tpl"] in ROOT_TEMPLATES)
+    issuer, ca = issuers.get(ca_id, req.template in ROOT_TEMPLATES)
     crl_url, ocsp_url = issuers.revocation_urls(ca)
     request = certificates.IssueRequest(
-        csr_der=req["csr"],
-        signing_algorithm=req["alg"],
-        template=req["tpl"],
-        not_before=req["nb"],
-        not_after=req["na"],
+        csr_der=req.csr_der,
+        signing_algorithm=req.signing_algorithm,
+        template=req.template,
+        not_before=req.not_before,
+        not_after=req.not_after,
         serial=int(serial_hex, 16),
-        api_passthrough=req.get("api"),
+        api_passthrough=req.api_passthrough,
         crl_url=crl_url,
         ocsp_url=ocsp_url,
     )
     return certificates.build_certificate(request, issuer).public_bytes(serialization.Encoding.DER)
-
-
-def sign_claimed(svc: Services, owner: str, claimed: list[tuple[str, bytes]]) -> int:
-    """Sign requests leased to ``owner`` and commit the results; returns how many results took.
-
-    One commit writes the results together with their audit entries and metrics (one Redis round
-    trip): an outcome that does not take (another worker's lease won) leaves no trace at all.
-    """
-    _refresh_blocklist(svc)
-    return _commit(svc, owner, _sign_all(svc, claimed))
 
 
 def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, Authority | None]]:
@@ -200,7 +191,7 @@ def _sign_all(
     cas: dict[str, Authority | None] | None = None,
     between: Callable[[], None] | None = None,
 ) -> tuple[list[Result], BatchReport]:
-    """The results of a batch of leased requests, with their audit entries, ready for :func:`_commit`
+    """The results of a batch of leased requests, with their audit entries, ready for a commit
     (the key blocklist was refreshed since the batch was claimed: :func:`_refresh_blocklist`; ``cas``:
     the CAs read since then; ``between``: called after each signature, see worker/urgent.py)."""
     issuers = _Issuers(svc, cas)
@@ -210,7 +201,7 @@ def _sign_all(
         if between is not None and outcomes:
             between()
         try:
-            req = decode_request(raw)
+            req = PendingRequest.decode(raw)  # UnreadableRequest: FAILED, like a refused CSR
             report.request(member, req)
             outcomes.append((member, True, _sign(svc, issuers, member, req)))
         except PcaqError as exc:
@@ -234,14 +225,6 @@ def _sign_all(
     return results, report
 
 
-def _commit(svc: Services, owner: str, signed: tuple[list[Result], BatchReport]) -> int:
-    """Commit what :func:`_sign_all` made (one Redis round trip); returns how many results took."""
-    results, report = signed
-    done = svc.store.commit(owner, results, unexpected_errors=report.errors)
-    report.finish(len(results), done)
-    return done
-
-
 def _took(commit: Sent[int], results: int, report: BatchReport) -> int:
     """How many results of a sent commit took (waits for its reply)."""
     done = commit.result()
@@ -252,12 +235,6 @@ def _took(commit: Sent[int], results: int, report: BatchReport) -> int:
 def _claimed(claim: Claimed) -> Claimed:
     abandoned(claim.abandoned)  # given up by the claim itself (FAILED, counted and audited there)
     return claim
-
-
-def sign_batch(svc: Services, members: Iterable[str]) -> int:
-    """Claim the named requests, sign and commit them; returns how many results were written."""
-    owner = _owner()
-    return sign_claimed(svc, owner, _claimed(svc.store.claim(list(members), owner)))
 
 
 def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, helper: str | None = None) -> int:
@@ -342,9 +319,3 @@ def drain(helper: str | None = None) -> None:
     """Celery entry point of :func:`drain_outbox` (the message is only a wake-up: no ids travel;
     ``helper`` is the token of a helper drain)."""
     drain_outbox(services(), helper=helper)
-
-
-@app.task(name=ISSUE_TASK)
-def issue_batch(members: list[str]) -> None:
-    """Sign a batch of pending certificate requests (ids, not CSRs, travel in the message)."""
-    sign_batch(services(), members)

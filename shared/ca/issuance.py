@@ -6,8 +6,6 @@ worker, which also builds and signs the certificate.
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
 from pcaq.platform.queue import DRAIN_TASK, Queue
 from pcaq.records import Store
+from pcaq.records.pending import PendingRequest
 from pcaq.records.requests import CaChanged
 
 ROOT_TEMPLATES = frozenset({"RootCACertificate", "RootCACertificate_APIPassthrough"})
@@ -43,38 +42,6 @@ def new_serial() -> int:
         serial = secrets.randbits(127)
         if serial >> 64:  # keep at least 64 significant bits
             return serial
-
-
-def encode_request(
-    csr_der: bytes,
-    params: dict,
-    template: str,
-    not_before: datetime,
-    not_after: datetime,
-    request_id: str | None = None,
-) -> bytes:
-    """The compact request document a worker signs from (``rid``: the API request id, for its logs)."""
-    doc = {
-        "csr": base64.b64encode(csr_der).decode(),
-        "alg": params["SigningAlgorithm"],
-        "tpl": template,
-        "nb": int(not_before.timestamp()),
-        "na": int(not_after.timestamp()),
-    }
-    if params.get("ApiPassthrough"):
-        doc["api"] = params["ApiPassthrough"]
-    if request_id and request_id != "-":
-        doc["rid"] = request_id
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def decode_request(raw: bytes) -> dict:
-    """Inverse of :func:`encode_request` (datetimes back as aware UTC, CSR back as DER)."""
-    doc = json.loads(raw)
-    doc["csr"] = base64.b64decode(doc["csr"])
-    doc["nb"] = datetime.fromtimestamp(doc["nb"], UTC)
-    doc["na"] = datetime.fromtimestamp(doc["na"], UTC)
-    return doc
 
 
 def _spki(public_key) -> bytes:
@@ -156,7 +123,15 @@ class Issuance:
             datetime.fromtimestamp(ca_not_before, UTC) if ca_not_before else None,
             ca.usage_mode == "SHORT_LIVED_CERTIFICATE",
         )
-        return encode_request(csr_der, params, template, not_before, not_after, request_id)
+        return PendingRequest(
+            csr_der=csr_der,
+            signing_algorithm=params["SigningAlgorithm"],
+            template=template,
+            not_before=not_before,
+            not_after=not_after,
+            api_passthrough=params.get("ApiPassthrough") or None,
+            request_id=request_id,
+        ).encode()
 
     def _submit(
         self,

@@ -11,14 +11,15 @@ from celery import Celery
 from pcaq.platform import redis_transport
 from pcaq.platform.settings import Settings
 
-ISSUE_TASK = "pcaq.issue_batch"
 DRAIN_TASK = "pcaq.drain"
 CREATE_CA_KEY_TASK = "pcaq.create_ca_key"
-SWEEP_TASK = "pcaq.sweep"
 CRL_TASK = "pcaq.crl_rebuild"
 OCSP_TASK = "pcaq.ocsp_sign"  # no longer sent (see URGENT_TASK); still served for messages already queued
 URGENT_TASK = "pcaq.urgent"
 AUDIT_REPORT_TASK = "pcaq.audit_report"
+# No longer sent nor served: "pcaq.issue_batch" (the ids of requests to sign). A worker discards a
+# message left of it (Celery rejects a task it does not know, without requeueing it), and the requests
+# it named are in the outbox, where a drain signs them.
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -50,10 +51,6 @@ class Queue:
 
     def __init__(self, celery: Celery):
         self.celery = celery
-
-    def issue(self, members: list[str]) -> None:
-        """Ask a worker to sign these pending certificate requests."""
-        self.celery.send_task(ISSUE_TASK, args=[members])
 
     def drain(self, helper: str | None = None) -> None:
         """Ask a worker to sign whatever is ready in the outbox, in batches, until it is empty

@@ -69,7 +69,6 @@ class Store(
         self.settings = settings
         self.clock = clock
         self._submit = client.register_script(scripts.SUBMIT)
-        self._claim = client.register_script(scripts.CLAIM)
         self._claim_ready = client.register_script(scripts.CLAIM_READY)
         self._commit = client.register_script(scripts.COMMIT)
         self._helper_started = client.register_script(scripts.HELPER_STARTED)

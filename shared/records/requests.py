@@ -229,15 +229,12 @@ class RequestRecords:
             return None
         return CertificateRecord(_STATUS[s], c, e.decode() if e else None, float(t or 0))
 
-    def claim(self, members: list[str], owner: str) -> Claimed:
-        """Lease the given requests to ``owner``; returns ``(member, request)`` for each one leased."""
-        return self._run_claim(self._claim, owner, members) if members else Claimed([], [])
-
     def claim_ready(self, owner: str, limit: int, helper: str = "") -> Claimed:
         """A drain's claim: lease up to ``limit`` requests that are ready now (oldest first) to
         ``owner``. It keeps the draining mark alive when it leases something; when it is full it may ask
         for a helper drain named ``helper`` (see ``Claimed.helper``; an empty token never asks)."""
-        return self._run_claim(self._claim_ready, owner, self._drain_args(limit, helper), helper)
+        call_keys, args = self._claim_call(owner, self._drain_args(limit, helper))
+        return _claimed(self._claim_ready(keys=call_keys, args=args), helper)
 
     def send_claim_ready(
         self, owner: str, limit: int, helper: str = "", take_urgent: int = 0
@@ -251,10 +248,6 @@ class RequestRecords:
     def _drain_args(self, limit: int, helper: str, take_urgent: int = 0) -> list:
         return [limit, DRAINING_MS, helper, HELPER_MS, take_urgent]
 
-    def _run_claim(self, script, owner: str, extra: list, helper: str = "") -> Claimed:
-        call_keys, args = self._claim_call(owner, extra)
-        return _claimed(script(keys=call_keys, args=args), helper)
-
     def _claim_call(self, owner: str, extra: list) -> tuple[list, list]:
         lease = [owner, f"{self.clock():.3f}", self.settings.lease_seconds, self.settings.max_attempts]
         return (
@@ -266,7 +259,7 @@ class RequestRecords:
                 keys.METRICS_OUTCOMES,
                 keys.DRAINING,
                 keys.DRAIN_HELPER,
-                keys.URGENT,  # read by a drain's claim only
+                keys.URGENT,
             ],
             [*lease, self.settings.audit_stream_maxlen, *extra],
         )
@@ -334,12 +327,12 @@ class RequestRecords:
 
 
 def _claimed(reply: list, helper: str = "") -> Claimed:
-    leased, abandoned, *drain = reply  # a drain's claim adds (helper asked, urgent jobs taken)
+    leased, abandoned, helper_asked, urgent_jobs = reply
     return Claimed(
         [(leased[i].decode(), leased[i + 1]) for i in range(0, len(leased), 2)],
         [(abandoned[i].decode(), abandoned[i + 1].decode()) for i in range(0, len(abandoned), 2)],
-        helper if drain and drain[0] == 1 else None,
-        drain[1] if len(drain) > 1 else None,
+        helper if helper_asked == 1 else None,
+        urgent_jobs,
     )
 
 

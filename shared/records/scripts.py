@@ -8,6 +8,7 @@ A request's audit entries and metrics are written by the same script as the stat
 describe, so a crash (of a worker or of Redis) can never keep one without the other.
 """
 
+from pcaq.records import pending
 from pcaq.records.audit_trail import CERTIFICATE_FAILED, WORKER
 from pcaq.records.metrics import ABANDONED, LATENCY_BUCKETS
 
@@ -43,16 +44,19 @@ _WORDS = {
     "FAILED_EVENT": CERTIFICATE_FAILED,
     "ABANDONED": ABANDONED,
     "BOUNDS": ", ".join(repr(float(b)) for b in LATENCY_BUCKETS),
+    "REQUEST_ID": pending.REQUEST_ID_KEY,
+    "NO_REQUEST_ID": pending.NO_REQUEST_ID,
 }
 
 # Give up a request whose leases all ended without a commit (its worker kept dying): FAILED, counted
 # with the failures by reason, and its audit entry (with the request id IssueCertificate answered,
-# read from the stored request) appended in the same step. Returns that request id.
+# read from the stored request: the one field of a PendingRequest a script reads, see
+# shared/records/pending.py) appended in the same step. Returns that request id.
 _ABANDON = """
 local function request_id_of(raw)
   local ok, doc = pcall(cjson.decode, raw or '')
-  if ok and type(doc) == 'table' and type(doc.rid) == 'string' then return doc.rid end
-  return '-'
+  if ok and type(doc) == 'table' and type(doc['{REQUEST_ID}']) == 'string' then return doc['{REQUEST_ID}'] end
+  return '{NO_REQUEST_ID}'
 end
 local function abandon(key, member, max_attempts)
   local reason = 'Issuance was abandoned after ' .. max_attempts .. ' attempts.'
@@ -83,11 +87,26 @@ local function bulk(command, key, items)
 end
 """
 
-# The body shared by both claims: lease each still-PENDING, unleased member in `members` to ARGV[1]
-# (the outbox entries of a batch are moved by one ZADD and dropped by one ZREM).
-_CLAIM_MEMBERS = (
-    _BULK
+# A drain's claim: lease up to ARGV[6] requests that are ready now (oldest first) to ARGV[1]; give up
+# those past max attempts (FAILED, see _ABANDON); drop from the outbox the members whose record is
+# gone or finished (the outbox entries of a batch are moved by one ZADD and dropped by one ZREM). A
+# claim that leased something keeps the draining mark alive (submitters then leave the waking to this
+# drain). A full claim (more may be ready) asks for a helper drain, so that idle worker processes join,
+# but only while no helper asked for is yet to start: it sets the helper mark to this claim's token and
+# answers 1, and the caller sends the message. It also takes up to ARGV[10] urgent jobs
+# (shared/urgent.py), which the drain serves before the batch.
+# KEYS: outbox, record prefix, CA document prefix, audit stream prefix, outcomes hash, draining mark,
+#       helper mark, urgent list.
+# ARGV: owner, now, lease, max attempts, audit MAXLEN, limit, draining ms, helper token ('': never
+#       ask), helper ms, urgent jobs to take.
+# Returns {leased, abandoned, helper, urgent}: (member, request) pairs now leased to the owner, (member,
+# request id) pairs of the requests given up after max attempts, 1 if the caller must send the helper
+# drain, and the urgent jobs taken.
+CLAIM_READY = (
+    _ABANDON
+    + _BULK
     + """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[6]))
 local now = tonumber(ARGV[2])
 local lease_until = now + tonumber(ARGV[3])
 local max_attempts = tonumber(ARGV[4])
@@ -115,34 +134,6 @@ for _, member in ipairs(members) do
 end
 bulk('ZADD', KEYS[1], leases)
 bulk('ZREM', KEYS[1], gone)
-"""
-)
-
-# Claim the named members.
-# KEYS: outbox, record prefix, CA document prefix, audit stream prefix, outcomes hash.
-# ARGV: owner, now, lease, max attempts, audit MAXLEN, members...
-# Returns {leased, abandoned}: (member, request) pairs now leased to the owner, and (member, request id)
-# pairs of the requests given up after max attempts.
-CLAIM = (
-    _ABANDON
-    + "local members = {}\nfor i = 6, #ARGV do members[#members + 1] = ARGV[i] end\n"
-    + _CLAIM_MEMBERS
-    + "return {out, abandoned}\n"
-)
-
-# A drain's claim: up to ARGV[6] members that are ready now (oldest first). Same first five KEYS and
-# ARGV, and the same answer plus a third item. A claim that leased something keeps the draining mark
-# alive (submitters then leave the waking to this drain). A full claim (more may be ready) asks for a
-# helper drain, so that idle worker processes join, but only while no helper asked for is yet to start:
-# it sets the helper mark to this claim's token and answers 1, and the caller sends the message.
-# It also takes up to ARGV[10] urgent jobs (shared/revocation/urgent.py), which the drain serves before the batch.
-# KEYS: ..., draining mark, helper mark, urgent list. ARGV: ..., limit, draining ms, helper token ('':
-# never ask), helper ms, urgent jobs to take.
-CLAIM_READY = (
-    _ABANDON
-    + "local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[6]))\n"
-    + _CLAIM_MEMBERS
-    + """
 local helper = 0
 if #out > 0 then redis.call('SET', KEYS[6], '1', 'PX', ARGV[7]) end
 if ARGV[8] ~= '' and #members == tonumber(ARGV[6]) and redis.call('SET', KEYS[7], ARGV[8], 'NX', 'PX', ARGV[9]) then

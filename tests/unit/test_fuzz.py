@@ -68,9 +68,6 @@ json_values = st.recursive(
 class NoQueue:
     """The worker's functions are run directly; nothing needs to be published."""
 
-    def issue(self, members):
-        pass
-
     def drain(self, helper=None):
         pass
 

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import time
+from unittest.mock import ANY
 
 import pytest
 import redis
@@ -22,10 +23,12 @@ from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
 from pcaq.platform.queue import DRAIN_TASK, Queue
 from pcaq.platform.settings import load
 from pcaq.records import Store, member_of
+from pcaq.records.pending import VERSION
 from pcaq.worker.services import Services
 from pcaq.worker.sweeper import sweep
-from pcaq.worker.tasks import drain_outbox, generate_ca_key, sign_batch
+from pcaq.worker.tasks import drain_outbox, generate_ca_key
 from tests.support import private_redis_db
+from tests.unit.test_pending import LEGACY_FULL, LEGACY_RID, legacy_full_request
 from tests.unit.test_wakeups import failed as wakeups_failed
 
 
@@ -33,7 +36,6 @@ class RecordingQueue:
     """Stands in for Celery: remembers what would have been published."""
 
     def __init__(self):
-        self.issued: list[str] = []
         self.keys: list[str] = []
         self.drains = 0
         self.helpers: list[str] = []  # helper drains asked for by full claims (their tokens)
@@ -43,9 +45,6 @@ class RecordingQueue:
             self.helpers.append(helper)
         else:
             self.drains += 1
-
-    def issue(self, members):
-        self.issued += members
 
     def create_ca_key(self, ca_id):
         self.keys.append(ca_id)
@@ -114,8 +113,7 @@ def active_root(svc, client, before_import=None) -> str:
         },
     )
     cert_arn = out["CertificateArn"]
-    member = member_of(arn.rsplit("/", 1)[1], cert_arn.rsplit("/", 1)[1])
-    assert sign_batch(svc, [member]) == 1
+    assert drain_outbox(svc) == 1
     _, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert "CertificateChain" not in out
     if before_import is not None:
@@ -156,11 +154,11 @@ def test_in_progress_then_issued_then_redelivery_changes_nothing(env):
     cert_arn = issue(client, arn)
     status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert (status, out["__type"]) == (400, "RequestInProgressException")
-    assert sign_batch(svc, [member(cert_arn)]) == 1
+    assert drain_outbox(svc) == 1
     _, first = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert first["Certificate"].startswith("-----BEGIN CERTIFICATE-----")
-    # The same job delivered again (Redis redelivers after the visibility timeout): no second certificate.
-    assert sign_batch(svc, [member(cert_arn)]) == 0
+    # The drain message delivered again (Redis redelivers after the visibility timeout): no second certificate.
+    assert drain_outbox(svc) == 0
     _, again = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert again["Certificate"] == first["Certificate"]
 
@@ -178,7 +176,7 @@ def test_a_certificate_signed_right_after_the_import_comes_with_its_chain(env):
 
     arn = active_root(svc, client, before_import=poll_the_root_certificate)
     cert_arn = issue(client, arn)
-    assert sign_batch(svc, [member(cert_arn)]) == 1
+    assert drain_outbox(svc) == 1
     body = {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn}
     _, out = call(other, "GetCertificate", body)
     _, ca = call(client, "GetCertificateAuthorityCertificate", {"CertificateAuthorityArn": arn})
@@ -212,11 +210,53 @@ def test_work_that_keeps_dying_is_abandoned_after_max_attempts(env, monkeypatch)
     now = time.time()
     for attempt in range(3):  # claimed, then the worker dies before committing
         svc.store.clock = lambda a=attempt: now + a * 1000
-        assert svc.store.claim([member(cert_arn)], f"dead-{attempt}")
+        assert svc.store.claim_ready(f"dead-{attempt}", 10) == [(member(cert_arn), ANY)]
     svc.store.clock = lambda: now + 10_000
-    assert sign_batch(svc, [member(cert_arn)]) == 0
+    assert drain_outbox(svc) == 0
     status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
     assert (status, out["__type"]) == (400, "RequestFailedException") and "3 attempts" in out["message"]
+    assert svc.store.pending_count() == 0
+
+
+def test_a_request_queued_before_the_upgrade_is_signed(env):
+    # A request the previous version encoded (no version field) and left in Redis: the drain signs it.
+    svc, client = env
+    arn = active_root(svc, client)
+    ca_id, account = arn.rsplit("/", 1)[1], arn.split(":")[4]
+    assert svc.store.submit_certificate(ca_id, account, "a1", LEGACY_FULL, None)
+    assert drain_outbox(svc) == 1
+    cert_arn = f"{arn}/certificate/a1"
+    status, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
+    assert status == 200, out
+    cert = x509.load_pem_x509_certificate(out["Certificate"].encode())
+    wanted = legacy_full_request()
+    csr = x509.load_der_x509_csr(wanted.csr_der)
+    assert cert.public_key() == csr.public_key() and cert.serial_number == 0xA1
+    assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (wanted.not_before, wanted.not_after)
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    [entry] = [
+        e
+        for e in svc.store.read_audit(ca_id)
+        if e[1]["event"] == "CertificateIssued" and "/a1" in e[1]["details"]
+    ]
+    assert entry[1]["request_id"] == LEGACY_RID
+
+
+def test_an_unreadable_request_fails_with_its_reason_and_the_rest_of_its_batch_is_signed(env):
+    svc, client = env
+    arn = active_root(svc, client)
+    ca_id, account = arn.rsplit("/", 1)[1], arn.split(":")[4]
+    good = issue(client, arn)
+    newer = json.dumps({**json.loads(LEGACY_FULL), "v": VERSION + 1}).encode()
+    assert svc.store.submit_certificate(ca_id, account, "b1", newer, None)
+    assert svc.store.submit_certificate(ca_id, account, "b2", b'{"csr":', None)
+    assert drain_outbox(svc) == 3  # one batch: nothing is left leased for a retry
+    assert svc.store.get_certificate(*member(good).split(":")).status == "ISSUED"
+    for serial, reason in (("b1", f"version {VERSION + 1}, newer"), ("b2", "is corrupt")):
+        body = {"CertificateAuthorityArn": arn, "CertificateArn": f"{arn}/certificate/{serial}"}
+        status, out = call(client, "GetCertificate", body)
+        assert (status, out["__type"]) == (400, "RequestFailedException") and reason in out["message"]
+    assert svc.store.metrics_snapshot().failures == {"UnreadableRequest": 2}
     assert svc.store.pending_count() == 0
 
 

@@ -29,7 +29,7 @@ def _finished(store: Store, serial: str, created: float, seconds: float, ok: boo
     store.clock.now = created
     assert store.submit_certificate(CA, "111122223333", serial, b"req", None)
     member = member_of(CA, serial)
-    assert store.claim([member], "w")
+    assert store.claim_ready("w", 10) == [(member, b"req")]
     store.clock.now = created + seconds
     result = Result(member, ok, b"DER" if ok else b"bad CSR", "" if ok else "MalformedCSR")
     assert store.commit("w", [result]) == 1
@@ -60,7 +60,7 @@ def test_a_result_committed_twice_is_counted_once_and_a_failure_without_reason_i
     member = _finished(store, "c1", store.clock.now, 1.0)
     assert store.commit("w", [Result(member, True, b"DER again")]) == 0  # a redelivered batch
     store.submit_certificate(CA, "111122223333", "c2", b"req", None)
-    assert store.claim([member_of(CA, "c2")], "w")
+    assert store.claim_ready("w", 10) == [(member_of(CA, "c2"), b"req")]
     assert store.commit("w", [(member_of(CA, "c2"), False, b"why")]) == 1  # a plain triple: no reason
     snap = store.metrics_snapshot()
     assert snap.issued == 1 and snap.latency_count == 1 and snap.failures == {"Other": 1}
@@ -68,10 +68,14 @@ def test_a_result_committed_twice_is_counted_once_and_a_failure_without_reason_i
 
 def test_the_snapshot_reads_the_outbox_workers_and_queue(store):
     t0 = store.clock.now
-    for serial in ("b1", "b2", "b3"):
+    store.clock.now = t0 + 10
+    store.submit_certificate(CA, "111122223333", "b2", b"req", None)
+    assert store.claim_ready("w", 10) == [(member_of(CA, "b2"), b"req")]  # leased: not ready
+    store.clear_drain_kick()  # the drain that claimed it is gone: no draining mark
+    for serial, submitted in (("b1", t0), ("b3", t0 + 20)):
+        store.clock.now = submitted
         store.submit_certificate(CA, "111122223333", serial, b"req", None)
-        store.clock.now += 10
-    assert store.claim([member_of(CA, "b2")], "w")  # leased: not ready
+    store.clock.now = t0 + 30
     store.heartbeat("host:1")
     store.r.rpush(keys.CELERY_QUEUE, "m1", "m2")
     assert store.ask_urgent(b"an OCSP job", 10, 60) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from unittest.mock import ANY
 
 import fakeredis
 import pytest
@@ -20,7 +21,7 @@ from pcaq.ca.arns import parse_ca_arn
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.platform.settings import load
 from pcaq.records import Result, Store, member_of
-from pcaq.worker.tasks import sign_batch
+from pcaq.worker.tasks import drain_outbox
 from tests.support import Clock
 from tests.unit.test_issue_flow import active_root, env, leaf_csr, member  # noqa: F401 - env is a fixture
 
@@ -55,8 +56,8 @@ def _submitted(store: Store, serial: str, request_id: str = "rid-1") -> str:
 
 def test_a_commit_appends_the_audit_entry_of_each_result_that_takes_and_no_other(store):
     mine, theirs = _submitted(store, "a1"), _submitted(store, "a2")
-    assert len(store.claim([mine], "w1")) == 1
-    assert len(store.claim([theirs], "w2")) == 1
+    assert [m for m, _ in store.claim_ready("w1", 1)] == [mine]  # same age: in member order
+    assert [m for m, _ in store.claim_ready("w2", 1)] == [theirs]
     now = store.clock()
 
     def result(m: str, serial: str, issued: bool, payload: bytes, rid: str) -> Result:
@@ -89,7 +90,7 @@ def test_a_request_given_up_after_max_attempts_is_counted_and_audited_by_the_cla
     orphan = _submitted(store, "b1")
     store.r.delete(f"pcaq:cert:{orphan}")  # gone: a claim just drops it from the outbox
     for attempt in range(SETTINGS.max_attempts):
-        assert store.claim([m], f"w{attempt}") == [
+        assert store.claim_ready(f"w{attempt}", 10) == [
             (m, json.dumps({"csr": "", "rid": "rid-abandoned"}).encode())
         ]
         store.clock.now += SETTINGS.lease_seconds + 1
@@ -112,14 +113,14 @@ def test_a_request_given_up_after_max_attempts_is_counted_and_audited_by_the_cla
         "Reason": "Issuance was abandoned after 2 attempts.",
     }
     assert entry.when == pytest.approx(store.clock())
-    assert store.claim([m], "again").abandoned == []  # given up once only
+    assert store.claim_ready("again", 10).abandoned == []  # given up once only
 
 
 def test_an_abandoned_request_without_ca_or_request_id_is_still_counted(store):
     assert store.submit_certificate(CA, ACCOUNT, "a1", b"not json", None)
     m = member_of(CA, "a1")
     for attempt in range(SETTINGS.max_attempts + 1):
-        claimed = store.claim([m], f"w{attempt}")
+        claimed = store.claim_ready(f"w{attempt}", 10)
         store.clock.now += SETTINGS.lease_seconds + 1
     assert claimed.abandoned == [(m, "-")]
     assert store.metrics_snapshot().failures == {"Abandoned": 1}
@@ -162,7 +163,7 @@ def test_worker_entries_and_log_lines_carry_the_request_id_of_issue_certificate(
     good_arn, good_rid = _issue(client, ca_arn)
     bad_arn, bad_rid = _issue(client, ca_arn, _bad_signature_csr())
     with caplog.at_level(logging.INFO, logger="pcaq.worker"):
-        assert sign_batch(svc, [member(good_arn), member(bad_arn)]) == 2
+        assert drain_outbox(svc) == 2
 
     entries = _worker_entries(svc, ca_arn, since)
     assert [(e.event, e.request_id, e.details["CertificateArn"]) for e in entries] == [
@@ -178,15 +179,15 @@ def test_a_worker_killed_right_after_its_commit_leaves_the_audit_entry_and_the_c
     ca_arn = active_root(svc, client)
     issued_before = svc.store.metrics_snapshot().issued
     cert_arn, request_id = _issue(client, ca_arn)
-    commit = type(svc.store).commit
+    send_commit = type(svc.store).send_commit
 
     def commit_then_die(self, *args, **kwargs):
-        commit(self, *args, **kwargs)
+        send_commit(self, *args, **kwargs).result()
         raise SystemExit("SIGKILL")  # nothing of this worker runs after the commit's answer
 
-    monkeypatch.setattr(type(svc.store), "commit", commit_then_die)
+    monkeypatch.setattr(type(svc.store), "send_commit", commit_then_die)
     with pytest.raises(SystemExit):
-        sign_batch(svc, [member(cert_arn)])
+        drain_outbox(svc)
 
     assert svc.store.get_certificate(*member(cert_arn).split(":")).status == "ISSUED"
     [entry] = [
@@ -205,10 +206,10 @@ def test_a_request_abandoned_by_a_worker_claim_is_logged_audited_and_counted(env
     now = svc.store.clock()
     for attempt in range(3):  # claimed, then the worker dies before committing
         svc.store.clock = lambda a=attempt: now + a * 1000
-        assert svc.store.claim([member(cert_arn)], f"dead-{attempt}")
+        assert svc.store.claim_ready(f"dead-{attempt}", 10) == [(member(cert_arn), ANY)]
     svc.store.clock = lambda: now + 10_000
     with caplog.at_level(logging.INFO, logger="pcaq.worker"):
-        assert sign_batch(svc, [member(cert_arn)]) == 0
+        assert drain_outbox(svc) == 0
 
     assert svc.store.metrics_snapshot().failures == {"Abandoned": 1}
     [entry] = [

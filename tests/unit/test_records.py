@@ -68,7 +68,7 @@ def test_submit_creates_pending_record_and_outbox_entry(store, client, clock):
     assert rec.created_at == pytest.approx(T0)
     assert outbox_score(client, member_of(CA, "a1")) == pytest.approx(T0)
     assert store.pending_count() == 1
-    assert store.claim([member_of(CA, "a1")], "w1") == [(member_of(CA, "a1"), b"request-body")]
+    assert store.claim_ready("w1", 10) == [(member_of(CA, "a1"), b"request-body")]
 
 
 def test_same_token_gives_same_serial_and_no_second_record(store):
@@ -88,7 +88,7 @@ def test_same_token_on_another_ca_is_a_new_request(store):
 def test_serial_collision_returns_none_and_does_not_burn_the_token(store):
     submit(store, "a1", None)
     assert submit(store, "a1", "fresh", request=b"other") is None
-    assert store.claim([member_of(CA, "a1")], "w1")[0][1] == b"request-body"  # first body intact
+    assert store.claim_ready("w1", 10)[0][1] == b"request-body"  # first body intact
     assert submit(store, "c3", "fresh") == Submission("c3", created=True)
 
 
@@ -127,19 +127,19 @@ def test_concurrent_submits_with_one_token_create_one_request(store):
 def test_claim_leases_to_one_owner_while_the_lease_lives(store, client, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    assert store.claim([m], "w1") == [(m, b"request-body")]
+    assert store.claim_ready("w1", 10) == [(m, b"request-body")]
     assert outbox_score(client, m) == pytest.approx(T0 + SETTINGS.lease_seconds)
     clock.advance(SETTINGS.lease_seconds - 1)
-    assert store.claim([m], "w2") == []
+    assert store.claim_ready("w2", 10) == []
     assert fields(client, m)["o"] == b"w1"
 
 
 def test_expired_lease_moves_to_a_new_owner_and_the_stale_owner_cannot_commit(store, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     clock.advance(SETTINGS.lease_seconds + 1)
-    assert store.claim([m], "w2") == [(m, b"request-body")]
+    assert store.claim_ready("w2", 10) == [(m, b"request-body")]
     assert store.commit("w1", [(m, True, b"der-from-w1")]) == 0
     assert store.get_certificate(CA, "a1").status == "PENDING"
     assert store.commit("w2", [(m, True, b"der-from-w2")]) == 1
@@ -150,19 +150,19 @@ def test_expired_lease_moves_to_a_new_owner_and_the_stale_owner_cannot_commit(st
 def test_commit_of_an_issued_record_is_refused_even_for_its_owner(store):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     assert store.commit("w1", [(m, True, b"first")]) == 1
     assert store.commit("w1", [(m, True, b"second")]) == 0  # a redelivered job
     assert store.commit("w1", [(m, False, b"late failure")]) == 0
     rec = store.get_certificate(CA, "a1")
     assert (rec.status, rec.certificate_der, rec.failure) == ("ISSUED", b"first", None)
-    assert store.claim([m], "w2") == []  # nothing left to sign
+    assert store.claim_ready("w2", 10) == []  # nothing left to sign
 
 
 def test_commit_writes_the_result_and_clears_request_lease_and_outbox(store, client, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     clock.advance(2)
     assert store.commit("w1", [(m, True, b"\x30\x82der")]) == 1
     f = fields(client, m)
@@ -176,7 +176,7 @@ def test_commit_writes_the_result_and_clears_request_lease_and_outbox(store, cli
 def test_failed_result_keeps_the_reason(store):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     assert store.commit("w1", [(m, False, b"The CSR signature does not verify.")]) == 1
     rec = store.get_certificate(CA, "a1")
     assert (rec.status, rec.certificate_der) == ("FAILED", None)
@@ -187,7 +187,7 @@ def test_one_commit_writes_a_batch(store):
     for serial in ("a1", "a2", "a3"):
         submit(store, serial)
     members = [member_of(CA, s) for s in ("a1", "a2", "a3")]
-    assert len(store.claim(members, "w1")) == 3
+    assert len(store.claim_ready("w1", 10)) == 3
     results = [(members[0], True, b"c1"), (members[1], False, b"bad"), (members[2], True, b"c3")]
     assert store.commit("w1", results) == 3
     statuses = [store.get_certificate(CA, s).status for s in ("a1", "a2", "a3")]
@@ -199,9 +199,9 @@ def test_claims_past_max_attempts_fail_the_request(store, client, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
     for i in range(SETTINGS.max_attempts):
-        assert store.claim([m], f"w{i}") == [(m, b"request-body")]
+        assert store.claim_ready(f"w{i}", 10) == [(m, b"request-body")]
         clock.advance(SETTINGS.lease_seconds + 1)
-    assert store.claim([m], "last") == []
+    assert store.claim_ready("last", 10) == []
     rec = store.get_certificate(CA, "a1")
     assert rec.status == "FAILED" and "abandoned" in rec.failure
     assert outbox_score(client, m) is None
@@ -220,7 +220,7 @@ def test_stale_ready_counts_only_requests_waiting_since_before_the_cutoff(store,
 def test_a_live_lease_is_not_stale_but_an_expired_one_is(store, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     assert store.stale_ready_count(older_than=clock.now + 1) == 0
     clock.advance(SETTINGS.lease_seconds + 61)
     assert store.stale_ready_count(older_than=clock.now - 60) == 1
@@ -258,7 +258,7 @@ def test_a_batch_larger_than_lua_unpacks_at_once_is_claimed_and_committed_whole(
 def test_finished_records_are_never_stale(store, clock):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     store.commit("w1", [(m, True, b"c")])
     clock.advance(10_000)
     assert store.stale_ready_count(older_than=clock.now) == 0
@@ -313,17 +313,18 @@ def test_a_full_claim_asks_for_one_helper_drain_until_that_one_starts(store):
 
 def test_get_certificate_status_names(store):
     assert store.get_certificate(CA, "nothing") is None
-    for serial in ("p", "i", "f"):
+    for serial in ("i", "f"):
         submit(store, serial)
-    store.claim([member_of(CA, "i"), member_of(CA, "f")], "w1")
+    assert len(store.claim_ready("w1", 10)) == 2
     store.commit("w1", [(member_of(CA, "i"), True, b"c"), (member_of(CA, "f"), False, b"why")])
+    submit(store, "p")
     assert [store.get_certificate(CA, s).status for s in ("p", "i", "f")] == ["PENDING", "ISSUED", "FAILED"]
 
 
 def test_issued_record_memory_is_small(store, client):
     submit(store, "a1", "tok", request=b"q" * 900)  # a CSR plus the encoded request parameters
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     store.commit("w1", [(m, True, bytes(range(256)) * 2 + b"x" * 88)])  # a 600-byte DER
     used = client.memory_usage(records.keys.certificate(m))
     print(f"MEMORY USAGE of an issued record with a 600-byte DER: {used} bytes")
@@ -512,7 +513,7 @@ def test_a_sent_script_the_server_does_not_have_runs_the_ordinary_way(store, cli
 def test_a_commit_whose_reply_is_lost_is_run_again_and_takes_once(store, client, monkeypatch):
     submit(store, "a1")
     m = member_of(CA, "a1")
-    store.claim([m], "w1")
+    store.claim_ready("w1", 10)
     sent = store.send_commit("w1", [(m, True, b"der")])
 
     connection, lost = sent._connection, []

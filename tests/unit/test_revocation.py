@@ -27,10 +27,10 @@ from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
 from pcaq.errors import InvalidRequest
 from pcaq.platform.identity import Caller
 from pcaq.platform.settings import load
-from pcaq.records import Store, member_of
+from pcaq.records import Store
 from pcaq.revocation.revoke import REASONS, Revocations, normalise_serial, reason_flag
 from pcaq.worker.services import Services
-from pcaq.worker.tasks import generate_ca_key, sign_batch
+from pcaq.worker.tasks import drain_outbox, generate_ca_key
 from tests.support import private_redis_db
 
 ROOT_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
@@ -106,7 +106,8 @@ def csr_b64(cn: str = "leaf.example.com") -> str:
 
 def sign(flow: Flow, cert_arn: str) -> None:
     parts = cert_arn.split("/")
-    assert sign_batch(flow.svc, [member_of(parts[1], parts[3])]) == 1
+    assert drain_outbox(flow.svc) == 1
+    assert flow.svc.store.get_certificate(parts[1], parts[3]).status == "ISSUED"
 
 
 def make_root(flow: Flow, revocation: dict | None = None) -> tuple[str, str]:
