@@ -56,23 +56,23 @@ def generate_ca_key(svc: Services, ca_id: str) -> None:
     The key is stored in the same atomic step as the change, and only if the CA is still CREATING
     then: a CA deleted while its key was being made keeps no key, and the task just ends.
     """
-    doc = svc.store.get_ca(ca_id)
-    if doc is None or doc["Status"] != CREATING:
+    ca = Authority.read(svc.store, ca_id)
+    if ca is None or ca.status != CREATING:
         svc.store.ca_key_generated(ca_id)
         return
     if not svc.store.try_key_generation_lock(ca_id, _owner()):
         return  # another worker is at it; the sweeper re-sends if it dies
-    config = doc["CertificateAuthorityConfiguration"]
+    config = ca.configuration
     try:
         key = keys.generate_private_key(config["KeyAlgorithm"])
         csr = ca_certificates.build_ca_csr(key, config)
     except PcaqError as exc:
         log.warning("CA %s creation failed: %s", ca_id, exc.message)
-        audit = audit_trail.worker_fields(doc["Arn"], "CertificateAuthorityCreationFailed", svc.clock())
+        audit = audit_trail.worker_fields(ca.arn, "CertificateAuthorityCreationFailed", svc.clock())
         svc.authorities.creation_failed(ca_id, "UNSUPPORTED_ALGORITHM", audit)
         return
     csr_pem = csr.public_bytes(serialization.Encoding.PEM).decode()
-    audit = audit_trail.worker_fields(doc["Arn"], "CertificateAuthorityKeyGenerated", svc.clock())
+    audit = audit_trail.worker_fields(ca.arn, "CertificateAuthorityKeyGenerated", svc.clock())
     if svc.authorities.key_generated(
         ca_id, keys.public_key_pem(key), csr_pem, svc.vault.seal(ca_id, key), audit
     ):

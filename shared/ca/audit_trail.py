@@ -173,10 +173,9 @@ def issue_fields(caller: Caller, request_id: str, params: dict, certificate_arn:
     return _fields("IssueCertificate", caller.access_key or "-", caller.account, request_id, ca, details, now)
 
 
-def worker_fields(ca_arn: str, event: str, now: float, details: dict | None = None) -> dict[str, str]:
+def worker_fields(ca_arn: CaArn, event: str, now: float, details: dict | None = None) -> dict[str, str]:
     """The audit entry of something the worker did to a CA on its own (e.g. generate its key)."""
-    account = parse_ca_arn(ca_arn).account
-    return _fields(event, WORKER, account, "-", ca_arn, details or {}, now)
+    return _fields(event, WORKER, ca_arn.account, "-", str(ca_arn), details or {}, now)
 
 
 def signing_fields(

@@ -52,6 +52,7 @@ class Authority:
     revocation_configuration: Mapping[str, Any]  # normalised (``revocation_config.normalise``)
     usage_mode: str
     version: int  # bumped by every change; a submit checks it (``Store.submit_certificate``)
+    configuration: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     not_before: float | None = None
     not_after: float | None = None
     restorable_until: float | None = None
@@ -76,6 +77,7 @@ class Authority:
             signing_algorithm=config["SigningAlgorithm"],
             revocation_configuration=doc.get("RevocationConfiguration") or {},
             usage_mode=doc.get("UsageMode", "GENERAL_PURPOSE"),
+            configuration=config,
             version=internal.get("version", 0),
             not_before=doc.get("NotBefore"),
             not_after=doc.get("NotAfter"),
