@@ -46,7 +46,7 @@ _START_DEADLINE = 60.0  # loading a large append-only file can take a while; PIN
 _STOP_DEADLINE = 10.0
 _POLL = 0.05
 _SOCKET_NAME = "redis.sock"
-_PASSWORD_NAME = "password"  # noqa: S105 - the file's name, not a password
+_PASSWORD_NAME = "password"  # the file holding it (mode 0600)
 _ADDRESS_NAME = "address"  # where the running embedded Redis listens, without its password
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux (104 on the BSDs); longer: TCP only
 
