@@ -22,7 +22,7 @@ from pcaq.records import Store
 from pcaq.worker.services import Services
 from pcaq.worker.tasks import sign_batch
 from tests.faults.harness import member_of_arn
-from tests.unit.test_issue_flow import active_root, call, env, issue  # noqa: F401 - env is a fixture
+from tests.issue_flow import active_root, call, issue
 
 pytestmark = pytest.mark.faults
 
@@ -35,7 +35,7 @@ def _certificate(client, ca_arn: str, cert_arn: str) -> str:
     return out["Certificate"]
 
 
-def test_a_job_redelivered_while_its_first_run_signs_yields_one_certificate(env, monkeypatch):  # noqa: F811
+def test_a_job_redelivered_while_its_first_run_signs_yields_one_certificate(env, monkeypatch):
     svc, client = env
     ca_arn = active_root(svc, client)
     cert_arns = [issue(client, ca_arn) for _ in range(3)]

@@ -29,7 +29,7 @@ from pcaq.cli import embedded_redis as er
 from pcaq.cli.main import api_args, redact, worker_args
 from pcaq.platform.settings import load
 from pcaq.records import Store
-from tests.integration.test_issuance import activate_root, fetch, issue, make_csr
+from tests.acmpca import activate_root, fetch, issue, make_csr
 from tests.support import (
     REPO,
     alive,
