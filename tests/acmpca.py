@@ -7,6 +7,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 from cryptography.x509.oid import NameOID
 
+# The environment of an AWS CLI or botocore client of a test stack: fixed keys, no user configuration.
+CLIENT_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
 SUBJECT = {"CommonName": "pcaq test CA", "Organization": "pcaq", "Country": "US"}
 ALGS = {
     "RSA_2048": "SHA256WITHRSA",

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.acmpca import activate_root
-from tests.integration.conftest import CLIENT_ENV
+from tests.acmpca import CLIENT_ENV, activate_root
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import CLIENT_ENV
+from tests.acmpca import CLIENT_ENV
 from tests.support import REPO
 
 pytestmark = pytest.mark.integration
