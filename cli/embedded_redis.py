@@ -3,8 +3,14 @@
 A fresh machine needs no Redis install: :func:`embedded_redis` prefers a ``redis-server`` found on
 PATH, started privately (a Unix socket only its owner may open, plus loopback TCP on a free port for
 operators' tools; data in ``<data dir>/redis`` with the append-only file on and ``noeviction``, see
-docs/operations.md), and falls back to fakeredis's in-process TCP server,
-which speaks enough of the protocol for Celery and our Lua scripts but is slow and keeps nothing.
+docs/operations.md), and falls back to fakeredis's in-process server, which speaks enough of the
+protocol for Celery and our Lua scripts but is slow and keeps nothing.
+
+Either way only the data folder's owner gets in. redis-server asks every connection, TCP or socket,
+for a password made once and kept in ``<data dir>/redis/password`` (mode 0600); the password reaches
+redis-server on its standard input, never its command line, which every local user can read. fakeredis
+cannot enforce a password, so it listens on a Unix socket in the owner-only folder and on no TCP port.
+:func:`embedded_redis_url` builds the URL, password included, for any process of the folder's owner.
 """
 
 from __future__ import annotations
@@ -12,16 +18,20 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 
@@ -36,6 +46,8 @@ _START_DEADLINE = 60.0  # loading a large append-only file can take a while; PIN
 _STOP_DEADLINE = 10.0
 _POLL = 0.05
 _SOCKET_NAME = "redis.sock"
+_PASSWORD_NAME = "password"  # the file holding it (mode 0600)
+_ADDRESS_NAME = "address"  # where the running embedded Redis listens, without its password
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux (104 on the BSDs); longer: TCP only
 
 
@@ -47,7 +59,7 @@ class EmbeddedRedisError(Exception):
 class EmbeddedRedis:
     """A running embedded Redis: where to reach it and what it is."""
 
-    url: str
+    url: str = field(repr=False)  # carries the password
     kind: str  # REDIS_SERVER or FAKEREDIS
     pid: int | None = None  # the redis-server process, None for the in-process server
 
@@ -57,6 +69,98 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def redis_folder(data_dir: Path) -> Path:
+    """The embedded Redis's folder in the data folder: its data, socket, password and lock."""
+    return Path(data_dir) / "redis"
+
+
+def embedded_redis_url(data_dir: Path) -> str | None:
+    """The URL, password included, of the embedded Redis a ``pcaq up`` runs on ``data_dir``.
+
+    None when no ``pcaq up`` has its embedded Redis running there. Raises :class:`EmbeddedRedisError`
+    when the password file is missing or others may read it. Never log the URL (see ``redact``).
+    """
+    folder = redis_folder(data_dir)
+    try:
+        address = (folder / _ADDRESS_NAME).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return _with_password(address, _read_password(folder / _PASSWORD_NAME))
+
+
+def _with_password(address: str, password: str) -> str:
+    # In the user part (not "?password="): where redact() looks, and where kombu reads it.
+    parts = urlsplit(address)
+    return urlunsplit(parts._replace(netloc=f":{quote(password, safe='')}@{parts.netloc}"))
+
+
+def redis_password(data_dir: Path) -> str:
+    """The embedded Redis's password, made on first use: random, in a file only its owner may read.
+
+    The file is created whole under a temporary name with mode 0600 and then linked into place, so it
+    is never readable by others nor seen half-written, and two callers at once agree on one password.
+    """
+    folder = redis_folder(data_dir)
+    _private_folder(folder)
+    path = folder / _PASSWORD_NAME
+    if not path.exists():
+        temporary = folder / f".{_PASSWORD_NAME}.{os.getpid()}.{secrets.token_hex(8)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, secrets.token_urlsafe(32).encode() + b"\n")  # 256 bits
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # made meanwhile by another process: theirs is the password
+        finally:
+            os.unlink(temporary)
+    return _read_password(path)
+
+
+def _read_password(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise EmbeddedRedisError(
+            f"the embedded Redis's password file {path} is missing; restart pcaq up to make a new one"
+        ) from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            raise EmbeddedRedisError(
+                f"the embedded Redis's password file {path} may be read by other users "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); delete it (pcaq up makes a new one) "
+                "and check who else can read the data folder"
+            )
+        password = fh.read().decode("ascii", errors="replace").strip()
+    if not password:
+        raise EmbeddedRedisError(f"the embedded Redis's password file {path} is empty; delete it")
+    return password
+
+
+def _private_folder(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)  # one made looser earlier, by hand or by an older pcaq, is tightened
+
+
+@contextmanager
+def _published(folder: Path, address: str) -> Iterator[None]:
+    """Write where the running Redis listens (no secret in it) for :func:`embedded_redis_url`."""
+    path = folder / _ADDRESS_NAME
+    temporary = folder / f".{_ADDRESS_NAME}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(address + "\n")
+    os.replace(temporary, path)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -71,32 +175,36 @@ def embedded_redis(data_dir: Path, prefer: str = AUTO) -> Iterator[EmbeddedRedis
     binary = shutil.which("redis-server")
     if prefer == REDIS_SERVER and binary is None:
         raise EmbeddedRedisError("redis-server is not on PATH; install Redis or set REDIS_URL")
-    if binary is not None and prefer != FAKEREDIS:
-        with _redis_server(binary, Path(data_dir) / "redis") as running:
-            yield running
-    else:
-        with _fakeredis_server() as running:
-            yield running
+    folder = redis_folder(data_dir)
+    password = redis_password(data_dir)
+    with ExitStack() as stack:
+        stack.enter_context(_folder_lock(folder))
+        if binary is not None and prefer != FAKEREDIS:
+            address, running = stack.enter_context(_redis_server(binary, folder, password))
+        else:
+            address, running = stack.enter_context(_fakeredis_server(folder, password))
+        stack.enter_context(_published(folder, address))
+        yield running
 
 
 # -- redis-server ---------------------------------------------------------------------------------
 
 
 @contextmanager
-def _redis_server(binary: str, folder: Path) -> Iterator[EmbeddedRedis]:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with ExitStack() as stack:
-        stack.enter_context(_folder_lock(folder))
-        _stop_orphan(folder)
-        proc, port = _start_redis_server(binary, folder)
-        keeper = _Keeper(binary, folder, port, proc)
-        stack.callback(keeper.stop)
+def _redis_server(binary: str, folder: Path, password: str) -> Iterator[tuple[str, EmbeddedRedis]]:
+    """Yield the address (no password) and the running redis-server; the caller holds the lock."""
+    _stop_orphan(folder)
+    proc, port = _start_redis_server(binary, folder, password)
+    keeper = _Keeper(binary, folder, port, password, proc)
+    try:
         keeper.start()
         log.info("embedded redis-server (pid %d) on 127.0.0.1:%d, data in %s", proc.pid, port, folder)
         sock = _socket_path(folder)
         # The socket when there is one: a command over it costs about half the CPU of one over TCP.
-        url = f"unix://{sock}?db=0" if sock else f"redis://127.0.0.1:{port}/0"
-        yield EmbeddedRedis(url=url, kind=REDIS_SERVER, pid=proc.pid)
+        address = f"unix://{sock}?db=0" if sock else f"redis://127.0.0.1:{port}/0"
+        yield address, EmbeddedRedis(url=_with_password(address, password), kind=REDIS_SERVER, pid=proc.pid)
+    finally:
+        keeper.stop()
 
 
 @contextmanager
@@ -143,6 +251,7 @@ def _redis_server_argv(binary: str, folder: Path, port: int) -> list[str]:
     unix = ["--unixsocket", str(sock), "--unixsocketperm", "700"] if sock else []
     return [
         binary,
+        "-",  # first: the rest of the configuration (requirepass) comes on standard input
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--protected-mode", "yes",
@@ -165,9 +274,10 @@ class _Keeper(threading.Thread):
     retry their connection; once it is back (its append-only file replayed) both carry on.
     """
 
-    def __init__(self, binary: str, folder: Path, port: int, proc: subprocess.Popen):
+    def __init__(self, binary: str, folder: Path, port: int, password: str, proc: subprocess.Popen):
         super().__init__(name="embedded-redis-keeper", daemon=True)
         self.binary, self.folder, self.port, self.proc = binary, folder, port, proc
+        self._password = password
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
@@ -186,9 +296,9 @@ class _Keeper(threading.Thread):
     def _restart(self) -> subprocess.Popen:
         delay = _POLL
         while True:  # keep trying: without Redis nothing works, and a transient cause may pass
-            proc = _spawn(self.binary, self.folder, self.port)
+            proc = _spawn(self.binary, self.folder, self.port, self._password)
             try:
-                _wait_for_ping(proc, self.port)
+                _wait_for_ping(proc, self.port, self._password)
                 log.info("embedded redis-server (pid %d) is back on 127.0.0.1:%d", proc.pid, self.port)
                 return proc
             except EmbeddedRedisError as exc:
@@ -205,23 +315,31 @@ class _Keeper(threading.Thread):
             _stop_redis_server(self.proc)
 
 
-def _spawn(binary: str, folder: Path, port: int) -> subprocess.Popen:
+def _spawn(binary: str, folder: Path, port: int, password: str) -> subprocess.Popen:
     # Own process group: a Ctrl-C at the terminal must not stop Redis before the workers are stopped.
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         _redis_server_argv(binary, folder, port),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         process_group=0,
     )
+    assert proc.stdin is not None
+    try:
+        # On standard input, not in argv: /proc/<pid>/cmdline (ps) shows argv to every local user.
+        proc.stdin.write(f"requirepass {password}\n".encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # it exited at once: _wait_for_ping reports its status
+    return proc
 
 
-def _start_redis_server(binary: str, folder: Path) -> tuple[subprocess.Popen, int]:
+def _start_redis_server(binary: str, folder: Path, password: str) -> tuple[subprocess.Popen, int]:
     last_error = ""
     for _ in range(3):  # the free port may be taken between our probe and redis's bind: try another
         port = free_port()
-        proc = _spawn(binary, folder, port)
+        proc = _spawn(binary, folder, port, password)
         try:
-            _wait_for_ping(proc, port)
+            _wait_for_ping(proc, port, password)
             return proc, port
         except EmbeddedRedisError as exc:
             last_error = str(exc)
@@ -229,8 +347,10 @@ def _start_redis_server(binary: str, folder: Path) -> tuple[subprocess.Popen, in
     raise EmbeddedRedisError(f"{last_error}; see {folder / 'redis.log'}{_log_tail(folder / 'redis.log')}")
 
 
-def _wait_for_ping(proc: subprocess.Popen, port: int) -> None:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=1)
+def _wait_for_ping(proc: subprocess.Popen, port: int, password: str) -> None:
+    client = redis.Redis(
+        host="127.0.0.1", port=port, password=password, socket_connect_timeout=1, socket_timeout=1
+    )
     deadline = time.monotonic() + _START_DEADLINE
     try:
         while True:
@@ -273,7 +393,8 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 
 @contextmanager
-def _fakeredis_server() -> Iterator[EmbeddedRedis]:
+def _fakeredis_server(folder: Path, password: str) -> Iterator[tuple[str, EmbeddedRedis]]:
+    """Yield the address and the running in-process server; the caller holds the folder's lock."""
     try:
         import lupa  # noqa: F401  (our record store runs Lua scripts: fakeredis needs lupa for EVAL)
         from fakeredis import TcpFakeServer
@@ -282,19 +403,37 @@ def _fakeredis_server() -> Iterator[EmbeddedRedis]:
             f"no redis-server on PATH and the fallback cannot run ({exc}); install Redis, "
             "or install fakeredis with Lua support (pip install 'fakeredis[lua]'), or set REDIS_URL"
         ) from exc
-    server = TcpFakeServer(("127.0.0.1", 0))  # port 0: the kernel picks a free one, no race
-    port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
-    thread.start()
-    log.warning(
-        "no redis-server on PATH: using the in-process fakeredis server on 127.0.0.1:%d. It is slow "
-        "(about 17 tasks/s) and keeps nothing on disk (every CA and certificate is lost when pcaq up "
-        "stops): for trying pcaq only. Install Redis (redis-server) or set REDIS_URL for real use.",
-        port,
-    )
-    try:
-        yield EmbeddedRedis(url=f"redis://127.0.0.1:{port}/0", kind=FAKEREDIS)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(_STOP_DEADLINE)
+
+    class UnixFakeServer(TcpFakeServer):
+        """fakeredis's server on a Unix socket: it ignores passwords, so the socket's folder is the lock."""
+
+        address_family = socket.AF_UNIX
+
+        def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+            # A Unix peer has no address; fakeredis keys its connections by it, so give each its own.
+            conn, _ = self.socket.accept()
+            return conn, (f"unix-{next(self.client_ids)}", 0)
+
+    with ExitStack() as stack:
+        sock = _socket_path(folder)
+        if sock is None:  # too long a path for a socket: one in a private (0700) temporary folder
+            sock = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pcaq-redis-"))) / _SOCKET_NAME
+        sock.unlink(missing_ok=True)  # left by a pcaq up that was killed (we hold the lock)
+        server = UnixFakeServer(str(sock))
+        stack.callback(sock.unlink, missing_ok=True)
+        stack.callback(server.server_close)
+        os.chmod(sock, 0o600)
+        # Not enforced by fakeredis, but clients send AUTH with the password and it must accept it.
+        server.fake_server.config = {b"requirepass": password.encode()}
+        thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
+        thread.start()
+        stack.callback(thread.join, _STOP_DEADLINE)
+        stack.callback(server.shutdown)
+        log.warning(
+            "no redis-server on PATH: using the in-process fakeredis server on %s. It is slow "
+            "(about 17 tasks/s) and keeps nothing on disk (every CA and certificate is lost when pcaq up "
+            "stops): for trying pcaq only. Install Redis (redis-server) or set REDIS_URL for real use.",
+            sock,
+        )
+        address = f"unix://{sock}?db=0"
+        yield address, EmbeddedRedis(url=_with_password(address, password), kind=FAKEREDIS)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 
@@ -84,13 +84,19 @@ def worker_args(concurrency: int | None = None) -> list[str]:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``, fit for a log line."""
+    """``url`` with any password (in its user part or a ``password=`` query) replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    in_query = any(name == "password" for name, _ in query)
+    if parts.password is None and not in_query:
         return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    shown = urlencode([(name, "***" if name == "password" else value) for name, value in query], safe="*/")
+    # Not urlunsplit: it drops the "//" of a URL with no host (unix:///path), which redis-py needs.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{shown}" if shown else "")
 
 
 def default_workers(cpus: int | None = None) -> int:
@@ -137,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
 def _add_security_commands(commands: argparse._SubParsersAction) -> None:
     redis_url = argparse.ArgumentParser(add_help=False)
     redis_url.add_argument(
-        "--redis-url", help="the Redis pcaq uses (default: REDIS_URL, else redis://127.0.0.1:6379/0)"
+        "--redis-url",
+        help="the Redis pcaq uses (default: REDIS_URL, else the embedded Redis of a pcaq up running on "
+        "PCAQ_DATA_DIR, else redis://127.0.0.1:6379/0)",
     )
     audit = commands.add_parser(
         "audit",
@@ -183,8 +191,10 @@ def _check_security_config(settings: Settings) -> None:
 
 def _store_for(args: argparse.Namespace) -> Store:
     settings = load()
-    if args.redis_url:
-        settings = replace(settings, redis_url=args.redis_url)
+    # The embedded Redis asks for the password kept in the data folder: found there, never typed.
+    url = args.redis_url or settings.redis_url or embedded_redis.embedded_redis_url(settings.data_dir)
+    if url:
+        settings = replace(settings, redis_url=url)
     return Store.from_settings(settings)
 
 
@@ -239,7 +249,11 @@ def _blocklist(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pcaq`` console script; returns the process exit status."""
     args = _parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except embedded_redis.EmbeddedRedisError as exc:  # its password file, for the commands but up
+        print(f"pcaq: {exc}", file=sys.stderr)
+        return 1
 
 
 def _configure_logging(level_name: str) -> None:
@@ -293,7 +307,7 @@ def _run_up(args: argparse.Namespace, settings: Settings, signals: StopSignals) 
             prefer = args.embedded_redis or settings.embedded_redis
             running = stack.enter_context(embedded_redis.embedded_redis(settings.data_dir, prefer))
             redis_url = running.url
-            log.info("using the embedded Redis (%s) at %s", running.kind, redis_url)
+            log.info("using the embedded Redis (%s) at %s", running.kind, redact(redis_url))
         _check_redis(replace(settings, redis_url=redis_url), kek, signals)
         if signals.requested:
             return 0

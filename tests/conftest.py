@@ -1,4 +1,5 @@
-"""Session-wide test resources: a Redis to run against (started privately when none answers)."""
+"""Test resources for every folder: a Redis to run against (started privately when none answers), and
+the in-process issuance flow shared by the unit and the fault tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ import time
 
 import pytest
 import redis
+
+from pcaq.api.app import create_app
+from pcaq.ca.authorities import Authorities
+from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
+from pcaq.platform.settings import load
+from pcaq.records import Store
+from pcaq.worker.services import Services
+from tests import issue_flow
+from tests.support import private_redis_db
 
 
 def _answers(url: str) -> bool:
@@ -65,3 +75,22 @@ def redis_base_url():
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def env(redis_base_url):
+    """The issuance flow in-process on a private Redis database: ``(services, Flask test client)``.
+
+    The worker's functions are called directly (see tests/issue_flow.py); Celery is a recording stand-in.
+    """
+    with private_redis_db(redis_base_url) as url:
+        settings = load({"REDIS_URL": url, "PCAQ_MAX_ATTEMPTS": "3", "PCAQ_STALE_AFTER": "60"})
+        store = Store(redis.Redis.from_url(url), settings)
+        kek = os.urandom(32)
+        verify_master_key(store, kek)
+        queue = issue_flow.RecordingQueue()
+        svc = Services(
+            settings, store, queue, EncryptedRedisVault(store, kek), Authorities(store, queue, settings)
+        )
+        client = create_app(settings).test_client()
+        yield svc, client

@@ -95,3 +95,58 @@ def openssl_verify(leaf_pem: str, chain_pems: list[str], root_pem: str) -> None:
     assert run.returncode == 0 and run.stdout.strip().endswith(": OK"), (
         f"openssl verify failed: {run.stdout.strip()} {run.stderr.strip()}"
     )
+
+
+# -- CRLs and OCSP answers --------------------------------------------------------------------------
+
+_BESIDE_CRL = os.path.join(os.path.dirname(sys.executable), "lint_crl")
+LINT_CRL = _BESIDE_CRL if os.access(_BESIDE_CRL, os.X_OK) else "lint_crl"
+_BESIDE_OCSP = os.path.join(os.path.dirname(sys.executable), "lint_ocsp_response")
+LINT_OCSP = _BESIDE_OCSP if os.access(_BESIDE_OCSP, os.X_OK) else "lint_ocsp_response"
+
+
+def lint_crl(der: bytes) -> list[str]:
+    """pkilint's RFC 5280 CRL findings of severity WARNING or worse (``[]``: clean)."""
+    with tempfile.NamedTemporaryFile(suffix=".crl") as f:
+        f.write(der)
+        f.flush()
+        run = subprocess.run(
+            [LINT_CRL, "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", "-f", "JSON", f.name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    results = json.loads(run.stdout)["results"]
+    return [f"{d['code']} @ {r['node_path']}" for r in results for d in r["finding_descriptions"]]
+
+
+def openssl_crl_verifies(der: bytes, ca_pem: bytes) -> bool:
+    """``openssl crl -inform DER -CAfile`` checks the CRL's signature against the CA certificate."""
+    with tempfile.TemporaryDirectory() as tmp:
+        crl_path, ca_path = os.path.join(tmp, "c.crl"), os.path.join(tmp, "ca.pem")
+        with open(crl_path, "wb") as f:
+            f.write(der)
+        with open(ca_path, "wb") as f:
+            f.write(ca_pem)
+        run = subprocess.run(
+            ["openssl", "crl", "-inform", "DER", "-in", crl_path, "-CAfile", ca_path, "-noout"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    return run.returncode == 0 and "verify OK" in (run.stdout + run.stderr)
+
+
+def lint_ocsp(der: bytes) -> list[str]:
+    """pkilint's OCSP response findings of severity WARNING or worse (``[]``: clean)."""
+    with tempfile.NamedTemporaryFile(suffix=".der") as f:
+        f.write(der)
+        f.flush()
+        run = subprocess.run(
+            [LINT_OCSP, "lint", "-s", "WARNING", "-f", "JSON", f.name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    results = json.loads(run.stdout)["results"]
+    return [f"{d['code']} @ {r['node_path']}" for r in results for d in r["finding_descriptions"]]

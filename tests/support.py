@@ -22,11 +22,18 @@ from typing import TypeVar
 
 import redis
 
-from pcaq.cli.embedded_redis import free_port
+from pcaq.cli.embedded_redis import embedded_redis_url, free_port
 
 __all__ = ["free_port"]  # re-exported for tests
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def wakeups_failed(task: str) -> float:
+    """This process's count of wake-up messages for ``task`` that could not be sent (``/metrics``)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("pcaq_wakeups_failed_total", {"task": task}) or 0.0
 
 
 def readme_example() -> str:
@@ -148,6 +155,29 @@ def redis_servers_on(folder: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports (IPv4 and IPv6) on which process ``pid`` has a listening socket."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed while we looked
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue  # no IPv6
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def kill_groups(pgids: set[int]) -> None:
@@ -299,9 +329,6 @@ def wait_ready(endpoint_url: str, proc: subprocess.Popen, log_path: Path, timeou
         raise AssertionError(f"{exc}\n--- log ---\n{log_path.read_text(errors='replace')}") from None
 
 
-_EMBEDDED_URL = re.compile(r"using the embedded Redis \([^)]*\) at (\S+)")
-
-
 @contextmanager
 def running_stack(
     tmp_path: Path,
@@ -331,10 +358,10 @@ def running_stack(
         try:
             wait_ready(endpoint_url, proc, log_path)
             stack.remember_groups()
-            if not redis_url:
-                match = _EMBEDDED_URL.search(stack.log())
-                assert match, f"pcaq up did not log its embedded Redis URL:\n{stack.log()}"
-                stack.redis_url = match.group(1)
+            if not redis_url:  # as pcaq's own commands find it: the data folder says where, and the password
+                embedded = embedded_redis_url(data_dir)
+                assert embedded, f"pcaq up did not publish its embedded Redis in {data_dir}:\n{stack.log()}"
+                stack.redis_url = embedded
             yield stack
         finally:
             stack.stop()

@@ -18,7 +18,7 @@ one over loopback TCP on both ends.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import redis
 from kombu.transport import TRANSPORT_ALIASES
@@ -32,19 +32,24 @@ TRANSPORT_ALIASES.setdefault(SOCKET_SCHEME, TRANSPORT)
 def broker_url(redis_url: str) -> str:
     """The Celery broker URL for pcaq's ``REDIS_URL``.
 
-    ``unix:///path/redis.sock?db=N`` (redis-py's form, which the record store uses) becomes kombu's
-    ``pcaqredis+socket:///path/redis.sock?virtual_host=N``; other URLs are used as they are.
+    ``unix://[[user]:password@]/path/redis.sock?db=N`` (redis-py's form, which the record store uses;
+    the credentials may also come as ``?username=&password=``) becomes kombu's
+    ``pcaqredis+socket://[[user]:password@]/path/redis.sock?virtual_host=N``, the credentials in the
+    user part, the only place kombu reads them from for a socket. Other URLs are used as they are.
     """
     parts = urlsplit(redis_url)
     if parts.scheme != "unix":
         return redis_url
     query = parse_qs(parts.query)
-    if parts.password or parts.username or "password" in query:
-        raise ValueError(
-            "a unix:// REDIS_URL cannot carry credentials for the queue; use redis:// for that Redis"
-        )
     db = query.get("db", ["0"])[0]
-    return f"{SOCKET_SCHEME}+socket://{parts.path}?virtual_host={db}"
+    username = parts.username or query.get("username", [""])[0]
+    password = parts.password or query.get("password", [""])[0]
+    if parts.password is None and password:  # from the query, decoded: encode it for the user part
+        password = quote(password, safe="")
+    if parts.username is None and username:
+        username = quote(username, safe="")
+    credentials = f"{username}:{password}@" if password else (f"{username}@" if username else "")
+    return f"{SOCKET_SCHEME}+socket://{credentials}{parts.path}?virtual_host={db}"
 
 
 class Channel(kombu_redis.Channel):

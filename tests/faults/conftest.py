@@ -7,9 +7,7 @@ import shutil
 import pytest
 
 from bench.issuance import make_csrs
-from tests.faults.harness import RedisServer
-
-BULK = 2000
+from tests.faults.harness import BULK, RedisServer
 
 
 @pytest.fixture(scope="session")

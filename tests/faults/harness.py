@@ -36,6 +36,8 @@ FAST_RECOVERY = {
     "PCAQ_LOG_LEVEL": "INFO",
 }
 
+BULK = 2000  # CSRs in a fault test's bulk (the bulk_csrs fixture)
+
 
 class RedisServer:
     """A ``redis-server`` with the append-only file on, in ``folder``, on a port of its own."""

@@ -7,12 +7,12 @@ import pytest
 
 from pcaq.worker.tasks import drain_outbox
 from tests.faults.harness import member_of_arn
-from tests.unit.test_issue_flow import active_root, env, issue  # noqa: F401 - env is a fixture
+from tests.issue_flow import active_root, issue
 
 pytestmark = pytest.mark.faults
 
 
-def test_a_drain_stops_after_its_slice_and_asks_for_another(env):  # noqa: F811
+def test_a_drain_stops_after_its_slice_and_asks_for_another(env):
     svc, client = env
     ca_arn = active_root(svc, client)
     members = [member_of_arn(issue(client, ca_arn)) for _ in range(3)]

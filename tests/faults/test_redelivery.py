@@ -26,7 +26,7 @@ from pcaq.records import Store
 from pcaq.worker.services import Services
 from pcaq.worker.tasks import drain_outbox
 from tests.faults.harness import member_of_arn
-from tests.unit.test_issue_flow import active_root, call, env, issue  # noqa: F401 - env is a fixture
+from tests.issue_flow import active_root, call, issue
 
 pytestmark = pytest.mark.faults
 
@@ -125,7 +125,7 @@ def _assert_once_each(svc, client, ca_arn: str, cert_arns: list[str], issued_bef
     return stored
 
 
-def test_two_deliveries_of_a_drain_racing_on_one_outbox_sign_each_request_once(env, monkeypatch):  # noqa: F811
+def test_two_deliveries_of_a_drain_racing_on_one_outbox_sign_each_request_once(env, monkeypatch):
     svc, client = env
     svc.settings = svc.store.settings = dataclasses.replace(svc.settings, batch_size=2)
     ca_arn = active_root(svc, client)
@@ -150,7 +150,7 @@ def test_two_deliveries_of_a_drain_racing_on_one_outbox_sign_each_request_once(e
     assert sorted(built) == sorted(stored)  # each request was signed once, by one of the two
 
 
-def test_a_drain_redelivered_while_its_first_run_still_signs_writes_one_certificate_per_arn(env, monkeypatch):  # noqa: F811
+def test_a_drain_redelivered_while_its_first_run_still_signs_writes_one_certificate_per_arn(env, monkeypatch):
     svc, client = env
     ca_arn = active_root(svc, client)
     issued_before = svc.store.metrics_snapshot().issued
@@ -180,7 +180,7 @@ def test_a_drain_redelivered_while_its_first_run_still_signs_writes_one_certific
     assert all(der in held.made["late-run"] and der not in held.made["first-run"] for der in stored)
 
 
-def test_a_drain_redelivered_after_its_worker_died_mid_batch_signs_each_request_once(env, monkeypatch):  # noqa: F811
+def test_a_drain_redelivered_after_its_worker_died_mid_batch_signs_each_request_once(env, monkeypatch):
     svc, client = env
     ca_arn = active_root(svc, client)
     issued_before = svc.store.metrics_snapshot().issued

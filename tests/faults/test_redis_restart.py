@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.faults.conftest import BULK
 from tests.faults.harness import (
+    BULK,
     Audit,
     Load,
     ca_records,

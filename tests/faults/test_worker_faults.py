@@ -18,8 +18,8 @@ import pytest
 
 from pcaq.records import keys
 from pcaq.worker.tasks import DRAIN_SLICE_SECONDS
-from tests.faults.conftest import BULK
 from tests.faults.harness import (
+    BULK,
     Audit,
     Load,
     ca_records,

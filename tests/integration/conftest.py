@@ -11,15 +11,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.acmpca import CLIENT_ENV
 from tests.support import running_stack
-
-CLIENT_ENV = {
-    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-    "AWS_SECRET_ACCESS_KEY": "secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-}
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,16 @@ import pytest
 
 from tests.support import REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Both benchmarks need a real redis-server: issuance.py starts its own, and pcaq up without one
+    # falls back to fakeredis, too slow for figures worth printing.
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None, reason="the benchmarks need redis-server on PATH"
+    ),
+]
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="the benchmark starts its own redis-server")
 def run_quick(script: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
     """``bench/<script> --quick``, which must succeed: the run and the rows of its last (JSON) line."""
     proc = subprocess.run(
@@ -49,9 +55,6 @@ def test_bench_quick_prints_every_figure():
     assert row["one_session"] is True and "API and workers in one session: True" in proc.stdout
 
 
-@pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="pcaq up needs a redis-server for real figures"
-)
 def test_bench_against_pcaq_up_quick_prints_each_run():
     proc, (row,) = run_quick("against_up.py")
     for figure in ("raw", "e2e", "submit", "p50_ms", "p99_ms"):

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.conftest import CLIENT_ENV
-from tests.integration.test_issuance import activate_root
+from tests.acmpca import CLIENT_ENV, activate_root
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration

@@ -14,43 +14,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.acmpca import (
+    ALGS,
+    SUBJECT,
+    create_ca,
+    error_code,
+)
 from tests.signer import ExternalCA
 
 pytestmark = pytest.mark.integration
-
-SUBJECT = {"CommonName": "pcaq test CA", "Organization": "pcaq", "Country": "US"}
-ALGS = {
-    "RSA_2048": "SHA256WITHRSA",
-    "RSA_3072": "SHA384WITHRSA",
-    "RSA_4096": "SHA512WITHRSA",
-    "EC_prime256v1": "SHA256WITHECDSA",
-    "EC_secp384r1": "SHA384WITHECDSA",
-    "EC_secp521r1": "SHA512WITHECDSA",
-    "ML_DSA_44": "ML_DSA_44",
-    "ML_DSA_65": "ML_DSA_65",
-    "ML_DSA_87": "ML_DSA_87",
-}
-
-
-def create_ca(pca, ca_type="ROOT", key="EC_prime256v1", signing=None, wait=True, **extra) -> str:
-    arn = pca.create_certificate_authority(
-        CertificateAuthorityType=ca_type,
-        CertificateAuthorityConfiguration={
-            "KeyAlgorithm": key,
-            "SigningAlgorithm": signing or ALGS[key],
-            "Subject": dict(SUBJECT),
-        },
-        **extra,
-    )["CertificateAuthorityArn"]
-    if wait:
-        pca.get_waiter("certificate_authority_csr_created").wait(
-            CertificateAuthorityArn=arn, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
-        )
-    return arn
-
-
-def error_code(exc_info) -> str:
-    return exc_info.value.response["Error"]["Code"]
 
 
 def activate_subordinate(pca, external: ExternalCA) -> str:

@@ -13,66 +13,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.integration.test_ca_lifecycle import create_ca, error_code
+from tests.acmpca import (
+    WAIT,
+    activate_root,
+    create_ca,
+    error_code,
+    fetch,
+    issue,
+    make_csr,
+)
 from tests.pki import openssl_verify, pkilint_findings_many
 
 pytestmark = pytest.mark.integration
-
-TEMPLATE = "arn:aws:acm-pca:::template/{}/V1"
-WAIT = {"Delay": 0.1, "MaxAttempts": 600}
-
-
-def make_csr(
-    key=None, cn: str | None = "leaf.example.com", sans=("leaf.example.com",), extensions=(), alg=None
-):
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
-    )
-    if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False
-        )
-    for ext, critical in extensions:
-        builder = builder.add_extension(ext, critical=critical)
-    if isinstance(key, mldsa.MLDSA65PrivateKey):
-        return builder.sign(key, None).public_bytes(serialization.Encoding.PEM)
-    return builder.sign(key, alg or hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
-def issue(pca, ca_arn, csr, signing="SHA256WITHECDSA", template=None, validity=None, **extra) -> str:
-    kwargs = dict(
-        CertificateAuthorityArn=ca_arn,
-        Csr=csr,
-        SigningAlgorithm=signing,
-        Validity=validity or {"Value": 30, "Type": "DAYS"},
-        **extra,
-    )
-    if template:
-        kwargs["TemplateArn"] = TEMPLATE.format(template)
-    return pca.issue_certificate(**kwargs)["CertificateArn"]
-
-
-def fetch(pca, ca_arn, cert_arn) -> tuple[x509.Certificate, str, str | None]:
-    pca.get_waiter("certificate_issued").wait(
-        CertificateAuthorityArn=ca_arn, CertificateArn=cert_arn, WaiterConfig=WAIT
-    )
-    got = pca.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=cert_arn)
-    return (
-        x509.load_pem_x509_certificate(got["Certificate"].encode()),
-        got["Certificate"],
-        got.get("CertificateChain"),
-    )
-
-
-def activate_root(pca, key="EC_prime256v1", signing="SHA256WITHECDSA", years=10) -> tuple[str, str]:
-    arn = create_ca(pca, "ROOT", key=key, signing=signing)
-    csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
-    cert_arn = issue(pca, arn, csr.encode(), signing, "RootCACertificate", {"Value": years, "Type": "YEARS"})
-    _, pem, chain = fetch(pca, arn, cert_arn)
-    assert chain is None  # a root's own certificate has nothing above it
-    pca.import_certificate_authority_certificate(CertificateAuthorityArn=arn, Certificate=pem.encode())
-    return arn, pem
 
 
 def activate_subordinate(pca, parent_arn, parent_signing, template="SubordinateCACertificate_PathLen0"):

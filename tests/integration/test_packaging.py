@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pcaq.cli.embedded_redis import free_port
-from tests.integration.conftest import CLIENT_ENV
+from tests.acmpca import CLIENT_ENV
 from tests.support import REPO, base_env, kill_groups, readme_example, wait_ready
 
 pytestmark = pytest.mark.integration

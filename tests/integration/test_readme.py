@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import CLIENT_ENV
+from tests.acmpca import CLIENT_ENV
 from tests.support import readme_example
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.integration.test_ca_lifecycle import error_code
-from tests.integration.test_issuance import activate_root, fetch, issue, make_csr
+from tests.acmpca import activate_root, error_code, fetch, issue, make_csr
 
 pytestmark = pytest.mark.integration
 

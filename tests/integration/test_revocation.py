@@ -19,11 +19,9 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from bench.issuance import make_csrs, submit_all
 from pcaq.records import keys
-from tests.integration.test_ca_lifecycle import create_ca, error_code
-from tests.integration.test_issuance import fetch, issue, make_csr
+from tests.acmpca import create_ca, error_code, fetch, issue, make_csr
+from tests.pki import lint_crl, lint_ocsp, openssl_crl_verifies
 from tests.support import in_groups, wait_until
-from tests.unit.test_crl import lint_crl, openssl_crl_verifies
-from tests.unit.test_ocsp import lint_ocsp
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import boto3
 import pytest
 import redis
 import yaml
@@ -29,6 +30,7 @@ from pcaq.cli import embedded_redis as er
 from pcaq.cli.main import api_args, redact, worker_args
 from pcaq.platform.settings import load
 from pcaq.records import Store
+from tests.acmpca import activate_root, fetch, issue, make_csr
 from tests.support import (
     REPO,
     alive,
@@ -39,6 +41,8 @@ from tests.support import (
     http_status,
     in_groups,
     kill_groups,
+    listening_tcp_ports,
+    pcaq_argv,
     private_redis_db,
     redis_servers_on,
     running_stack,
@@ -138,6 +142,11 @@ def test_redact_hides_only_the_password():
     assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
     assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    # The embedded Redis's URL: a Unix socket, the password in the user part (or, typed, a query).
+    assert redact("unix://:s3cret@/var/lib/pcaq/redis/redis.sock?db=0") == (
+        "unix://:***@/var/lib/pcaq/redis/redis.sock?db=0"
+    )
+    assert redact("unix:///r.sock?db=0&password=s3cret") == "unix:///r.sock?db=0&password=***"
 
 
 # -- the supervisor, with stand-in children -------------------------------------------------------
@@ -264,11 +273,25 @@ def test_supervisor_kills_at_once_on_a_second_stop_request(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH")
-def test_embedded_redis_server_is_private_durable_and_locked(tmp_path):
+def test_embedded_redis_server_is_private_durable_and_locked(tmp_path, monkeypatch):
+    argvs = []
+
+    def recording_popen(argv, *args, **kwargs):
+        argvs.append(list(argv))
+        return real_popen(argv, *args, **kwargs)
+
+    real_popen = subprocess.Popen
+    # redis-server overwrites its argv with a title once started: /proc/<pid>/cmdline cannot show
+    # what ps showed every user meanwhile, so look at what it was started with.
+    monkeypatch.setattr(er.subprocess, "Popen", recording_popen)
     with er.embedded_redis(tmp_path, er.REDIS_SERVER) as running:
         assert running.kind == er.REDIS_SERVER
         sock = (tmp_path / "redis" / "redis.sock").resolve()
-        assert running.url == f"unix://{sock}?db=0"  # the socket: half the CPU of loopback TCP
+        password = (tmp_path / "redis" / "password").read_text().strip()
+        assert argvs and not any(password in arg for argv in argvs for arg in argv), argvs
+        assert running.url == f"unix://:{password}@{sock}?db=0"  # the socket: half the CPU of loopback TCP
+        assert er.embedded_redis_url(tmp_path) == running.url
+        assert password not in repr(running)
         assert stat.S_IMODE(sock.stat().st_mode) == 0o700, "only pcaq's own user may open the socket"
         client = redis.Redis.from_url(running.url, decode_responses=True)
         config = {k: v for p in ("appendonly", "appendfsync", "maxmemory-policy", "bind", "dir", "save")
@@ -283,6 +306,18 @@ def test_embedded_redis_server_is_private_durable_and_locked(tmp_path):
                 pass
         assert redis_servers_on(tmp_path / "redis") == [running.pid]
     assert not alive(running.pid)
+    assert er.embedded_redis_url(tmp_path) is None, "a stopped Redis is not published"
+
+
+def test_the_embedded_redis_password_file_is_made_once_and_kept_private(tmp_path):
+    password = er.redis_password(tmp_path)
+    path = tmp_path / "redis" / "password"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert len(password) >= 40 and er.redis_password(tmp_path) == password  # 256 bits, made once
+    assert [p.name for p in path.parent.iterdir()] == ["password"], "no temporary file is left behind"
+    path.chmod(0o644)  # someone loosened it: the password may be known, refuse to use it
+    with pytest.raises(er.EmbeddedRedisError, match="may be read by other users"):
+        er.redis_password(tmp_path)
 
 
 def test_embedded_fakeredis_runs_our_lua(tmp_path):
@@ -290,6 +325,7 @@ def test_embedded_fakeredis_runs_our_lua(tmp_path):
         assert running.kind == er.FAKEREDIS
         client = redis.Redis.from_url(running.url)
         assert client.eval("return redis.call('INCRBY', KEYS[1], ARGV[1])", 1, "k", 41) == 41
+        assert client.client_id() != redis.Redis.from_url(running.url).client_id()  # a connection each
         client.close()
 
 
@@ -414,6 +450,55 @@ def test_pcaq_up_runs_heals_and_stops_cleanly(tmp_path):
         assert http_status(stack.endpoint_url + "/healthz") is None
 
 
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH")
+def test_pcaq_up_embedded_redis_lets_in_only_who_holds_its_password(tmp_path):
+    with running_stack(tmp_path, workers=1) as stack:
+        folder = stack.data_dir / "redis"
+        assert stat.S_IMODE((folder / "password").stat().st_mode) == 0o600
+        password = (folder / "password").read_text().strip()
+        assert f":{password}@" in stack.redis_url  # built from the data folder, as pcaq's commands do
+        redis_pid = stack.child_pids()["redis"]
+        (port,) = listening_tcp_ports(redis_pid)  # loopback TCP, for operators' tools: also locked
+        strangers = [
+            redis.Redis(host="127.0.0.1", port=port),
+            redis.Redis(unix_socket_path=str(folder / "redis.sock")),
+            redis.Redis(host="127.0.0.1", port=port, password="not-the-password"),
+        ]
+        for client in strangers:
+            for command in (client.ping, lambda c=client: c.get("pcaq:x"), lambda c=client: c.keys("*")):
+                with pytest.raises(redis.AuthenticationError):
+                    command()
+            client.close()
+
+        # The API, the worker and the broker connect with it: the stack issues.
+        pca = boto3.client(
+            "acm-pca",
+            endpoint_url=stack.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIDEXAMPLE",
+            aws_secret_access_key="secret",
+        )
+        ca_arn, _ = activate_root(pca)
+        cert, _, _ = fetch(pca, ca_arn, issue(pca, ca_arn, make_csr()))
+        assert cert.subject.rfc4514_string() == "CN=leaf.example.com"
+
+        # pcaq's own commands find the embedded Redis and its password in the data folder.
+        audit = subprocess.run(
+            pcaq_argv("audit", "--ca", ca_arn), env=stack.env, capture_output=True, text=True, timeout=60
+        )
+        assert audit.returncode == 0 and "CertificateIssued" in audit.stdout, audit.stdout + audit.stderr
+        assert "REDIS_URL" not in stack.env
+
+        # Nobody sees it: not in any command line (ps shows them to every user), nor in the output.
+        processes = [stack.proc.pid, *(p.pid for p in descendants(stack.proc.pid))]
+        assert redis_pid in processes and len(processes) >= 4  # redis-server, API, worker and their pools
+        for pid in processes:
+            assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes(), pid
+    log = stack.log()
+    assert "using the embedded Redis (redis-server) at unix://:***@" in log
+    assert password not in log and password not in audit.stdout + audit.stderr
+
+
 def test_pcaq_up_refuses_a_master_key_that_does_not_open_the_data(tmp_path):
     data_dir = tmp_path / "data"
     # The data folder's Redis already holds a check value written under another key.
@@ -457,6 +542,11 @@ def test_pcaq_up_without_redis_server_falls_back_to_fakeredis(tmp_path):
         assert re.search(r"WARNING .*fakeredis.*slow \(about 17 tasks/s\)", log), log
         assert "redis" not in stack.child_pids()
         assert redis.Redis.from_url(stack.redis_url).ping()
+        # fakeredis takes any password: it listens on no TCP port, only on a socket of its owner's.
+        assert listening_tcp_ports(stack.proc.pid) == set()
+        sock = stack.data_dir / "redis" / "redis.sock"
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
 
         # Ctrl-C at a terminal: SIGINT to the foreground process group, which holds pcaq up alone.
         stack.remember_groups()

@@ -21,8 +21,7 @@ from pcaq.ca.vault import EncryptedRedisVault
 from pcaq.errors import MasterKeyError
 from pcaq.platform.settings import load
 from pcaq.records import Store, keys
-from tests.integration.test_ca_lifecycle import create_ca
-from tests.integration.test_issuance import activate_root, fetch, issue, make_csr
+from tests.acmpca import activate_root, create_ca, fetch, issue, make_csr
 from tests.support import REPO, pcaq_argv, running_stack
 
 pytestmark = pytest.mark.integration

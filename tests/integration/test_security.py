@@ -25,10 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pcaq.pki.key_checks import spki_fingerprint
-from tests.integration.test_ca_lifecycle import create_ca, error_code
-from tests.integration.test_issuance import WAIT, activate_root, issue, make_csr
+from tests.acmpca import WAIT, activate_root, create_ca, error_code, issue, make_csr
 from tests.support import REPO, pcaq_argv, running_stack
-from tests.unit.test_key_checks import fermat_key, roca_key
+from tests.weak_keys import fermat_key, roca_key
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from pcaq.ca import arns
 from pcaq.worker.tasks import drain_outbox
-from tests.unit.test_issue_flow import active_root, env, issue  # noqa: F401 - env is a fixture
+from tests.issue_flow import active_root, issue
 
 
 class CountingPattern:
@@ -32,7 +32,7 @@ def parses(monkeypatch) -> CountingPattern:
     return counting
 
 
-def test_issue_certificate_parses_the_ca_arn_once(env, parses):  # noqa: F811
+def test_issue_certificate_parses_the_ca_arn_once(env, parses):
     svc, client = env
     arn = active_root(svc, client)
     issue(client, arn)  # this API process now has the CA read (IssueCertificate's hot path)
@@ -41,7 +41,7 @@ def test_issue_certificate_parses_the_ca_arn_once(env, parses):  # noqa: F811
     assert parses.calls == 1
 
 
-def test_a_batch_parses_its_ca_arn_once_not_per_certificate(env, parses):  # noqa: F811
+def test_a_batch_parses_its_ca_arn_once_not_per_certificate(env, parses):
     svc, client = env
     arn = active_root(svc, client)
     for _ in range(3):

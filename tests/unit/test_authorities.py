@@ -29,8 +29,7 @@ from pcaq.platform import settings
 from pcaq.platform.identity import Caller
 from pcaq.platform.queue import CREATE_CA_KEY_TASK
 from pcaq.records import Store
-from tests.support import Clock
-from tests.unit.test_wakeups import failed as wakeups_failed
+from tests.support import Clock, wakeups_failed
 
 SETTINGS = settings.load({"PCAQ_IDEMPOTENCY_TTL": "300"})
 ME = Caller(account="111122223333", region="us-east-1")

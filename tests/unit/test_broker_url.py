@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -24,32 +25,39 @@ def test_a_unix_url_becomes_our_transport_on_the_socket():
     assert redis_transport.broker_url("unix:///r.sock") == "pcaqredis+socket:///r.sock?virtual_host=0"
 
 
-def test_a_unix_url_with_credentials_is_refused_clearly():
-    with pytest.raises(ValueError, match="unix://"):
-        redis_transport.broker_url("unix://:secret@/r.sock?db=0")
+def test_a_unix_url_keeps_its_credentials_where_kombu_reads_them():
+    url = redis_transport.broker_url("unix://:s%40cret@/r.sock?db=2")
+    assert url == "pcaqredis+socket://:s%40cret@/r.sock?virtual_host=2"
+    url = redis_transport.broker_url("unix:///r.sock?db=2&username=ops&password=s@cret")
+    assert url == "pcaqredis+socket://ops:s%40cret@/r.sock?virtual_host=2"
 
 
-def _answers(sock) -> bool:
+def _answers(sock, password: str) -> bool:
     try:
-        return redis.Redis(unix_socket_path=str(sock)).ping()
+        return redis.Redis(unix_socket_path=str(sock), password=password).ping()
     except redis.ConnectionError:
         return False
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_celery_talks_to_a_redis_on_a_unix_socket_with_our_transport(tmp_path):
-    sock = tmp_path / "redis.sock"
+    # With a password, as pcaq up's embedded Redis asks for (given on stdin, kept out of argv).
+    sock, password = tmp_path / "redis.sock", "s@cret/:pw"
     proc = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
+        ["redis-server", "-", "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
     )
+    assert proc.stdin is not None
+    proc.stdin.write(f'requirepass "{password}"\n'.encode())
+    proc.stdin.close()
     try:
-        wait_until(lambda: _answers(sock), what="redis-server on its socket")
-        app = make_celery(load({"REDIS_URL": f"unix://{sock}?db=5"}))
+        wait_until(lambda: _answers(sock, password), what="redis-server on its socket")
+        app = make_celery(load({"REDIS_URL": f"unix://:{quote(password, safe='')}@{sock}?db=5"}))
         with app.connection_for_write() as conn:
             assert isinstance(conn.transport, redis_transport.Transport)  # survives a Redis restart
             conn.default_channel.client.set("pcaq:probe", "1")
-        assert redis.Redis(unix_socket_path=str(sock), db=5).get("pcaq:probe") == b"1"
+        assert redis.Redis(unix_socket_path=str(sock), password=password, db=5).get("pcaq:probe") == b"1"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -15,8 +15,8 @@ import pytest
 
 from pcaq.cli import bulk_issue, bulk_processes
 from pcaq.cli.bulk_issue import Summary
-from tests.unit.test_bulk_pipeline import FakeClient
-from tests.unit.test_bulk_pipeline import args_for as cli_args
+from tests.bulk_fakes import FakeClient
+from tests.bulk_fakes import args_for as cli_args
 
 
 def args_for(tmp_path, processes: int) -> argparse.Namespace:

@@ -20,7 +20,7 @@ from redis.commands.core import Script
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.records import Store, keys
 from pcaq.worker.tasks import drain_outbox, generate_ca_key
-from tests.unit.test_issue_flow import active_root, call, env, issue  # noqa: F401 - env is a fixture
+from tests.issue_flow import active_root, call, issue
 
 ROOT_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
 
@@ -227,7 +227,7 @@ def _fail_the_separate_append(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_change_and_its_audit_entry_are_both_there_or_both_absent(env, monkeypatch, name):  # noqa: F811
+def test_a_change_and_its_audit_entry_are_both_there_or_both_absent(env, monkeypatch, name):
     svc, client = env
     case = CASES[name](svc, client)
     operation = name.split()[0]
@@ -252,7 +252,7 @@ def test_a_change_and_its_audit_entry_are_both_there_or_both_absent(env, monkeyp
     assert entry.who != "pcaq-worker" and entry.ca == case.arn
 
 
-def test_a_new_ca_and_its_key_have_their_entries_when_the_separate_append_fails(env, monkeypatch):  # noqa: F811
+def test_a_new_ca_and_its_key_have_their_entries_when_the_separate_append_fails(env, monkeypatch):
     svc, client = env
     _fail_the_separate_append(monkeypatch)
     arn = _create_ca(svc, client)

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 
@@ -23,45 +19,10 @@ from pcaq.ca.authority import Authority
 from pcaq.records.revocations import RevokedEntry, StoredCrl
 from pcaq.revocation import crl
 from pcaq.worker.revocation_tasks import rebuild_crl, sweep_revocation
-from tests.unit import test_revocation
-from tests.unit.test_revocation import ENABLED, issue_leaf, make_root, revoke
+from tests.pki import lint_crl, openssl_crl_verifies
+from tests.revocation_flow import ENABLED, issue_leaf, make_root, revoke
 
-flow = test_revocation.flow  # the in-process stack fixture, shared
-_BESIDE = os.path.join(os.path.dirname(sys.executable), "lint_crl")
-LINT_CRL = _BESIDE if os.access(_BESIDE, os.X_OK) else "lint_crl"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def lint_crl(der: bytes) -> list[str]:
-    """pkilint's RFC 5280 CRL findings of severity WARNING or worse (``[]``: clean)."""
-    with tempfile.NamedTemporaryFile(suffix=".crl") as f:
-        f.write(der)
-        f.flush()
-        run = subprocess.run(
-            [LINT_CRL, "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", "-f", "JSON", f.name],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    results = json.loads(run.stdout)["results"]
-    return [f"{d['code']} @ {r['node_path']}" for r in results for d in r["finding_descriptions"]]
-
-
-def openssl_crl_verifies(der: bytes, ca_pem: bytes) -> bool:
-    """``openssl crl -inform DER -CAfile`` checks the CRL's signature against the CA certificate."""
-    with tempfile.TemporaryDirectory() as tmp:
-        crl_path, ca_path = os.path.join(tmp, "c.crl"), os.path.join(tmp, "ca.pem")
-        with open(crl_path, "wb") as f:
-            f.write(der)
-        with open(ca_path, "wb") as f:
-            f.write(ca_pem)
-        run = subprocess.run(
-            ["openssl", "crl", "-inform", "DER", "-in", crl_path, "-CAfile", ca_path, "-noout"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    return run.returncode == 0 and "verify OK" in (run.stdout + run.stderr)
 
 
 def self_signed(key, algorithm) -> x509.Certificate:

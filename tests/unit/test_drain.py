@@ -12,12 +12,12 @@ import pytest
 from pcaq.records import keys
 from pcaq.worker import tasks
 from pcaq.worker.tasks import _Issuers, drain_outbox
+from tests.issue_flow import active_root, issue, member
 from tests.signer import ExternalCA
-from tests.unit.test_issue_flow import active_root, env, issue, member  # noqa: F401 - env is a fixture
 
 
 @pytest.fixture
-def small_batches(env):  # noqa: F811
+def small_batches(env):
     svc, client = env
     svc.settings = svc.store.settings = dataclasses.replace(svc.settings, batch_size=2)
     return svc, client
@@ -67,7 +67,7 @@ def test_a_drain_that_fails_mid_way_still_commits_what_it_signed(small_batches, 
     assert [status(svc, a) for a in arns] == ["ISSUED"] * 4
 
 
-def test_issuers_are_reused_across_batches_while_the_ca_is_the_same(env):  # noqa: F811
+def test_issuers_are_reused_across_batches_while_the_ca_is_the_same(env):
     svc, client = env
     ca_id = active_root(svc, client).rsplit("/", 1)[1]
     first, ca = _Issuers(svc).get(ca_id, False)

@@ -4,148 +4,21 @@ Real Redis (the Lua scripts), the real Flask app, no Celery worker."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import time
 from unittest.mock import ANY
 
-import pytest
-import redis
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pcaq.api.app import create_app
-from pcaq.ca.authorities import Authorities
-from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
 from pcaq.platform.queue import DRAIN_TASK, Queue
 from pcaq.platform.settings import load
-from pcaq.records import Store, member_of
 from pcaq.records.pending import VERSION
-from pcaq.worker.services import Services
 from pcaq.worker.sweeper import sweep
-from pcaq.worker.tasks import drain_outbox, generate_ca_key
-from tests.support import private_redis_db
-from tests.unit.test_pending import LEGACY_FULL, LEGACY_RID, legacy_full_request
-from tests.unit.test_wakeups import failed as wakeups_failed
-
-
-class RecordingQueue:
-    """Stands in for Celery: remembers what would have been published."""
-
-    def __init__(self):
-        self.keys: list[str] = []
-        self.drains = 0
-        self.helpers: list[str] = []  # helper drains asked for by full claims (their tokens)
-
-    def drain(self, helper=None):
-        if helper:
-            self.helpers.append(helper)
-        else:
-            self.drains += 1
-
-    def create_ca_key(self, ca_id):
-        self.keys.append(ca_id)
-
-
-@pytest.fixture
-def env(redis_base_url):
-    with private_redis_db(redis_base_url) as url:
-        settings = load({"REDIS_URL": url, "PCAQ_MAX_ATTEMPTS": "3", "PCAQ_STALE_AFTER": "60"})
-        store = Store(redis.Redis.from_url(url), settings)
-        kek = os.urandom(32)
-        verify_master_key(store, kek)
-        queue = RecordingQueue()
-        svc = Services(
-            settings, store, queue, EncryptedRedisVault(store, kek), Authorities(store, queue, settings)
-        )
-        client = create_app(settings).test_client()
-        yield svc, client
-
-
-def call(client, operation: str, body: dict) -> tuple[int, dict]:
-    resp = client.post("/", data=json.dumps(body), headers={"X-Amz-Target": f"ACMPrivateCA.{operation}"})
-    return resp.status_code, json.loads(resp.data or b"{}")
-
-
-def leaf_csr() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flow.example.com")]))
-        .sign(key, hashes.SHA256())
-    )
-    return base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
-
-
-def active_root(svc, client, before_import=None) -> str:
-    status, out = call(
-        client,
-        "CreateCertificateAuthority",
-        {
-            "CertificateAuthorityType": "ROOT",
-            "CertificateAuthorityConfiguration": {
-                "KeyAlgorithm": "EC_prime256v1",
-                "SigningAlgorithm": "SHA256WITHECDSA",
-                "Subject": {"CommonName": "Flow Root"},
-            },
-        },
-    )
-    assert status == 200
-    arn = out["CertificateAuthorityArn"]
-    status, out = call(client, "GetCertificateAuthorityCsr", {"CertificateAuthorityArn": arn})
-    assert (status, out["__type"]) == (400, "RequestInProgressException")
-    generate_ca_key(svc, arn.rsplit("/", 1)[1])
-    generate_ca_key(svc, arn.rsplit("/", 1)[1])  # a redelivered job changes nothing
-    status, out = call(client, "GetCertificateAuthorityCsr", {"CertificateAuthorityArn": arn})
-    csr_pem = out["Csr"]
-    status, out = call(
-        client,
-        "IssueCertificate",
-        {
-            "CertificateAuthorityArn": arn,
-            "Csr": base64.b64encode(csr_pem.encode()).decode(),
-            "SigningAlgorithm": "SHA256WITHECDSA",
-            "TemplateArn": "arn:aws:acm-pca:::template/RootCACertificate/V1",
-            "Validity": {"Value": 5, "Type": "YEARS"},
-        },
-    )
-    cert_arn = out["CertificateArn"]
-    assert drain_outbox(svc) == 1
-    _, out = call(client, "GetCertificate", {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn})
-    assert "CertificateChain" not in out
-    if before_import is not None:
-        before_import(arn, cert_arn)
-    call(
-        client,
-        "ImportCertificateAuthorityCertificate",
-        {
-            "CertificateAuthorityArn": arn,
-            "Certificate": base64.b64encode(out["Certificate"].encode()).decode(),
-        },
-    )
-    return arn
-
-
-def issue(client, arn, token=None) -> str:
-    body = {
-        "CertificateAuthorityArn": arn,
-        "Csr": leaf_csr(),
-        "SigningAlgorithm": "SHA256WITHECDSA",
-        "Validity": {"Value": 7, "Type": "DAYS"},
-    }
-    if token:
-        body["IdempotencyToken"] = token
-    status, out = call(client, "IssueCertificate", body)
-    assert status == 200, out
-    return out["CertificateArn"]
-
-
-def member(cert_arn: str) -> str:
-    parts = cert_arn.split("/")
-    return member_of(parts[1], parts[3])
+from pcaq.worker.tasks import drain_outbox
+from tests.issue_flow import active_root, call, issue, member
+from tests.legacy_requests import LEGACY_FULL, LEGACY_RID, legacy_full_request
+from tests.support import wakeups_failed
 
 
 def test_in_progress_then_issued_then_redelivery_changes_nothing(env):

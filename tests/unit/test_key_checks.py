@@ -1,16 +1,14 @@
 """Weak and blocklisted keys (shared/pki/key_checks.py) are refused before signing, with the reason.
 
 The weak RSA keys are made here from chosen primes: close primes (Fermat), primes of the form
-k*M + 65537^a mod M (ROCA, the Infineon structure) and a small prime factor. The helpers are used by
-the integration tests too.
+k*M + 65537^a mod M (ROCA, the Infineon structure) and a small prime factor, by tests/weak_keys.py (the
+integration tests use them too).
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 
-import gmpy2
 import pytest
 import redis
 from cryptography import x509
@@ -24,62 +22,7 @@ from pcaq.pki.key_checks import KeyBlocklist, fingerprints_in_text, spki_fingerp
 from pcaq.platform.settings import load
 from pcaq.records import Store
 from tests.support import private_redis_db
-
-E = 65537
-# The modulus of badkeys' (and the ROCA paper's) fingerprint test: a product of small prime powers.
-_ROCA_M = 0x924CBA6AE99DFA084537FACC54948DF0C23DA044D8CABE0EDD75BC6
-
-
-def rsa_from_primes(p: int, q: int) -> rsa.RSAPrivateKey:
-    """An RSA private key with the given primes (no sanity check: weak keys are the point)."""
-    n, d = p * q, pow(E, -1, (p - 1) * (q - 1))
-    numbers = rsa.RSAPrivateNumbers(
-        p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), rsa.RSAPublicNumbers(E, n)
-    )
-    return numbers.private_key(unsafe_skip_rsa_key_validation=True)
-
-
-def _usable(candidate: int, bits: int) -> bool:
-    return candidate.bit_length() == bits and gmpy2.is_prime(candidate) and gmpy2.gcd(E, candidate - 1) == 1
-
-
-def _prime(bits: int) -> int:
-    while True:
-        candidate = int(gmpy2.next_prime(secrets.randbits(bits) | (3 << (bits - 2))))
-        if _usable(candidate, bits):
-            return candidate
-
-
-def fermat_key() -> rsa.RSAPrivateKey:
-    """RSA-2048 whose primes differ by about 2^256: Fermat's method factors it at once."""
-    p = _prime(1024)
-    q = int(gmpy2.next_prime(p + secrets.randbits(256)))
-    while not _usable(q, 1024):
-        q = int(gmpy2.next_prime(q))
-    return rsa_from_primes(p, q)
-
-
-def _roca_prime(bits: int) -> int:
-    # p in [sqrt(2) * 2^(bits-1), 2^bits), so that the product of two has exactly 2 * bits bits
-    low, high = (gmpy2.isqrt(2 << (2 * bits - 2)) + _ROCA_M) // _ROCA_M, (1 << bits) // _ROCA_M
-    while True:
-        k = low + secrets.randbelow(int(high - low))
-        candidate = int(k * _ROCA_M + pow(E, secrets.randbelow(2**62), _ROCA_M))
-        if _usable(candidate, bits):
-            return candidate
-
-
-def roca_key() -> rsa.RSAPrivateKey:
-    """RSA-2048 with the structure of Infineon's vulnerable key generator (CVE-2017-15361)."""
-    return rsa_from_primes(_roca_prime(1024), _roca_prime(1024))
-
-
-def small_factor_key() -> rsa.RSAPrivateKey:
-    """An RSA modulus of 2048 bits with the prime factor 65521."""
-    while True:
-        q = _prime(2033)
-        if (65521 * q).bit_length() >= 2048:
-            return rsa_from_primes(65521, q)
+from tests.weak_keys import E, fermat_key, roca_key, small_factor_key
 
 
 def csr_for(key, cn: str = "weak.example.com") -> x509.CertificateSigningRequest:

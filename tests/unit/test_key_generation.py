@@ -16,7 +16,7 @@ from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates
 from pcaq.worker.sweeper import sweep
 from pcaq.worker.tasks import generate_ca_key
-from tests.unit.test_issue_flow import call, env  # noqa: F401 - env is a fixture
+from tests.issue_flow import call
 
 CREATE = {
     "CertificateAuthorityType": "ROOT",
@@ -36,7 +36,7 @@ def _create(client) -> str:
 
 @pytest.mark.parametrize("outcome", ["key made", "creation failed"])
 def test_a_ca_deleted_while_its_key_is_made_keeps_no_key_and_the_task_ends_cleanly(
-    env,  # noqa: F811
+    env,
     monkeypatch,
     caplog,
     outcome,

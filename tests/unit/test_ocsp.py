@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import os
 import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -21,30 +19,12 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 from pcaq.platform.queue import Queue
 from pcaq.revocation import ocsp, urgent
 from pcaq.worker.urgent import serve as serve_urgent
-from tests.unit import test_revocation
-from tests.unit.test_revocation import ENABLED, issue_leaf, make_root, revoke
+from tests.pki import lint_ocsp
+from tests.revocation_flow import ENABLED, issue_leaf, make_root, revoke
 
-flow = test_revocation.flow  # the in-process stack fixture, shared
-_BESIDE = os.path.join(os.path.dirname(sys.executable), "lint_ocsp_response")
-LINT_OCSP = _BESIDE if os.access(_BESIDE, os.X_OK) else "lint_ocsp_response"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 Status = x509_ocsp.OCSPResponseStatus
 SHA256 = hashes.SHA256()
-
-
-def lint_ocsp(der: bytes) -> list[str]:
-    """pkilint's OCSP response findings of severity WARNING or worse (``[]``: clean)."""
-    with tempfile.NamedTemporaryFile(suffix=".der") as f:
-        f.write(der)
-        f.flush()
-        run = subprocess.run(
-            [LINT_OCSP, "lint", "-s", "WARNING", "-f", "JSON", f.name],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    results = json.loads(run.stdout)["results"]
-    return [f"{d['code']} @ {r['node_path']}" for r in results for d in r["finding_descriptions"]]
 
 
 def openssl_status(response: bytes, ca_pem: bytes, leaf_pem: bytes) -> str:

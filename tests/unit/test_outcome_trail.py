@@ -22,8 +22,8 @@ from pcaq.ca.audit_trail import AuditTrail
 from pcaq.platform.settings import load
 from pcaq.records import Result, Store, member_of
 from pcaq.worker.tasks import drain_outbox
+from tests.issue_flow import active_root, leaf_csr, member
 from tests.support import Clock
-from tests.unit.test_issue_flow import active_root, env, leaf_csr, member  # noqa: F401 - env is a fixture
 
 ACCOUNT = "111122223333"
 CA = "0b5c3a1e-1111-4222-8333-444455556666"
@@ -156,7 +156,7 @@ def _worker_entries(svc, ca_arn: str, since: int) -> list:
     return [e for e in AuditTrail(svc.store).entries(ca_arn)[since:] if e.who == "pcaq-worker"]
 
 
-def test_worker_entries_and_log_lines_carry_the_request_id_of_issue_certificate(env, caplog):  # noqa: F811
+def test_worker_entries_and_log_lines_carry_the_request_id_of_issue_certificate(env, caplog):
     svc, client = env
     ca_arn = active_root(svc, client)
     since = len(AuditTrail(svc.store).entries(ca_arn))
@@ -174,7 +174,7 @@ def test_worker_entries_and_log_lines_carry_the_request_id_of_issue_certificate(
     assert refused and refused[0].reason == "MalformedCSR" and bad_rid in refused[0].getMessage()
 
 
-def test_a_worker_killed_right_after_its_commit_leaves_the_audit_entry_and_the_count(env, monkeypatch):  # noqa: F811
+def test_a_worker_killed_right_after_its_commit_leaves_the_audit_entry_and_the_count(env, monkeypatch):
     svc, client = env
     ca_arn = active_root(svc, client)
     issued_before = svc.store.metrics_snapshot().issued
@@ -199,7 +199,7 @@ def test_a_worker_killed_right_after_its_commit_leaves_the_audit_entry_and_the_c
     assert svc.store.metrics_snapshot().issued == issued_before + 1
 
 
-def test_a_request_abandoned_by_a_worker_claim_is_logged_audited_and_counted(env, caplog):  # noqa: F811
+def test_a_request_abandoned_by_a_worker_claim_is_logged_audited_and_counted(env, caplog):
     svc, client = env  # PCAQ_MAX_ATTEMPTS=3
     ca_arn = active_root(svc, client)
     cert_arn, request_id = _issue(client, ca_arn)

@@ -18,10 +18,7 @@ from pcaq.revocation import urgent
 from pcaq.worker import tasks
 from pcaq.worker import urgent as worker_urgent
 from pcaq.worker.tasks import drain_outbox
-from tests.unit import test_revocation
-from tests.unit.test_revocation import ENABLED, issue_leaf, make_root
-
-flow = test_revocation.flow  # the in-process stack fixture, shared
+from tests.revocation_flow import ENABLED, issue_leaf, make_root
 
 
 def ocsp_job(flow, arn: str, serial_hex: str, wait: float = 30.0) -> urgent.UrgentJob:

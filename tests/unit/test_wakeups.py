@@ -11,10 +11,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from pcaq.platform import settings, wakeups
 from pcaq.platform.queue import CRL_TASK, DRAIN_TASK, Queue, make_celery
-
-
-def failed(task: str) -> float:
-    return REGISTRY.get_sample_value("pcaq_wakeups_failed_total", {"task": task}) or 0.0
+from tests.support import wakeups_failed as failed
 
 
 @pytest.fixture
