@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
@@ -15,6 +21,27 @@ CLIENT_ENV = {
     "AWS_CONFIG_FILE": "/dev/null",
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
 }
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def run_readme_example(endpoint_url: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run README.md's "Example with the AWS CLI" as a user would paste it, against ``endpoint_url``,
+    with the real AWS CLI of the test tools (not one a user's install of pcaq would bring)."""
+    section = README.read_text().split("## Example with the AWS CLI", 1)[1]
+    script = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    assert "http://127.0.0.1:8080" in script, "the example must point at the default endpoint we replace"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | CLIENT_ENV
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script.replace("http://127.0.0.1:8080", endpoint_url)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 SUBJECT = {"CommonName": "pcaq test CA", "Organization": "pcaq", "Country": "US"}
 ALGS = {
     "RSA_2048": "SHA256WITHRSA",

@@ -7,7 +7,6 @@ Linux only (process groups and /proc).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,13 +33,6 @@ def wakeups_failed(task: str) -> float:
     from prometheus_client import REGISTRY
 
     return REGISTRY.get_sample_value("pcaq_wakeups_failed_total", {"task": task}) or 0.0
-
-
-def readme_example() -> str:
-    """The shell script of README.md's "Example with the AWS CLI" section, as a user would paste it."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Example with the AWS CLI", 1)[1]
-    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 
 
 T = TypeVar("T")

@@ -7,15 +7,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import pytest
 
 from pcaq.cli.embedded_redis import free_port
-from tests.acmpca import CLIENT_ENV
-from tests.support import REPO, base_env, kill_groups, readme_example, wait_ready
+from tests.acmpca import run_readme_example
+from tests.support import REPO, base_env, kill_groups, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -81,18 +80,7 @@ def test_pcaq_up_from_the_install_serves_the_readme_example(installed, tmp_path)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_ready(endpoint, proc, log_path)
-        script = readme_example().replace("http://127.0.0.1:8080", endpoint)
-        client_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | CLIENT_ENV
-        # The AWS CLI comes from the test tools, not from the user's install of pcaq.
-        client_env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + client_env.get("PATH", "")
-        run = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=tmp_path,
-            env=client_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        run = run_readme_example(endpoint, tmp_path)
         assert run.returncode == 0, run.stderr
         assert '"Status": "ACTIVE"' in run.stdout
     finally:
