@@ -16,6 +16,7 @@ from pcaq.ca.authorities import Authorities
 from pcaq.ca.issuance import Issuance
 from pcaq.platform import logs
 from pcaq.platform.credentials import load_credentials
+from pcaq.platform.partitions import partition_of
 from pcaq.platform.queue import Queue, make_celery
 from pcaq.platform.settings import Settings, load
 from pcaq.platform.throttle import Throttle, parse_rate_limits
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     authenticator = Authenticator(settings, load_credentials(settings))
     if authenticator.open_mode:
         log.warning(OPEN_MODE_WARNING)
+    partition_of(settings.region)  # reads botocore's partition data now, not in the first request
     throttle = Throttle(parse_rate_limits(settings.rate_limits, schemas.OPERATIONS), store.take_token)
 
     app = Flask("pcaq")

@@ -1,5 +1,6 @@
 """Who is calling: every API request is authenticated with SigV4 (``api/sigv4.py``) against the
-configured credentials; the access key decides the account, the credential scope the region.
+configured credentials; the access key decides the account, the credential scope the region (and
+with it the partition ARNs carry, unless ``PCAQ_PARTITION`` names one).
 
 With no credentials configured (open development mode, which ``pcaq up`` allows on loopback only)
 nothing is verified: the account is the configured one and the region is read from the credential
@@ -30,7 +31,9 @@ def caller_of(environ: Mapping, settings: Settings) -> Caller:
     match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")[:2048])
     region = match.group("region") if match else settings.region
     key = match.group("key") if match else None
-    return Caller(account=settings.account_id, region=region, partition=settings.partition, access_key=key)
+    return Caller(
+        account=settings.account_id, region=region, partition=settings.partition or "", access_key=key
+    )
 
 
 class Authenticator:
@@ -57,6 +60,6 @@ class Authenticator:
         return Caller(
             account=verified.credential.account,
             region=verified.region,
-            partition=self.settings.partition,
+            partition=self.settings.partition or "",
             access_key=verified.credential.access_key,
         )

@@ -137,7 +137,10 @@ class OneOfEnum(validate.OneOf):
 
 # Shapes whose pattern failures have a modeled exception of their own (docs/wire-contract.md).
 _PATTERN_ERRORS: dict[str, tuple[type[PcaqError], str]] = {
-    "Arn": (InvalidArn, "The ARN {} is not valid: it must look like arn:aws:acm-pca:<region>:<account>:..."),
+    "Arn": (
+        InvalidArn,
+        "The ARN {} is not valid: it must look like arn:<partition>:acm-pca:<region>:<account>:...",
+    ),
     "TagKey": (InvalidTag, "The tag key {} is not valid: use letters, digits, spaces and _.:/=+-@ only."),
     "TagValue": (InvalidTag, "The tag value {} is not valid: use letters, digits, spaces and _.:/=+-@ only."),
 }

@@ -13,7 +13,9 @@ _CA_RE = re.compile(
     r"certificate-authority/(?P<ca_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
     r"(?:/certificate/(?P<serial>[0-9a-f]{1,40}))?$"
 )
-_TEMPLATE_RE = re.compile(r"^arn:[\w-]+:acm-pca:::template/(?P<name>[A-Za-z0-9_]+)/V(?P<version>\d+)$")
+_TEMPLATE_RE = re.compile(
+    r"^arn:(?P<partition>[\w-]+):acm-pca:::template/(?P<name>[A-Za-z0-9_]+)/V(?P<version>\d+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,14 @@ def parse_certificate_arn(arn: str) -> tuple[CaArn, str]:
     return ca, m.group("serial")
 
 
-def parse_template_arn(arn: str) -> str:
-    """The template name (without version) of a template ARN, e.g. ``EndEntityCertificate``."""
+def parse_template_arn(arn: str, partition: str = "aws") -> str:
+    """The template name (without version) of a template ARN, e.g. ``EndEntityCertificate``.
+
+    AWS documents the templates as ``arn:aws:acm-pca:::template/...`` and says they carry the
+    partition of the region: both forms are accepted (``partition`` is the caller's), no other.
+    """
     m = _TEMPLATE_RE.match(arn)
-    if not m:
+    if not m or m.group("partition") not in ("aws", partition):
         raise InvalidArn(f"The ARN {arn!r} is not a valid template ARN.")
     if m.group("version") != "1":
         raise InvalidArgument(f"The template {arn!r} does not exist.")

@@ -86,13 +86,16 @@ class Authorities:
     # -- lookup -----------------------------------------------------------------------------------
 
     def load(self, caller: Caller, arn: CaArn, max_age: float = 0.0) -> Authority:
-        """The CA named by ``arn`` if the caller's account owns it, else NotFound.
+        """The CA named by ``arn`` if the caller's account owns it in the caller's partition, else NotFound.
+
+        Partitions are apart as in AWS (an ``aws-cn`` CA is not reachable through an ``aws`` region):
+        an ARN of another partition names no CA the caller can see, like one of another account.
 
         With ``max_age`` > 0 a view read by this process at most that many seconds ago may answer
         (the hot paths: IssueCertificate checks its copy's version when it submits, see
         ``Store.submit_certificate``).
         """
-        if arn.account != caller.account:
+        if arn.account != caller.account or arn.partition != caller.partition:
             raise NotFound(f"Could not find certificate authority {arn}.")
         cached = self._cache.get(arn.ca_id) if max_age > 0 else None
         if cached is not None and monotonic() - cached[1] <= max_age:

@@ -64,7 +64,9 @@ class Issuance:
 
         The request's audit entry is written by the same atomic step as its record.
         """
-        template = parse_template_arn(params["TemplateArn"]) if params.get("TemplateArn") else None
+        template = (
+            parse_template_arn(params["TemplateArn"], caller.partition) if params.get("TemplateArn") else None
+        )
         template = template or profiles.DEFAULT_TEMPLATE
         profile = profiles.get_profile(template)
         csr = certificates.parse_csr(params["Csr"])

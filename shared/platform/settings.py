@@ -41,7 +41,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: _default_data_dir(dict(os.environ)))
     master_key: str | None = field(default=None, repr=False)
     master_key_file: Path | None = None
-    partition: str = "aws"
+    partition: str | None = None  # PCAQ_PARTITION overrides the partition of the caller's region
     region: str = "us-east-1"
     account_id: str = "123456789012"
     public_host: str = "127.0.0.1:8080"
@@ -96,7 +96,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         master_key=env.get("PCAQ_MASTER_KEY") or None,
         master_key_file=Path(key_file) if key_file else None,
-        partition=env.get("PCAQ_PARTITION", "aws"),
+        partition=env.get("PCAQ_PARTITION") or None,
         region=env.get("PCAQ_REGION", "us-east-1"),
         account_id=env.get("PCAQ_ACCOUNT_ID", "123456789012"),
         public_host=env.get("PCAQ_PUBLIC_HOST", "127.0.0.1:8080"),

@@ -137,6 +137,22 @@ def test_same_token_in_another_region_answers_an_arn_that_exists(cas):
     assert cas.describe(west, arn)["Arn"] == arn
 
 
+def test_a_ca_made_in_a_china_region_has_an_aws_cn_arn_and_is_found_by_it(cas):
+    beijing = Caller(account=ME.account, region="cn-north-1")
+    arn = cas.create(beijing, params())
+    assert arn.startswith("arn:aws-cn:acm-pca:cn-north-1:111122223333:certificate-authority/")
+    assert cas.describe(beijing, arn)["Arn"] == arn
+
+
+def test_an_arn_of_another_partition_names_no_ca_of_the_caller(cas):
+    beijing = Caller(account=ME.account, region="cn-north-1")
+    arn = cas.create(beijing, params())
+    with pytest.raises(NotFound):  # an aws-cn CA is not reachable through an aws region
+        cas.describe(ME, arn)
+    with pytest.raises(NotFound):  # nor by its id under another partition
+        cas.describe(beijing, arn.replace("arn:aws-cn:", "arn:aws:"))
+
+
 def test_create_survives_a_broker_outage_and_leaves_the_ca_for_the_sweeper(cas, queue, store):
     queue.down = True
     before = wakeups_failed(CREATE_CA_KEY_TASK)
