@@ -37,6 +37,11 @@ from pcaq.records import Store
 MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100
 _MAX_PAGE_OFFSET = 10**9  # far past any real list; a larger offset would overflow Redis's ZRANGE (a 500)
 SUPPORTED_SECURITY_STANDARDS = ("FIPS_140_2_LEVEL_2_OR_HIGHER", "FIPS_140_2_LEVEL_3_OR_HIGHER")
+# The China regions keep CA keys to the Chinese standard only: there CreateCertificateAuthority accepts
+# CCPC_LEVEL_1_OR_HIGHER alone, and the default (FIPS level 3) is refused (the model's documentation of
+# KeyStorageSecurityStandard; AWS's China documentation).
+_STANDARDS_OF_PARTITION = {"aws-cn": ("CCPC_LEVEL_1_OR_HIGHER",)}
+DEFAULT_SECURITY_STANDARD = "FIPS_140_2_LEVEL_3_OR_HIGHER"
 
 
 def _now() -> float:
@@ -135,8 +140,8 @@ class Authorities:
         subjects.build_name(config["Subject"])  # refuse a bad subject now, not in the worker
         if not config["Subject"]:
             raise InvalidArgument("The CA subject must contain at least one attribute.")
-        standard = params.get("KeyStorageSecurityStandard", "FIPS_140_2_LEVEL_3_OR_HIGHER")
-        if standard not in SUPPORTED_SECURITY_STANDARDS:
+        standard = params.get("KeyStorageSecurityStandard", DEFAULT_SECURITY_STANDARD)
+        if standard not in _STANDARDS_OF_PARTITION.get(caller.partition, SUPPORTED_SECURITY_STANDARDS):
             raise InvalidArgument(
                 "A certificate authority cannot be created in this region with the specified security standard."
             )

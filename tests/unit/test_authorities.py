@@ -34,6 +34,8 @@ from tests.support import Clock, wakeups_failed
 SETTINGS = settings.load({"PCAQ_IDEMPOTENCY_TTL": "300"})
 ME = Caller(account="111122223333", region="us-east-1")
 STRANGER = Caller(account="999988887777", region="us-east-1")
+BEIJING = Caller(account=ME.account, region="cn-north-1")  # in the aws-cn partition
+CHINESE_STANDARD = {"KeyStorageSecurityStandard": "CCPC_LEVEL_1_OR_HIGHER"}  # the one China accepts
 T0 = 1_700_000_000.0
 DAY = 86400
 
@@ -138,19 +140,31 @@ def test_same_token_in_another_region_answers_an_arn_that_exists(cas):
 
 
 def test_a_ca_made_in_a_china_region_has_an_aws_cn_arn_and_is_found_by_it(cas):
-    beijing = Caller(account=ME.account, region="cn-north-1")
-    arn = cas.create(beijing, params())
+    arn = cas.create(BEIJING, params(**CHINESE_STANDARD))
     assert arn.startswith("arn:aws-cn:acm-pca:cn-north-1:111122223333:certificate-authority/")
-    assert cas.describe(beijing, arn)["Arn"] == arn
+    assert cas.describe(BEIJING, arn)["Arn"] == arn
 
 
 def test_an_arn_of_another_partition_names_no_ca_of_the_caller(cas):
-    beijing = Caller(account=ME.account, region="cn-north-1")
-    arn = cas.create(beijing, params())
+    arn = cas.create(BEIJING, params(**CHINESE_STANDARD))
     with pytest.raises(NotFound):  # an aws-cn CA is not reachable through an aws region
         cas.describe(ME, arn)
     with pytest.raises(NotFound):  # nor by its id under another partition
-        cas.describe(beijing, arn.replace("arn:aws-cn:", "arn:aws:"))
+        cas.describe(BEIJING, arn.replace("arn:aws-cn:", "arn:aws:"))
+
+
+@pytest.mark.parametrize("standard", [None, "FIPS_140_2_LEVEL_3_OR_HIGHER", "FIPS_140_2_LEVEL_2_OR_HIGHER"])
+def test_a_china_region_refuses_the_fips_standards_and_so_the_default(cas, standard):
+    extra = {"KeyStorageSecurityStandard": standard} if standard else {}
+    with pytest.raises(InvalidArgument, match="cannot be created in this region"):
+        cas.create(BEIJING, params(**extra))
+
+
+def test_a_china_region_keeps_keys_to_the_chinese_standard(cas):
+    arn = cas.create(BEIJING, params(**CHINESE_STANDARD))
+    assert cas.describe(BEIJING, arn)["KeyStorageSecurityStandard"] == "CCPC_LEVEL_1_OR_HIGHER"
+    with pytest.raises(InvalidArgument, match="cannot be created in this region"):
+        cas.create(ME, params(**CHINESE_STANDARD))  # and only there
 
 
 def test_create_survives_a_broker_outage_and_leaves_the_ca_for_the_sweeper(cas, queue, store):
