@@ -127,9 +127,10 @@ def fetch(pca, ca_arn, cert_arn) -> tuple[x509.Certificate, str, str | None]:
     )
 
 
-def activate_root(pca, key="EC_prime256v1", signing="SHA256WITHECDSA", years=10) -> tuple[str, str]:
-    """An ACTIVE root CA with its self-signed certificate: its ARN and that PEM."""
-    arn = create_ca(pca, "ROOT", key=key, signing=signing)
+def activate_root(pca, key="EC_prime256v1", signing="SHA256WITHECDSA", years=10, **extra) -> tuple[str, str]:
+    """An ACTIVE root CA with its self-signed certificate: its ARN and that PEM (``extra``: more
+    CreateCertificateAuthority parameters)."""
+    arn = create_ca(pca, "ROOT", key=key, signing=signing, **extra)
     csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
     cert_arn = issue(pca, arn, csr.encode(), signing, "RootCACertificate", {"Value": years, "Type": "YEARS"})
     _, pem, chain = fetch(pca, arn, cert_arn)
