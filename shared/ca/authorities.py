@@ -176,7 +176,8 @@ class Authorities:
         return self.load(caller, parse_ca_arn(arn)).described(time.time())
 
     def list(self, caller: Caller, max_results: int | None, next_token: str | None, owner: str | None):
-        """A page of the caller's CAs and the token of the next page (or None)."""
+        """A page of the caller's CAs (those of its partition, which alone it can reach) and the token
+        of the next page (or None)."""
         if owner == "OTHER_ACCOUNTS":
             return [], None  # nothing is shared across accounts here
         offset = decode_page_token(next_token)
@@ -187,6 +188,7 @@ class Authorities:
             d
             for d in self.store.get_cas(ids)
             if not (d["Status"] == DELETED and d.get("RestorableUntil", 0) < now)
+            and d["Arn"].split(":", 2)[1] == caller.partition
         ]
         nxt = encode_page_token(offset + size) if offset + size < total else None
         return [public_view(d) for d in docs], nxt

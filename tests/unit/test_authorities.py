@@ -153,6 +153,13 @@ def test_an_arn_of_another_partition_names_no_ca_of_the_caller(cas):
         cas.describe(BEIJING, arn.replace("arn:aws-cn:", "arn:aws:"))
 
 
+def test_a_list_shows_the_cas_of_the_callers_partition_only(cas):
+    here = cas.create(ME, params())
+    there = cas.create(BEIJING, params(**CHINESE_STANDARD))
+    assert [ca["Arn"] for ca in cas.list(ME, None, None, None)[0]] == [here]
+    assert [ca["Arn"] for ca in cas.list(BEIJING, None, None, None)[0]] == [there]
+
+
 @pytest.mark.parametrize("standard", [None, "FIPS_140_2_LEVEL_3_OR_HIGHER", "FIPS_140_2_LEVEL_2_OR_HIGHER"])
 def test_a_china_region_refuses_the_fips_standards_and_so_the_default(cas, standard):
     extra = {"KeyStorageSecurityStandard": standard} if standard else {}
