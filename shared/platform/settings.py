@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: s
     raw = (env.get(name) or default).strip().lower()
     if raw not in choices:
         raise SystemExit(f"pcaq: {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _partition(env: dict[str, str]) -> str | None:
+    raw = env.get("PCAQ_PARTITION") or None
+    # An ARN's partition is letters, digits and dashes (aws, aws-cn, aws-iso-b...); anything else would
+    # make ARNs that pcaq itself refuses to parse.
+    if raw is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", raw):
+        raise SystemExit(f"pcaq: PCAQ_PARTITION must be a partition name such as aws or aws-cn, got {raw!r}")
     return raw
 
 
@@ -96,7 +106,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         master_key=env.get("PCAQ_MASTER_KEY") or None,
         master_key_file=Path(key_file) if key_file else None,
-        partition=env.get("PCAQ_PARTITION") or None,
+        partition=_partition(env),
         region=env.get("PCAQ_REGION", "us-east-1"),
         account_id=env.get("PCAQ_ACCOUNT_ID", "123456789012"),
         public_host=env.get("PCAQ_PUBLIC_HOST", "127.0.0.1:8080"),

@@ -72,6 +72,12 @@ def test_pcaq_partition_overrides_the_region():
     assert settings.load({"PCAQ_PARTITION": ""}).partition is None
 
 
+@pytest.mark.parametrize("bad", ["AWS", "aws:cn", "aws cn", "-aws"])
+def test_pcaq_partition_must_be_a_name_an_arn_can_carry(bad):
+    with pytest.raises(SystemExit, match="PCAQ_PARTITION"):
+        settings.load({"PCAQ_PARTITION": bad})
+
+
 @pytest.mark.parametrize("partition", ["aws", "aws-cn"])
 def test_the_documented_template_arn_and_the_regions_own_form_both_name_the_template(partition):
     assert parse_template_arn(f"arn:{partition}:acm-pca:::template/EndEntityCertificate/V1", "aws-cn") == (
