@@ -1,8 +1,9 @@
 """``pcaq bulk-issue``: issue a directory (or JSON-lines file) of CSRs through the public API.
 
-It is a client: it speaks the ACM PCA API with botocore, so it works against pcaq or AWS alike.
-Re-running it never issues anything twice: a certificate already written is skipped; an ARN is
-journalled to ``<name>.arn`` the moment IssueCertificate returns, so a re-run only polls for it;
+It is a client: it speaks the ACM PCA API (``bulk_wire``: botocore's credentials, SigV4, awsJson 1.1),
+so it works against pcaq or AWS alike. Re-running it never issues anything twice: a certificate
+already written is skipped; an ARN is journalled (``Outputs.journal``) the moment IssueCertificate
+returns, so a re-run only polls for it;
 and every request carries an idempotency token derived from the CSR's bytes, which covers the
 moment between IssueCertificate answering and the journal being written.
 """
@@ -17,16 +18,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from pcaq.cli import bulk_processes
+from pcaq.cli import bulk_processes, bulk_wire
 from pcaq.cli.bulk_schedule import MAX_POLLS_PER_THREAD, Poll, Schedule
 
 CSR_SUFFIXES = (".csr", ".pem", ".der", ".req")
@@ -91,44 +89,84 @@ def read_jobs(csr_dir: Path | None, jsonl: Path | None) -> list[Job]:
 
 
 class Outputs:
-    """The output folder: ``<name>.pem``, ``<name>.chain.pem``, the ``<name>.arn`` journal, ``<name>.error``."""
+    """The output folder: ``<name>.pem``, ``<name>.chain.pem``, ``<name>.error`` and the ARN journal.
+
+    The journal is one append-only file per process (``.journal-<pid>``, a JSON ``[name, arn]`` a
+    line), written with one ``write`` the moment IssueCertificate answers, before the certificate is
+    asked for: one system call per ARN where a file per ARN took six. Journals of earlier versions
+    (``<name>.arn``) are read too, so a folder they left is resumed. The folder is listed once, at
+    the start: each CSR is handled once per run.
+    """
 
     def __init__(self, out: Path):
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
+        self._names = set(os.listdir(out))
+        self._arns: dict[str, str] = {}
+        for entry in sorted(self._names):
+            if entry.startswith(".journal-"):
+                self._read_journal(out / entry)
+            elif entry.endswith(".arn"):
+                self._arns[entry[: -len(".arn")]] = (out / entry).read_text().strip()
+        self._journal_fd: int | None = None
+
+    def _read_journal(self, path: Path) -> None:
+        for line in path.read_bytes().splitlines():
+            try:
+                name, arn = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash: its CSR is sent again (same idempotency token)
+            self._arns[name] = arn
 
     def path(self, name: str, suffix: str) -> Path:
         return self.out / f"{name}{suffix}"
 
     def done(self, name: str) -> bool:
-        return self.path(name, ".pem").exists()
+        return f"{name}.pem" in self._names
+
+    def failed_before(self, name: str) -> bool:
+        return f"{name}.error" in self._names
 
     def journalled_arn(self, name: str) -> str | None:
-        path = self.path(name, ".arn")
-        return path.read_text().strip() if path.exists() else None
+        return self._arns.get(name)
 
-    def _write(self, name: str, suffix: str, text: str) -> None:
+    def _write(self, name: str, suffix: str, text: str, atomic: bool = True) -> None:
         # Write then rename, so an interrupted run never leaves a half-written certificate behind.
         final = self.path(name, suffix)
-        tmp = final.with_name(final.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, final)
+        target = final.with_name(final.name + ".tmp") if atomic else final
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        if atomic:
+            os.replace(target, final)
 
     def journal(self, name: str, arn: str) -> None:
-        self._write(name, ".arn", arn + "\n")
+        """Record ``arn`` for ``name`` before anything else is done with it (one append)."""
+        if self._journal_fd is None:
+            journal = self.out / f".journal-{os.getpid()}"
+            self._journal_fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.write(self._journal_fd, json.dumps([name, arn]).encode() + b"\n")
 
     def finish(self, name: str, certificate: str, chain: str | None) -> None:
-        if chain:
-            self._write(name, ".chain.pem", chain)
+        if chain:  # no rename needed: a chain counts only once its certificate is there
+            self._write(name, ".chain.pem", chain, atomic=False)
         self._write(name, ".pem", certificate)
-        self.path(name, ".error").unlink(missing_ok=True)
+        if self.failed_before(name):
+            self.path(name, ".error").unlink(missing_ok=True)
 
     def fail(self, name: str, reason: str) -> None:
         self._write(name, ".error", reason + "\n")
 
+    def close(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
 
 class Issuer:
-    """The two API calls a job needs; shared by the worker threads (botocore is thread-safe)."""
+    """The two API calls a job needs; shared by the worker threads (the client is thread-safe)."""
 
     def __init__(self, client, ca_arn: str, args: argparse.Namespace, outputs: Outputs):
         self.client = client
@@ -172,22 +210,16 @@ class Issuer:
         return reason
 
 
-def make_client(endpoint_url: str | None, region: str | None, concurrency: int):
-    """A botocore acm-pca client with a connection per worker thread and standard retries."""
-    session = botocore.session.get_session()
-    config = Config(max_pool_connections=concurrency, retries={"mode": "standard", "max_attempts": 5})
-    return session.create_client(
-        "acm-pca",
-        endpoint_url=endpoint_url,
-        region_name=region or session.get_config_variable("region") or "us-east-1",
-        config=config,
-    )
+def make_client(endpoint_url: str | None, region: str | None, concurrency: int) -> bulk_wire.LeanClient:
+    """The lean acm-pca client (``bulk_wire``): botocore's credentials and endpoint, a keep-alive
+    connection per worker thread, botocore's standard retries."""
+    return bulk_wire.make_lean_client(endpoint_url, region)
 
 
 def _pending(jobs: list[Job], outputs: Outputs, retry_failed: bool) -> tuple[list[Job], int]:
     todo, skipped = [], 0
     for job in jobs:
-        if outputs.done(job.name) or (not retry_failed and outputs.path(job.name, ".error").exists()):
+        if outputs.done(job.name) or (not retry_failed and outputs.failed_before(job.name)):
             skipped += 1
         else:
             todo.append(job)
@@ -229,47 +261,86 @@ def issue_share(
     journalled ARN (an interrupted run) is only polled.
     """
     outputs = Outputs(args.out)
-    summary = Summary()
-    issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
-    schedule = Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency)
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        running: dict[Future, tuple[Job, Poll | None]] = {}  # each call: its CSR, its poll (None: issuing)
-        while True:
-            while not stop.is_set() and len(running) < args.concurrency:
-                if (poll := schedule.due()) is not None:
-                    running[pool.submit(issuer.collect, poll.job, poll.arn)] = (poll.job, poll)
-                elif (job := schedule.next_job()) is None:
-                    break
-                elif (arn := outputs.journalled_arn(job.name)) is not None:
-                    schedule.journalled(job, arn)  # answered in an earlier run: only collect it
+    try:
+        issuer = Issuer(make_client(args.endpoint_url, args.region, args.concurrency), args.ca, args, outputs)
+        share = _Share(issuer, Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency), stop, progress)
+        threads = [
+            threading.Thread(target=share.work, name=f"bulk-issue-{i}", daemon=True)
+            for i in range(args.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():  # with a timeout: the main thread must stay free for signals
+                thread.join(0.5)
+    finally:
+        outputs.close()
+    share.summary.interrupted = stop.is_set()
+    return share.summary
+
+
+class _Share:
+    """The work of one process: its threads each take the next call under one lock and make it.
+
+    Each thread schedules for itself (no thread pool, no futures): a call costs no hand-off between
+    threads, which a profile of the pool-based version showed as a tenth of the tool's CPU.
+    """
+
+    def __init__(self, issuer: Issuer, schedule: Schedule, stop: threading.Event, progress):
+        self.issuer = issuer
+        self.schedule = schedule
+        self.stop = stop
+        self.progress = progress
+        self.summary = Summary()
+        self.cond = threading.Condition()
+        self.in_flight = 0  # calls being made
+
+    def work(self) -> None:
+        """One thread: take a call, make it, record what it answered; until nothing is left."""
+        while (task := self._take()) is not None:
+            job, poll = task
+            try:
+                if poll is None:
+                    outcome, detail = self.issuer.issue(job)
                 else:
-                    running[pool.submit(issuer.issue, job)] = (job, None)
-            if not running and (stop.is_set() or schedule.finished()):
-                break
-            # Wake for the next poll that falls due while a thread is free, else for an answer.
-            free = len(running) < args.concurrency and not stop.is_set()
-            seconds = schedule.wait() if free else 0.5
-            if not running:  # only polls that are not due yet
-                stop.wait(seconds)
-                continue
-            finished, _ = wait(running, timeout=seconds, return_when=FIRST_COMPLETED)
-            for future in finished:
-                job, poll = running.pop(future)
-                try:
-                    outcome, detail = future.result()
-                except (BotoCoreError, OSError) as exc:  # connection trouble after retries
-                    outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+                    outcome, detail = self.issuer.collect(job, poll.arn)
+            except (BotoCoreError, OSError) as exc:  # connection trouble after retries
+                outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+            with self.cond:
+                self.in_flight -= 1
                 if outcome == "issuing":
-                    schedule.signing(job, detail, poll)
-                    continue
-                if outcome == "issued":
-                    summary.issued += 1
-                    schedule.collected(poll)
+                    self.schedule.signing(job, detail, poll)
+                elif outcome == "issued":
+                    self.summary.issued += 1
+                    self.schedule.collected(poll)
                 else:
-                    summary.failed[job.name] = detail or "unknown"
-                progress(1)
-    summary.interrupted = stop.is_set()
-    return summary
+                    self.summary.failed[job.name] = detail or "unknown"
+                    self.schedule.failed(poll)
+                self.cond.notify()  # a thread waiting may now have a poll to make, or be done
+            if outcome != "issuing":
+                self.progress(1)
+
+    def _take(self) -> tuple[Job, Poll | None] | None:
+        """The next call (a CSR to send, poll None, or a poll that is due), or None when done or stopped."""
+        outputs = self.issuer.outputs
+        with self.cond:
+            while not self.stop.is_set():
+                if (poll := self.schedule.due()) is not None:
+                    self.in_flight += 1
+                    return poll.job, poll
+                job = self.schedule.next_job()
+                if job is None:
+                    if self.schedule.finished() and not self.in_flight:
+                        self.cond.notify_all()  # the others are done too
+                        return None
+                    # Wake for the next poll that falls due, else for an answer (or a stop).
+                    self.cond.wait(self.schedule.wait())
+                elif (arn := outputs.journalled_arn(job.name)) is not None:
+                    self.schedule.journalled(job, arn)  # answered in an earlier run: only collect it
+                else:
+                    self.in_flight += 1
+                    return job, None
+        return None
 
 
 def add_parser(commands) -> None:
