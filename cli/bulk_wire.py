@@ -98,6 +98,7 @@ class Signer:
         ]
         if frozen.token:
             signed.append(("x-amz-security-token", frozen.token))
+            signed.sort()  # SigV4 lists the signed headers in order of name
         names = ";".join(name for name, _ in signed)
         canonical = "POST\n/\n\n{}\n{}\n{}".format(
             "".join(f"{name}:{value}\n" for name, value in signed), names, hashlib.sha256(body).hexdigest()
