@@ -100,7 +100,7 @@ BULK_ENV = {
 }
 
 
-def bulk_run(port: int, ca_arn: str, csrs: list[bytes], folder: Path, processes: int) -> dict:
+def bulk_run(port: int, ca_arn: str, csrs: list[bytes], folder: Path, options: list[str]) -> dict:
     """`pcaq bulk-issue` over ``csrs`` (written to ``folder``) against the service on ``port``: its
     rate as it reports it, and its CPU per certificate in microseconds (user, system)."""
     (folder / "csrs").mkdir(parents=True)
@@ -109,7 +109,7 @@ def bulk_run(port: int, ca_arn: str, csrs: list[bytes], folder: Path, processes:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PCAQ_", "REDIS_"))} | BULK_ENV
     command = [sys.executable, "-m", "pcaq.cli", "bulk-issue", "--ca", ca_arn, "--quiet"]
     command += ["--csr-dir", str(folder / "csrs"), "--out", str(folder / "out")]
-    command += ["--endpoint-url", f"http://127.0.0.1:{port}", "--processes", str(processes)]
+    command += ["--endpoint-url", f"http://127.0.0.1:{port}", *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="end-to-end runs against one pcaq up")
     parser.add_argument("--workers", type=int, default=None, help="pcaq up --workers (default: its own)")
     parser.add_argument(
-        "--bulk-processes", type=int, default=1, help="pcaq bulk-issue --processes (default: %(default)s)"
+        "--bulk-options",
+        default="",
+        help="options for pcaq bulk-issue, e.g. '--processes 2 --concurrency 16'",
     )
     parser.add_argument("--quick", action="store_true", help="tiny run (a smoke test of the benchmark)")
     args = parser.parse_args(argv)
@@ -159,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_once(up.port, ca_arn, csrs, raw)
                 # Fresh CSRs: the tool's idempotency tokens come from the CSR's bytes.
                 row |= bulk_run(
-                    up.port, ca_arn, make_csrs(args.count), Path(tmp) / f"bulk{number}", args.bulk_processes
+                    up.port,
+                    ca_arn,
+                    make_csrs(args.count),
+                    Path(tmp) / f"bulk{number}",
+                    args.bulk_options.split(),
                 )
                 rows.append(row)
                 print(
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 print(
-                    f"run {number}: pcaq bulk-issue --processes {args.bulk_processes} {row['bulk']:.0f}/s ="
+                    f"run {number}: pcaq bulk-issue {args.bulk_options or '(defaults)'} {row['bulk']:.0f}/s ="
                     f" {row['bulk'] / row['e2e']:.2f} of the load client's end to end; CPU per certificate"
                     f" {row['bulk_user_us']:.0f} us user, {row['bulk_system_us']:.0f} us system",
                     flush=True,

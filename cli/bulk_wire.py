@@ -26,11 +26,13 @@ import json
 import random
 import socket
 import ssl
+import struct
 import threading
 import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import botocore.session
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 SERVICE = "acm-pca"
@@ -121,6 +123,12 @@ class _Connection:
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, timeout: float):
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # The timeout kept by the kernel: a Python socket timeout costs a poll() before every send
+        # and recv (a profile counted four a certificate).
+        limit = struct.pack("ll", int(timeout), int(timeout % 1 * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+        sock.settimeout(None)
         self.sock = tls.wrap_socket(sock, server_hostname=host) if tls else sock
         self.buf = bytearray()
         self.closed = False
@@ -270,13 +278,13 @@ def _error(status: int, answer: bytes) -> dict:
 
 
 def make_lean_client(endpoint_url: str | None, region: str | None) -> LeanClient:
-    """A lean client with the endpoint, region and credentials botocore resolves from the usual places."""
-    import botocore.session  # only here: the tool needs it once, to resolve what a client would
-
+    """A lean client with the endpoint, region and credentials botocore resolves from the usual places
+    (``endpoint_url`` if given: ``--endpoint-url`` or ``AWS_ENDPOINT_URL_ACM_PCA``)."""
     session = botocore.session.get_session()
     region = region or session.get_config_variable("region") or "us-east-1"
-    resolved = session.create_client("acm-pca", endpoint_url=endpoint_url, region_name=region)
+    if endpoint_url is None:  # a botocore client resolves it (a profile's endpoint_url, else AWS's)
+        endpoint_url = session.create_client("acm-pca", region_name=region).meta.endpoint_url
     credentials = session.get_credentials()
     if credentials is None:
         raise SystemExit("pcaq bulk-issue: no AWS credentials found (environment, profile or SSO)")
-    return LeanClient(resolved.meta.endpoint_url, region, credentials)
+    return LeanClient(endpoint_url, region, credentials)
