@@ -117,7 +117,7 @@ class Signer:
         ]
 
 
-class _Connection:
+class Connection:
     """One keep-alive HTTP/1.1 connection: send a request, read one response (Content-Length or chunked)."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, timeout: float):
@@ -135,6 +135,10 @@ class _Connection:
 
     def exchange(self, request: bytes) -> tuple[int, bytes]:
         self.sock.sendall(request)
+        return self.response()
+
+    def response(self) -> tuple[int, bytes]:
+        """The next response (status, body), read to its end."""
         while (end := self.buf.find(_HEAD_END)) < 0:
             self._fill()
         head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
@@ -211,47 +215,67 @@ class LeanClient:
 
     def issue_certificate(self, **request) -> dict:
         """IssueCertificate; ``Csr`` is bytes (base64-encoded on the wire, as botocore does)."""
-        body = dict(request)
-        body["Csr"] = base64.b64encode(request["Csr"]).decode()
-        return self.call("IssueCertificate", body)
+        return self.call("IssueCertificate", request)
 
     def get_certificate(self, **request) -> dict:
         return self.call("GetCertificate", request)
 
     def call(self, operation: str, params: dict) -> dict:
         """One operation, retried as botocore's standard mode would; its answer, parsed."""
-        body = json.dumps(params, separators=(",", ":")).encode()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                status, answer = self._send(operation, body)
+                conn = self.connection()
+                status, answer = conn.exchange(self.encode(operation, params))
             except (OSError, ValueError, IndexError) as exc:  # refused, reset, timed out, garbled
                 self._drop()
                 if attempt == MAX_ATTEMPTS:
-                    raise EndpointConnectionError(endpoint_url=f"{self.host}:{self.port}", error=exc) from exc
-                self._back_off(attempt)
+                    raise self.unreachable(exc) from exc
+                time.sleep(self.backoff(attempt))
                 continue
-            if status == 200:
-                return json.loads(answer) if answer else {}
-            error = _error(status, answer)
-            if attempt < MAX_ATTEMPTS and (
-                status in RETRIED_STATUSES or error["Error"]["Code"] in RETRIED_CODES
-            ):
-                self._back_off(attempt)
+            judged = self.judge(operation, status, answer, attempt)
+            if judged is None:
+                time.sleep(self.backoff(attempt))
                 continue
-            raise ClientError(error, operation)
+            if isinstance(judged, ClientError):
+                raise judged
+            return judged
         raise AssertionError("unreachable")
 
-    def _send(self, operation: str, body: bytes) -> tuple[int, bytes]:
+    def encode(self, operation: str, params: dict) -> bytes:
+        """One signed request on the wire (``Csr`` bytes base64-encoded, as botocore does)."""
+        if isinstance(params.get("Csr"), bytes):
+            params = params | {"Csr": base64.b64encode(params["Csr"]).decode()}
+        body = json.dumps(params, separators=(",", ":")).encode()
         headers = self.signer.headers(TARGET_PREFIX + operation, body)
         head = f"POST {self.path} HTTP/1.1\r\nHost: {self.signer.host}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in headers
         )
         head += f"user-agent: pcaq-bulk-issue\r\ncontent-length: {len(body)}\r\n\r\n"
+        self.attempts += 1
+        return head.encode() + body
+
+    def judge(self, operation: str, status: int, answer: bytes, attempt: int) -> dict | ClientError | None:
+        """An answer: parsed (200), an error to report, or None when it is to be retried."""
+        if status == 200:
+            return json.loads(answer) if answer else {}
+        error = _error(status, answer)
+        if attempt < MAX_ATTEMPTS and (status in RETRIED_STATUSES or error["Error"]["Code"] in RETRIED_CODES):
+            return None
+        return ClientError(error, operation)
+
+    def unreachable(self, exc: Exception) -> EndpointConnectionError:
+        return EndpointConnectionError(endpoint_url=f"{self.host}:{self.port}", error=exc)
+
+    def connect(self) -> Connection:
+        """A new keep-alive connection to the endpoint."""
+        return Connection(self.host, self.port, self.tls, self.timeout)
+
+    def connection(self) -> Connection:
+        """This thread's connection, opened if it has none (or the server closed it)."""
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = self._local.conn = _Connection(self.host, self.port, self.tls, self.timeout)
-        self.attempts += 1
-        return conn.exchange(head.encode() + body)
+            conn = self._local.conn = self.connect()
+        return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -259,9 +283,9 @@ class LeanClient:
             conn.close()
             self._local.conn = None
 
-    def _back_off(self, attempt: int) -> None:
-        # botocore's standard mode: a random wait up to base * 2^(attempt-1), at most MAX_BACKOFF.
-        time.sleep(random.random() * min(MAX_BACKOFF, self.backoff_base * 2 ** (attempt - 1)))
+    def backoff(self, attempt: int) -> float:
+        """botocore's standard mode: a random wait up to base * 2^(attempt-1), at most MAX_BACKOFF."""
+        return random.random() * min(MAX_BACKOFF, self.backoff_base * 2 ** (attempt - 1))
 
 
 def _error(status: int, answer: bytes) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from datetime import UTC, datetime
 from unittest import mock
 
@@ -22,10 +23,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.serialize import create_serializer
 
 from pcaq.api.sigv4 import HttpRequest, SigV4Verifier
-from pcaq.cli import bulk_wire
+from pcaq.cli import bulk_issue, bulk_wire
 from pcaq.errors import InvalidSignature
 from pcaq.platform.credentials import Credential
-from tests.bulk_fakes import CA, ScriptedServer
+from tests.bulk_fakes import CA, ScriptedServer, args_for
 
 NOW = datetime(2026, 12, 3, 9, 30, 15, tzinfo=UTC)
 ISSUE = {
@@ -188,3 +189,41 @@ def test_credentials_region_and_endpoint_come_from_the_usual_places(monkeypatch,
     monkeypatch.delenv("AWS_ENDPOINT_URL_ACM_PCA")
     aws = bulk_wire.make_lean_client(None, "us-west-2")
     assert (aws.host, aws.port, aws.tls is not None) == ("acm-pca.us-west-2.amazonaws.com", 443, True)
+
+
+def test_bulk_issue_multiplexes_its_calls_from_one_thread_with_retries(monkeypatch, server, tmp_path):
+    arn = f"{CA}/certificate/a"
+    scripted = server(
+        (400, {"__type": "ThrottlingException", "message": "slow down"}),
+        (200, {"CertificateArn": arn}),
+        (400, {"__type": "RequestInProgressException", "message": "later"}),
+        "drop",
+        (200, {"Certificate": "cert a\n", "CertificateChain": "chain\n"}),
+        (400, {"__type": "MalformedCSRException", "message": "bad CSR"}),
+    )
+    client = lean(scripted.url)
+    threads = set()
+    encode = client.encode
+    monkeypatch.setattr(client, "encode", lambda *a: threads.add(threading.current_thread()) or encode(*a))
+    monkeypatch.setattr(bulk_issue, "make_client", lambda *a: client)
+
+    def run(name: str, concurrency: int) -> bulk_issue.Summary:
+        jsonl = tmp_path / f"{name}.jsonl"
+        jsonl.write_text(f'{{"name": "{name}", "csr": "{name}"}}')
+        return bulk_issue.run(args_for(tmp_path, jsonl, concurrency))
+
+    summary = run("a", concurrency=4)
+    assert summary.issued == 1 and not summary.failed
+    assert (tmp_path / "out" / "a.pem").read_text() == "cert a\n"
+    assert [json.loads(body).get("CertificateArn") for _, _, body in scripted.received[:5]] == [
+        None,
+        None,
+        arn,
+        arn,
+        arn,
+    ]
+    assert threads == {threading.main_thread()}  # no thread per connection: no GIL hand-offs
+
+    summary = run("b", concurrency=1)
+    assert summary.failed == {"b": "MalformedCSRException: bad CSR"}
+    assert (tmp_path / "out" / "b.error").read_text() == "MalformedCSRException: bad CSR\n"
