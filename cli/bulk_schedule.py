@@ -124,6 +124,6 @@ class Schedule(Generic[J]):
 
     def wait(self) -> float:
         """Seconds until the next poll falls due (at most 0.5: the loop also watches for a stop)."""
-        if not self._polls:
+        if not self._polls or self._probe_out:  # (a probe's answer wakes the caller: no spinning)
             return 0.5
         return min(max(max(self._polls[0].at, self._hold_until) - time.monotonic(), 0.0), 0.5)

@@ -119,5 +119,6 @@ def test_an_answer_in_progress_pauses_polls_then_probes_one_at_a_time(monkeypatc
     probe = schedule.due()
     assert probe is not None
     assert schedule.due() is None  # one probe at a time
+    assert schedule.wait() > 0  # ... and the callers sleep till its answer comes, not spin on a due poll
     schedule.collected(probe)  # the service caught up
     assert {schedule.due().job, schedule.due().job, probe.job} == {a, b, c}  # the others go out again
