@@ -198,10 +198,11 @@ def issue_share(
     """Issue ``todo`` (CSRs not done yet) with ``args.concurrency`` requests in flight until done or
     ``stop`` is set; ``progress(1)`` for each CSR that ends (issued or failed).
 
-    The calls are pipelined: a thread never waits for a certificate to be signed. IssueCertificate
-    answers go into a schedule of polls, and every free thread takes the next poll that is due, else
-    the next CSR, so new requests keep flowing while earlier ones are being signed. A CSR with a
-    journalled ARN (an interrupted run) is only polled.
+    The calls are pipelined: no connection waits for a certificate to be signed. IssueCertificate
+    answers go into a schedule of polls, and every free connection takes the next poll that is due,
+    else the next CSR, so new requests keep flowing while earlier ones are being signed. A CSR with a
+    journalled ARN (an interrupted run) is only polled. The lean client's connections are multiplexed
+    by this one thread (``bulk_loop``); any other client (a botocore-like one) gets a thread each.
     """
     outputs = Outputs(args.out)
     try:
