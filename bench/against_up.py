@@ -8,7 +8,10 @@ with the kernel's autogroup scheduling its processes then share the CPU as one g
 clients'. Once it is ready it activates a P-256 root through the API and then, ``--runs`` times,
 runs the raw loop and right after it has 8 keep-alive connections send one IssueCertificate per CSR
 and poll GetCertificate until all are issued. It prints each run's end-to-end rate against the raw loop and
-IssueCertificate's p50/p99, and which of the issue's targets the run meets. No assertion: a
+IssueCertificate's p50/p99, and which of the issue's targets the run meets. Right after the load client,
+`pcaq bulk-issue` (the tool a user runs, as a child process with fake credentials) issues as many fresh
+CSRs against the same service: its rate, its ratio to the load client's end-to-end rate, and the CPU it
+spent per certificate (user and system, its own processes and their children). No assertion: a
 benchmark prints figures.
 """
 
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -86,6 +90,41 @@ def run_once(port: int, ca_arn: str, csrs: list[bytes], raw: float) -> dict:
     return judged(row, UP_TARGETS)
 
 
+# The bulk tool's AWS environment: fixed keys (pcaq up's open mode accepts any signature), no user files.
+BULK_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+
+
+def bulk_run(port: int, ca_arn: str, csrs: list[bytes], folder: Path, options: list[str]) -> dict:
+    """`pcaq bulk-issue` over ``csrs`` (written to ``folder``) against the service on ``port``: its
+    rate as it reports it, and its CPU per certificate in microseconds (user, system)."""
+    (folder / "csrs").mkdir(parents=True)
+    for i, csr in enumerate(csrs):
+        (folder / "csrs" / f"c{i:06d}.csr").write_bytes(csr)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PCAQ_", "REDIS_"))} | BULK_ENV
+    command = [sys.executable, "-m", "pcaq.cli", "bulk-issue", "--ca", ca_arn, "--quiet"]
+    command += ["--csr-dir", str(folder / "csrs"), "--out", str(folder / "out")]
+    command += ["--endpoint-url", f"http://127.0.0.1:{port}", *options]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: pcaq bulk-issue failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    summary = done.stdout.strip().splitlines()[0]  # "issued N, failed 0, skipped 0 in S s (R/s)"
+    issued = int(summary.split()[1].rstrip(","))
+    seconds = float(summary.split(" in ", 1)[1].split()[0])
+    return {
+        "bulk": issued / seconds,
+        "bulk_user_us": 1e6 * (after.ru_utime - before.ru_utime) / issued,
+        "bulk_system_us": 1e6 * (after.ru_stime - before.ru_stime) / issued,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=5000, help="certificates per run")
     parser.add_argument("--runs", type=int, default=3, help="end-to-end runs against one pcaq up")
     parser.add_argument("--workers", type=int, default=None, help="pcaq up --workers (default: its own)")
+    parser.add_argument(
+        "--bulk-options",
+        default="",
+        help="options for pcaq bulk-issue, e.g. '--processes 2 --concurrency 16'",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run (a smoke test of the benchmark)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -115,11 +159,25 @@ def main(argv: list[str] | None = None) -> int:
                 # The raw loop right before each run: this machine's speed may drift between runs.
                 raw = raw_loop(CA, csrs)
                 row = run_once(up.port, ca_arn, csrs, raw)
+                # Fresh CSRs: the tool's idempotency tokens come from the CSR's bytes.
+                row |= bulk_run(
+                    up.port,
+                    ca_arn,
+                    make_csrs(args.count),
+                    Path(tmp) / f"bulk{number}",
+                    args.bulk_options.split(),
+                )
                 rows.append(row)
                 print(
                     f"run {number}: raw {raw:.0f}/s, end to end {row['e2e']:.0f}/s = {row['e2e'] / raw:.2f} of it,"
                     f" IssueCertificate p50 {row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms;"
                     f" {verdict(row['targets'])}",
+                    flush=True,
+                )
+                print(
+                    f"run {number}: pcaq bulk-issue {args.bulk_options or '(defaults)'} {row['bulk']:.0f}/s ="
+                    f" {row['bulk'] / row['e2e']:.2f} of the load client's end to end; CPU per certificate"
+                    f" {row['bulk_user_us']:.0f} us user, {row['bulk_system_us']:.0f} us system",
                     flush=True,
                 )
         finally:

@@ -1,10 +1,11 @@
 """``pcaq bulk-issue --processes N``: the CSRs split into N disjoint shares, one client process each.
 
-The tool's own CPU (botocore builds, signs and parses every call: about 0.7 ms a call) runs on one
-core per process because of Python's GIL, so one process caps a bulk run well below what the service
-signs. Each share runs the same pipelined loop (``bulk_issue.issue_share``) with its own client and
-threads; the outputs are per CSR (certificate, chain, ARN journal), so shares never touch the same
-file, and a re-run resumes whatever any of them left undone.
+The tool's own CPU (building, signing and parsing each call, writing the files; a few hundred
+microseconds a certificate) runs on one core per process because of Python's GIL, and its threads
+contend for that GIL. Each share runs the same pipelined loop (``bulk_issue.issue_share``) with its
+own client and threads; the outputs are per CSR (certificate, chain) and each process appends to a
+journal of its own, so shares never write the same file, and a re-run resumes whatever any of them
+left undone.
 
 The parent draws the one progress bar (a shared counter) and sums the shares' summaries. A stop
 (SIGINT or SIGTERM to the parent, or Ctrl-C, which reaches the whole process group) is passed on to

@@ -1,8 +1,11 @@
-"""Stand-ins for ``pcaq bulk-issue``'s unit tests: a botocore-like client and parsed arguments."""
+"""Stand-ins for ``pcaq bulk-issue``'s unit tests: a botocore-like client, parsed arguments, and a
+scripted HTTP server for the lean client."""
 
 from __future__ import annotations
 
 import argparse
+import http.server
+import json
 import threading
 
 from botocore.exceptions import ClientError
@@ -57,3 +60,56 @@ def args_for(tmp_path, jsonl, concurrency: int) -> argparse.Namespace:
         quiet=True,
         ca=CA,
     )
+
+
+class ScriptedServer:
+    """A local HTTP/1.1 keep-alive server that answers each POST with the next scripted answer and
+    records what it received: a stand-in for AWS in the lean client's tests (errors on demand).
+
+    An answer is ``(status, body)`` (a dict sent as JSON), or ``"drop"``: close the connection without
+    answering. When the script runs out, every request is answered 200 ``{}``.
+    """
+
+    def __init__(self, answers: list):
+        self.answers = list(answers)
+        self.received: list[tuple[str, dict[str, str], bytes]] = []  # (path, lower-case headers, body)
+        self.connections = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server.connections += 1
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with server.lock:
+                    server.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    answer = server.answers.pop(0) if server.answers else (200, {})
+                if answer == "drop":
+                    self.close_connection = True
+                    return
+                status, payload = answer
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.lock = threading.Lock()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -63,3 +63,8 @@ def test_bench_against_pcaq_up_quick_prints_each_run():
     assert set(row["targets"]) == {"e2e/raw", "p99"}
     assert row["targets"]["p99"] == (row["p99_ms"] < 10.0)  # judged by its own figures
     assert f"= {row['e2e'] / row['raw']:.2f} of it" in proc.stdout and "(defaults)" in proc.stdout
+    # pcaq bulk-issue against the same service right after: its rate beside the load client's, its CPU.
+    assert row["bulk"] > 0 and row["bulk_user_us"] > 0 and row["bulk_system_us"] >= 0
+    assert (
+        f"{row['bulk']:.0f}/s = {row['bulk'] / row['e2e']:.2f} of the load client's end to end" in proc.stdout
+    )

@@ -7,6 +7,8 @@ says "in progress" to the first GetCertificate of each certificate.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pcaq.cli import bulk_issue, bulk_schedule
@@ -32,7 +34,7 @@ def test_new_requests_flow_while_earlier_ones_are_signed(monkeypatch, tmp_path):
     assert client.calls.count(("get", "n7")) == 2  # in progress once, then collected
     out = tmp_path / "out"
     assert (out / "n7.pem").read_text() == "cert n7\n" and (out / "n7.chain.pem").read_text() == "chain\n"
-    assert (out / "n7.arn").read_text().strip() == f"{CA}/certificate/n7"  # journalled on the answer
+    assert bulk_issue.Outputs(out).journalled_arn("n7") == f"{CA}/certificate/n7"  # journalled on the answer
 
 
 def test_a_journalled_request_is_only_collected_and_failures_are_kept(monkeypatch, tmp_path):
@@ -82,3 +84,41 @@ def test_the_first_poll_waits_about_as_long_as_certificates_have_taken(monkeypat
     assert poll is not None and poll.issued_at is None
     schedule.collected(poll)
     assert schedule.first_wait() == bulk_schedule.LAST_POLL
+
+
+def test_arns_go_to_one_append_only_journal_that_a_rerun_resumes_from(monkeypatch, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    # An interrupted run's journal: one ARN, then a line cut short by the crash.
+    (out / ".journal-1").write_text(f'["old", "{CA}/certificate/old"]\n["cut", "arn:aws:acm-pca:us')
+    client = FakeClient()
+    summary = run_with(monkeypatch, tmp_path, client, ["old", "cut", "new"], concurrency=2)
+    assert summary.issued == 3
+    assert ("issue", "old") not in client.calls and ("get", "old") in client.calls
+    assert ("issue", "cut") in client.calls  # sent again: its idempotency token makes that safe
+    assert not list(out.glob("*.arn"))  # no file per ARN any more
+    journals = [p for p in out.iterdir() if p.name.startswith(".journal-") and p.name != ".journal-1"]
+    assert len(journals) == 1  # this run's, one line per ARN answered
+    assert sorted(json.loads(line)[0] for line in journals[0].read_text().splitlines()) == ["cut", "new"]
+
+
+def test_an_answer_in_progress_pauses_polls_then_probes_one_at_a_time(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(bulk_schedule.time, "monotonic", lambda: now[0])
+    schedule = bulk_schedule.Schedule([], max_polls=100)
+    a, b, c = (bulk_issue.Job(n, n.encode()) for n in "abc")
+    for job in (a, b, c):
+        schedule.signing(job, job.name, None)
+    now[0] += bulk_schedule.FIRST_POLL
+    first = schedule.due()
+    assert first is not None and first.job is a
+    schedule.signing(a, "a", first)  # a is still being signed: so are b and c, asked for after it
+    assert schedule.due() is None  # b's poll is due, but polls pause
+    now[0] += bulk_schedule.HOLD
+    now[0] += bulk_schedule.HOLD  # a's own next poll is due too
+    probe = schedule.due()
+    assert probe is not None
+    assert schedule.due() is None  # one probe at a time
+    assert schedule.wait() > 0  # ... and the callers sleep till its answer comes, not spin on a due poll
+    schedule.collected(probe)  # the service caught up
+    assert {schedule.due().job, schedule.due().job, probe.job} == {a, b, c}  # the others go out again
