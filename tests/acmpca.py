@@ -42,6 +42,22 @@ def run_readme_example(endpoint_url: str, cwd: Path) -> subprocess.CompletedProc
     )
 
 
+def pca_client(endpoint_url: str, region: str = "us-east-1", secret: str = "secret"):
+    """A boto3 acm-pca client of a test stack: key AKIDEXAMPLE, one attempt per call (no retries hide
+    an error)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "acm-pca",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
 SUBJECT = {"CommonName": "pcaq test CA", "Organization": "pcaq", "Country": "US"}
 ALGS = {
     "RSA_2048": "SHA256WITHRSA",

@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from tests.acmpca import CLIENT_ENV
+from tests.acmpca import CLIENT_ENV, pca_client
 from tests.support import running_stack
 
 
@@ -25,14 +23,7 @@ def stack(tmp_path_factory, redis_base_url):
 @pytest.fixture(scope="module")
 def pca(stack):
     """A boto3 acm-pca client pointed at the stack."""
-    return boto3.client(
-        "acm-pca",
-        endpoint_url=stack.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return pca_client(stack.endpoint_url)
 
 
 class AwsCli:

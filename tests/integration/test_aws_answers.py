@@ -3,12 +3,10 @@ the request was signed for, and the defaults AWS fills in and shows in DescribeC
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.acmpca import activate_root, create_ca, error_code, fetch, make_csr
+from tests.acmpca import activate_root, create_ca, error_code, fetch, make_csr, pca_client
 
 pytestmark = pytest.mark.integration
 
@@ -18,14 +16,7 @@ CHINESE_STANDARD = {"KeyStorageSecurityStandard": "CCPC_LEVEL_1_OR_HIGHER"}  # t
 
 def client(stack, region: str):
     """A boto3 acm-pca client of the stack that signs for ``region``."""
-    return boto3.client(
-        "acm-pca",
-        endpoint_url=stack.endpoint_url,
-        region_name=region,
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return pca_client(stack.endpoint_url, region=region)
 
 
 @pytest.mark.parametrize(

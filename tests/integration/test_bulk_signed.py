@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from tests.acmpca import CLIENT_ENV, activate_root, make_csr
+from tests.acmpca import CLIENT_ENV, activate_root, make_csr, pca_client
 from tests.support import running_stack
 
 pytestmark = pytest.mark.integration
@@ -34,14 +32,7 @@ def bulk(stack, ca_arn: str, csr_dir, out, **aws_env: str) -> subprocess.Complet
 
 
 def test_signed_requests_are_accepted_and_a_bad_secret_is_reported(signed_stack, tmp_path):
-    pca = boto3.client(
-        "acm-pca",
-        endpoint_url=signed_stack.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    pca = pca_client(signed_stack.endpoint_url)
     ca_arn, _ = activate_root(pca)
     csrs = tmp_path / "csrs"
     csrs.mkdir()

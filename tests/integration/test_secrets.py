@@ -9,10 +9,8 @@ import base64
 import os
 import urllib.request
 
-import boto3
 import pytest
 import redis
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -21,7 +19,7 @@ from pcaq.ca.vault import EncryptedRedisVault
 from pcaq.errors import MasterKeyError
 from pcaq.platform.settings import load
 from pcaq.records import Store, keys
-from tests.acmpca import activate_root, create_ca, fetch, issue, make_csr
+from tests.acmpca import activate_root, create_ca, fetch, issue, make_csr, pca_client
 from tests.support import REPO, pcaq_argv, running_stack
 
 pytestmark = pytest.mark.integration
@@ -51,14 +49,7 @@ def run(tmp_path_factory, redis_base_url):
     }
     with running_stack(tmp_path_factory.mktemp("secrets"), env=env, redis_base_url=redis_base_url) as stack:
         recorder = Recorder()
-        pca = boto3.client(
-            "acm-pca",
-            endpoint_url=stack.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIDEXAMPLE",
-            aws_secret_access_key=API_SECRET,
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-        )
+        pca = pca_client(stack.endpoint_url, secret=API_SECRET)
         pca.meta.events.register("after-call", recorder)
         ec_root, _ = activate_root(pca)
         rsa_root, _ = activate_root(pca, key="RSA_2048", signing="SHA256WITHRSA")
