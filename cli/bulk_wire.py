@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 import botocore.session
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from pcaq.api.sigv4 import signing_key
+
 SERVICE = "acm-pca"
 TARGET_PREFIX = "ACMPrivateCA."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -80,9 +82,7 @@ class Signer:
         cached = self._key
         if cached is not None and cached[0] == secret and cached[1] == day:
             return cached[2]
-        key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
-        for part in (self.region, self.service, "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = signing_key(secret, day, self.region, self.service)
         with self._lock:
             self._key = (secret, day, key)
         return key
