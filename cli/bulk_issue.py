@@ -153,10 +153,10 @@ class Issuer:
         return reason
 
 
-def make_client(endpoint_url: str | None, region: str | None, concurrency: int) -> bulk_wire.LeanClient:
-    """The lean acm-pca client (``bulk_wire``): botocore's credentials and endpoint, a keep-alive
-    connection per worker thread, botocore's standard retries."""
-    return bulk_wire.make_lean_client(endpoint_url, region)
+def make_client(args: argparse.Namespace) -> bulk_wire.LeanClient:
+    """The lean acm-pca client (``bulk_wire``): botocore's credentials, endpoint and CA bundle, the
+    region of ``--region`` or of the CA's ARN, botocore's standard retries."""
+    return bulk_wire.make_lean_client(args.endpoint_url, args.region, args.ca, args.ca_bundle)
 
 
 def _pending(jobs: list[Job], outputs: Outputs, retry_failed: bool) -> tuple[list[Job], int]:
@@ -206,7 +206,7 @@ def issue_share(
     """
     outputs = Outputs(args.out)
     try:
-        client = make_client(args.endpoint_url, args.region, args.concurrency)
+        client = make_client(args)
         issuer = Issuer(client, args.ca, args, outputs)
         share = _Share(issuer, Schedule(todo, MAX_POLLS_PER_THREAD * args.concurrency), stop, progress)
         if isinstance(client, bulk_wire.LeanClient):  # one thread multiplexing the connections
@@ -325,7 +325,17 @@ def add_parser(commands) -> None:
     p.add_argument(
         "--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL_ACM_PCA"), help="the pcaq API URL"
     )
-    p.add_argument("--region", default=None, help="region for SigV4 (default: from the AWS configuration)")
+    p.add_argument(
+        "--region",
+        default=None,
+        help="region for SigV4 (default: the CA ARN's, else the AWS configuration's)",
+    )
+    p.add_argument(
+        "--ca-bundle",
+        default=None,
+        help="PEM file of the CAs that an https endpoint's certificate is checked against (default: "
+        "AWS_CA_BUNDLE or the profile's ca_bundle, else the system's)",
+    )
     p.add_argument("--signing-algorithm", default="SHA256WITHECDSA", help="default: %(default)s")
     p.add_argument("--validity-days", type=int, default=365, help="default: %(default)s")
     p.add_argument("--template-arn", default=None, help="default: the service's EndEntityCertificate/V1")

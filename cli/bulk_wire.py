@@ -195,18 +195,34 @@ class Connection:
             pass
 
 
+class UntrustedEndpoint(SystemExit):
+    """The endpoint's TLS certificate did not verify: the run stops with this message, nothing
+    journalled as failed."""
+
+
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Certificates checked against ``ca_bundle`` (a PEM file) or the system's trust store, host names
+    checked: never unchecked."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"pcaq bulk-issue: cannot use the CA bundle {ca_bundle}: {exc}") from exc
+
+
 class LeanClient:
     """``issue_certificate`` and ``get_certificate`` as botocore's acm-pca client offers them (same
     arguments, same answers, errors raised as ``ClientError``), thread-safe."""
 
-    def __init__(self, endpoint_url: str, region: str, credentials, timeout: float = 60.0):
+    def __init__(
+        self, endpoint_url: str, region: str, credentials, timeout: float = 60.0, ca_bundle: str | None = None
+    ):
         parts = urlsplit(endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"pcaq bulk-issue: not an http(s) endpoint URL: {endpoint_url!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.path = parts.path or "/"
-        self.tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self.tls = _tls_context(ca_bundle) if parts.scheme == "https" else None
         self.timeout = timeout
         self.signer = Signer(credentials, region, parts.netloc)
         self.backoff_base = 1.0  # seconds: the first retry waits up to this long (tests shorten it)
@@ -267,8 +283,18 @@ class LeanClient:
         return EndpointConnectionError(endpoint_url=f"{self.host}:{self.port}", error=exc)
 
     def connect(self) -> Connection:
-        """A new keep-alive connection to the endpoint."""
-        return Connection(self.host, self.port, self.tls, self.timeout)
+        """A new keep-alive connection to the endpoint.
+
+        An endpoint whose certificate is not trusted stops the run (:class:`UntrustedEndpoint`) rather
+        than failing each CSR in turn: no retry helps, and CSRs marked failed would be skipped by the
+        next run, the one with the right CA bundle."""
+        try:
+            return Connection(self.host, self.port, self.tls, self.timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise UntrustedEndpoint(
+                f"pcaq bulk-issue: the certificate of https://{self.host}:{self.port} is not trusted "
+                f"({exc.verify_message}): give the CA bundle that signed it with --ca-bundle or AWS_CA_BUNDLE"
+            ) from exc
 
     def connection(self) -> Connection:
         """This thread's connection, opened if it has none (or the server closed it)."""
@@ -301,14 +327,34 @@ def _error(status: int, answer: bytes) -> dict:
     return {"Error": {"Code": code, "Message": str(message)}, "ResponseMetadata": {"HTTPStatusCode": status}}
 
 
-def make_lean_client(endpoint_url: str | None, region: str | None) -> LeanClient:
+def make_lean_client(
+    endpoint_url: str | None,
+    region: str | None,
+    ca_arn: str | None = None,
+    ca_bundle: str | None = None,
+) -> LeanClient:
     """A lean client with the endpoint, region and credentials botocore resolves from the usual places
-    (``endpoint_url`` if given: ``--endpoint-url`` or ``AWS_ENDPOINT_URL_ACM_PCA``)."""
+    (``endpoint_url`` if given: ``--endpoint-url`` or ``AWS_ENDPOINT_URL_ACM_PCA``).
+
+    The region is ``region`` if given, else the one in the CA's ARN (a CA is only reached in its own
+    region, whatever the profile's default), else the configured one. TLS certificates are checked
+    against ``ca_bundle``, else botocore's ``ca_bundle`` setting (``AWS_CA_BUNDLE`` or the profile's),
+    else the system's trust store: a pcaq behind a load balancer with a private certificate is reached
+    as the AWS CLI reaches it.
+    """
     session = botocore.session.get_session()
-    region = region or session.get_config_variable("region") or "us-east-1"
+    region = region or arn_region(ca_arn) or session.get_config_variable("region") or "us-east-1"
     if endpoint_url is None:  # a botocore client resolves it (a profile's endpoint_url, else AWS's)
         endpoint_url = session.create_client("acm-pca", region_name=region).meta.endpoint_url
     credentials = session.get_credentials()
     if credentials is None:
         raise SystemExit("pcaq bulk-issue: no AWS credentials found (environment, profile or SSO)")
-    return LeanClient(endpoint_url, region, credentials)
+    return LeanClient(
+        endpoint_url, region, credentials, ca_bundle=ca_bundle or session.get_config_variable("ca_bundle")
+    )
+
+
+def arn_region(arn: str | None) -> str | None:
+    """The region named in an ARN (its fourth field), or None when there is none."""
+    fields = (arn or "").split(":")
+    return fields[3] or None if len(fields) > 5 and fields[0] == "arn" else None

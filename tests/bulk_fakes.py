@@ -59,6 +59,7 @@ def args_for(tmp_path, jsonl, concurrency: int) -> argparse.Namespace:
         retry_failed=False,
         quiet=True,
         ca=CA,
+        ca_bundle=None,
     )
 
 

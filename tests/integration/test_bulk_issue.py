@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.acmpca import CLIENT_ENV, activate_root
 from tests.support import wait_until
+from tests.tls_proxy import TlsProxy
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +40,8 @@ def write_csrs(folder, count: int) -> dict[str, bytes]:
     return keys
 
 
-def bulk(stack, ca_arn, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | CLIENT_ENV
+def bulk(stack, ca_arn, *args: str, endpoint_url: str | None = None, **env_extra: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | CLIENT_ENV | env_extra
     cmd = [
         sys.executable,
         "-m",
@@ -49,7 +50,7 @@ def bulk(stack, ca_arn, *args: str) -> subprocess.Popen:
         "--ca",
         ca_arn,
         "--endpoint-url",
-        stack.endpoint_url,
+        endpoint_url or stack.endpoint_url,
     ]
     return subprocess.Popen(
         [*cmd, "--quiet", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -169,3 +170,42 @@ def test_failures_are_reported_and_jsonl_input(stack, root, tmp_path):
     again = bulk(stack, ca_arn, "--jsonl", str(jsonl), "--out", str(out))
     stdout, _ = again.communicate(timeout=120)
     assert again.returncode == 0 and "issued 0, failed 0, skipped 2" in stdout
+
+
+def test_an_https_endpoint_is_trusted_through_the_ca_bundle_and_only_then(stack, pca, tmp_path):
+    """pcaq behind a load balancer with a private certificate: refused until its CA is given (the run
+    stops, nothing marked failed), then issued through it with AWS_CA_BUNDLE as the AWS CLI reads it,
+    and with --ca-bundle."""
+    ca_arn, root_pem = activate_root(pca)
+    public_keys = write_csrs(tmp_path / "csrs", 40)
+    out = tmp_path / "out"
+    with TlsProxy(stack.endpoint_url, tmp_path / "tls") as proxy:
+        untrusted = bulk(
+            stack, ca_arn, "--csr-dir", str(tmp_path / "csrs"), "--out", str(out), endpoint_url=proxy.url
+        )
+        stdout, stderr = untrusted.communicate(timeout=120)
+        assert untrusted.returncode != 0, (stdout, stderr)
+        assert "is not trusted" in stderr and "--ca-bundle or AWS_CA_BUNDLE" in stderr, stderr
+        assert not list(out.glob("*.error")) and not certificates(out)
+
+        names = sorted(public_keys)
+        half = tmp_path / "half"
+        half.mkdir()
+        for name in names[:20]:
+            (tmp_path / "csrs" / f"{name}.csr").rename(half / f"{name}.csr")
+        first = bulk(
+            stack, ca_arn, "--csr-dir", str(half), "--out", str(out),
+            endpoint_url=proxy.url, AWS_CA_BUNDLE=str(proxy.ca_file),
+        )  # fmt: skip
+        stdout, stderr = first.communicate(timeout=120)
+        assert first.returncode == 0 and "issued 20, failed 0" in stdout, (stdout, stderr)
+        for name in names[:20]:
+            (half / f"{name}.csr").rename(tmp_path / "csrs" / f"{name}.csr")
+        second = bulk(
+            stack, ca_arn, "--csr-dir", str(tmp_path / "csrs"), "--out", str(out),
+            "--ca-bundle", str(proxy.ca_file), endpoint_url=proxy.url,
+        )  # fmt: skip
+        stdout, stderr = second.communicate(timeout=120)
+        assert second.returncode == 0 and "issued 20, failed 0, skipped 20" in stdout, (stdout, stderr)
+        assert proxy.handshakes >= 2
+    assert_each_issued_once(stack, ca_arn, root_pem, out, public_keys)

@@ -227,3 +227,32 @@ def test_bulk_issue_multiplexes_its_calls_from_one_thread_with_retries(monkeypat
     summary = run("b", concurrency=1)
     assert summary.failed == {"b": "MalformedCSRException: bad CSR"}
     assert (tmp_path / "out" / "b.error").read_text() == "MalformedCSRException: bad CSR\n"
+
+
+def test_the_region_is_the_ca_arns_unless_given(monkeypatch, tmp_path):
+    (tmp_path / "config").write_text("[default]\nregion = eu-west-3\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL_ACM_PCA"):
+        monkeypatch.delenv(name, raising=False)
+    ca = "arn:aws-us-gov:acm-pca:us-gov-west-1:123456789012:certificate-authority/" + CA.rsplit("/", 1)[1]
+    # A CA is reached in its own region, whatever the profile's default: signed for it, sent to it.
+    client = bulk_wire.make_lean_client(None, None, ca)
+    assert client.signer.region == "us-gov-west-1"
+    assert client.host == "acm-pca.us-gov-west-1.amazonaws.com"
+    assert (
+        bulk_wire.make_lean_client("http://127.0.0.1:9", "ca-central-1", ca).signer.region == "ca-central-1"
+    )
+    assert bulk_wire.make_lean_client("http://127.0.0.1:9", None, "not-an-arn").signer.region == "eu-west-3"
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(SystemExit, match="cannot use the CA bundle .*missing.pem"):
+        bulk_wire.make_lean_client("https://127.0.0.1:9", "us-east-1", CA)
+    # Plain HTTP reads no bundle.
+    assert bulk_wire.make_lean_client("http://127.0.0.1:9", "us-east-1", CA).tls is None
