@@ -8,11 +8,11 @@ with the kernel's autogroup scheduling its processes then share the CPU as one g
 clients'. Once it is ready it activates a P-256 root through the API and then, ``--runs`` times,
 runs the raw loop and right after it has 8 keep-alive connections send one IssueCertificate per CSR
 and poll GetCertificate until all are issued. It prints each run's end-to-end rate against the raw loop and
-IssueCertificate's p50/p99, and which of the issue's targets the run meets. Right after the load client,
+IssueCertificate's p50/p99, and which of the issue's targets the run meets. Beside the load client,
 `pcaq bulk-issue` (the tool a user runs, as a child process with fake credentials) issues as many fresh
-CSRs against the same service: its rate, its ratio to the load client's end-to-end rate, and the CPU it
-spent per certificate (user and system, its own processes and their children). No assertion: a
-benchmark prints figures.
+CSRs against the same service, after it in odd runs and before it in even ones: its rate, its ratio to
+the load client's end-to-end rate, and the CPU per certificate (user and system) of the tool (its own
+processes and their children) and of the load client. No assertion: a benchmark prints figures.
 """
 
 from __future__ import annotations
@@ -74,11 +74,15 @@ class PcaqUp:
 
 def run_once(port: int, ca_arn: str, csrs: list[bytes], raw: float) -> dict:
     """One end-to-end run: its rate, latencies and the targets it meets."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     arns, latencies, submit_seconds = submit_all(port, ca_arn, "SHA256WITHECDSA", csrs)
     polls = poll_all(port, ca_arn, arns)
     seconds = time.perf_counter() - start
+    used = resource.getrusage(resource.RUSAGE_SELF)
     row = {
+        # The load client's own CPU (this process does nothing else meanwhile), beside the tool's.
+        "load_user_us": 1e6 * (used.ru_utime - cpu.ru_utime) / len(arns),
+        "load_system_us": 1e6 * (used.ru_stime - cpu.ru_stime) / len(arns),
         "raw": raw,
         "e2e": len(arns) / seconds,
         "submit": len(arns) / submit_seconds,
@@ -158,15 +162,18 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(1, args.runs + 1):
                 # The raw loop right before each run: this machine's speed may drift between runs.
                 raw = raw_loop(CA, csrs)
-                row = run_once(up.port, ca_arn, csrs, raw)
                 # Fresh CSRs: the tool's idempotency tokens come from the CSR's bytes.
-                row |= bulk_run(
-                    up.port,
-                    ca_arn,
-                    make_csrs(args.count),
-                    Path(tmp) / f"bulk{number}",
-                    args.bulk_options.split(),
+                fresh = make_csrs(args.count)
+                folder = Path(tmp) / f"bulk{number}"
+                # Every other run the tool goes first: neither client always meets a service that has
+                # just taken a burst from the other.
+                tool_first = number % 2 == 0
+                tool = (
+                    bulk_run(up.port, ca_arn, fresh, folder, args.bulk_options.split()) if tool_first else {}
                 )
+                row = run_once(up.port, ca_arn, csrs, raw)
+                row |= tool or bulk_run(up.port, ca_arn, fresh, folder, args.bulk_options.split())
+                row["order"] = "tool first" if tool_first else "load client first"
                 rows.append(row)
                 print(
                     f"run {number}: raw {raw:.0f}/s, end to end {row['e2e']:.0f}/s = {row['e2e'] / raw:.2f} of it,"
@@ -176,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(
                     f"run {number}: pcaq bulk-issue {args.bulk_options or '(defaults)'} {row['bulk']:.0f}/s ="
-                    f" {row['bulk'] / row['e2e']:.2f} of the load client's end to end; CPU per certificate"
-                    f" {row['bulk_user_us']:.0f} us user, {row['bulk_system_us']:.0f} us system",
+                    f" {row['bulk'] / row['e2e']:.2f} of the load client's end to end ({row['order']}); CPU per"
+                    f" certificate {row['bulk_user_us']:.0f} us user, {row['bulk_system_us']:.0f} us system"
+                    f" (load client: {row['load_user_us']:.0f} us, {row['load_system_us']:.0f} us)",
                     flush=True,
                 )
         finally:
