@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from pcaq.cli import bulk_loop, bulk_processes, bulk_wire
-from pcaq.cli.bulk_outputs import Outputs
+from pcaq.cli.bulk_outputs import Outputs, outputs_for
 from pcaq.cli.bulk_schedule import MAX_POLLS_PER_THREAD, Poll, Schedule
 
 CSR_SUFFIXES = (".csr", ".pem", ".der", ".req")
@@ -143,7 +143,7 @@ class Issuer:
             if answer.response["Error"]["Code"] == "RequestInProgressException":
                 return "issuing", arn
             return "failed", self._failed(job, answer)
-        self.outputs.finish(job.name, answer["Certificate"], answer.get("CertificateChain"))
+        self.outputs.finish(job.name, answer["Certificate"], answer.get("CertificateChain"), arn)
         return "issued", None
 
     def _failed(self, job: Job, exc: ClientError) -> str:
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> Summary:
     ``args.concurrency`` threads each. Interrupted (SIGINT, SIGTERM), it finishes the calls in flight
     and stops; everything answered is journalled, so a re-run resumes."""
     jobs = read_jobs(args.csr_dir, args.jsonl)
-    outputs = Outputs(args.out)
+    outputs = outputs_for(args.out, args.output_format)
     todo, skipped = _pending(jobs, outputs, args.retry_failed)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -204,7 +204,7 @@ def issue_share(
     journalled ARN (an interrupted run) is only polled. The lean client's connections are multiplexed
     by this one thread (``bulk_loop``); any other client (a botocore-like one) gets a thread each.
     """
-    outputs = Outputs(args.out)
+    outputs = outputs_for(args.out, args.output_format)
     try:
         client = make_client(args)
         issuer = Issuer(client, args.ca, args, outputs)
@@ -348,6 +348,14 @@ def add_parser(commands) -> None:
         default=1,
         help="client processes, each with a disjoint share of the CSRs (default: %(default)s); the tool's "
         "own CPU (HTTP, SigV4, JSON, files) is then spread over that many cores",
+    )
+    p.add_argument(
+        "--output-format",
+        choices=("files", "jsonl"),
+        default="files",
+        help="files: <name>.pem and <name>.chain.pem per CSR (<name>.error for a failure); jsonl: a line "
+        'per certificate in certificates.jsonl ({"name", "arn", "certificate", "chain"}) and per failure '
+        "in errors.jsonl, cheaper for large runs (default: %(default)s)",
     )
     p.add_argument("--retry-failed", action="store_true", help="try again CSRs that failed in an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

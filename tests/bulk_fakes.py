@@ -60,6 +60,7 @@ def args_for(tmp_path, jsonl, concurrency: int) -> argparse.Namespace:
         quiet=True,
         ca=CA,
         ca_bundle=None,
+        output_format="files",
     )
 
 

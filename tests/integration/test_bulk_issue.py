@@ -64,7 +64,7 @@ def root(pca):
 
 def certificates(out) -> set[str]:
     """The certificate files written so far (not the chains)."""
-    return {p.name for p in out.glob("*.pem") if not p.name.endswith(".chain.pem")}
+    return {p.name for p in out.glob("*.pem") if not p.name.endswith(".chain.pem") and p.name[0] != "."}
 
 
 def interrupted_once(stack, ca_arn: str, csr_dir, out, at_least: int, *options: str) -> set[str]:
@@ -209,3 +209,50 @@ def test_an_https_endpoint_is_trusted_through_the_ca_bundle_and_only_then(stack,
         assert second.returncode == 0 and "issued 20, failed 0, skipped 20" in stdout, (stdout, stderr)
         assert proxy.handshakes >= 2
     assert_each_issued_once(stack, ca_arn, root_pem, out, public_keys)
+
+
+def test_jsonl_output_from_several_processes_resumes_and_issues_each_once(stack, pca, tmp_path):
+    ca_arn, root_pem = activate_root(pca)
+    public_keys = write_csrs(tmp_path / "csrs", 200)
+    out = tmp_path / "out"
+    lines = out / "certificates.jsonl"
+
+    def written() -> int:
+        return lines.read_bytes().count(b"\n") if lines.exists() else 0
+
+    options = ("--csr-dir", str(tmp_path / "csrs"), "--out", str(out), "--output-format", "jsonl")
+    first = bulk(stack, ca_arn, *options, "--processes", "2", "--concurrency", "2")
+    wait_until(lambda: written() >= 40 or first.poll() is not None, 120, what="certificates")
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, (stdout, stderr)
+    done_first = written()
+    assert 40 <= done_first < 200
+
+    issued, skipped = resumed(
+        stack, ca_arn, tmp_path / "csrs", out, "--output-format", "jsonl", "--processes", "2"
+    )
+    assert skipped == done_first and issued + skipped == 200
+    root_cert = x509.load_pem_x509_certificate(root_pem.encode())
+    by_name = {}
+    for text in lines.read_text().splitlines():
+        line = json.loads(text)
+        assert line["name"] not in by_name, line["name"]  # one line a certificate
+        by_name[line["name"]] = line
+    assert set(by_name) == set(public_keys) and not list(out.glob("*.pem"))
+    serials = set()
+    for name, line in by_name.items():
+        cert = x509.load_pem_x509_certificate(line["certificate"].encode())
+        cert.verify_directly_issued_by(root_cert)
+        assert line["arn"] == f"{ca_arn}/certificate/{cert.serial_number:x}"
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        assert spki == public_keys[name]
+        assert x509.load_pem_x509_certificates(line["chain"].encode()) == [root_cert]
+        serials.add(cert.serial_number)
+    assert len(serials) == 200
+    ca_id = ca_arn.rsplit("/", 1)[1]
+    assert (
+        len(list(redis.Redis.from_url(stack.redis_url).scan_iter(f"pcaq:cert:{ca_id}:*", count=1000))) == 201
+    )

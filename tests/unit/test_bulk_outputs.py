@@ -1,0 +1,97 @@
+"""``pcaq bulk-issue``'s output folder (cli/bulk_outputs.py): a chain file per certificate that is a
+hard link to one shared copy, and what happens where links are refused or run out."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+from pcaq.cli.bulk_outputs import Outputs, outputs_for
+
+CHAIN = "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
+
+
+def test_chains_are_links_to_one_copy_and_certificates_files_of_their_own(tmp_path):
+    outputs = Outputs(tmp_path)
+    for i in range(5):
+        outputs.finish(f"n{i}", f"cert {i}\n", CHAIN, "arn")
+    inodes = {(tmp_path / f"n{i}.chain.pem").stat().st_ino for i in range(5)}
+    assert len(inodes) == 1  # one inode for the five chains
+    assert (tmp_path / "n3.chain.pem").read_text() == CHAIN
+    assert (tmp_path / "n3.chain.pem").stat().st_nlink == 6  # five names and the shared copy
+    assert len({(tmp_path / f"n{i}.pem").stat().st_ino for i in range(5)}) == 5
+    assert (tmp_path / "n4.pem").read_text() == "cert 4\n"
+    # Another chain (another CA, a renewed intermediate) gets a copy of its own.
+    outputs.finish("other", "cert\n", "other chain\n", "arn")
+    assert (tmp_path / "other.chain.pem").stat().st_ino not in inodes
+    assert (tmp_path / "other.chain.pem").read_text() == "other chain\n"
+
+
+def test_a_resumed_run_links_over_a_chain_left_behind(tmp_path):
+    (tmp_path / "n0.chain.pem").write_text("half a ch")  # an interrupted run, before its certificate
+    Outputs(tmp_path).finish("n0", "cert\n", CHAIN, "arn")
+    assert (tmp_path / "n0.chain.pem").read_text() == CHAIN and (
+        tmp_path / "n0.chain.pem"
+    ).stat().st_nlink == 2
+    # A later run reuses the shared copy already in the folder.
+    Outputs(tmp_path).finish("n1", "cert\n", CHAIN, "arn")
+    assert (tmp_path / "n1.chain.pem").stat().st_ino == (tmp_path / "n0.chain.pem").stat().st_ino
+
+
+def test_a_file_system_without_hard_links_gets_a_file_per_chain(monkeypatch, tmp_path):
+    calls = []
+
+    def refused(src, dst):
+        calls.append(dst)
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refused)
+    outputs = Outputs(tmp_path)
+    for i in range(3):
+        outputs.finish(f"n{i}", "cert\n", CHAIN, "arn")
+    assert len(calls) == 1  # asked once, then files
+    assert all((tmp_path / f"n{i}.chain.pem").read_text() == CHAIN for i in range(3))
+    assert all((tmp_path / f"n{i}.chain.pem").stat().st_nlink == 1 for i in range(3))
+
+
+def test_a_copy_out_of_links_is_followed_by_a_new_copy(monkeypatch, tmp_path):
+    link = os.link
+
+    def at_most_two(src, dst):  # as ext4 refuses a 65,001st link
+        if os.stat(src).st_nlink >= 3:
+            raise OSError(errno.EMLINK, "Too many links")
+        link(src, dst)
+
+    monkeypatch.setattr(os, "link", at_most_two)
+    outputs = Outputs(tmp_path)
+    for i in range(5):
+        outputs.finish(f"n{i}", "cert\n", CHAIN, "arn")
+    assert all((tmp_path / f"n{i}.chain.pem").read_text() == CHAIN for i in range(5))
+    assert len({(tmp_path / f"n{i}.chain.pem").stat().st_ino for i in range(5)}) == 3
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(".chain-")]) == 3
+
+
+def test_jsonl_output_is_a_line_a_certificate_and_a_failure_and_resumes(tmp_path):
+    outputs = outputs_for(tmp_path, "jsonl")
+    outputs.journal("a", "arn-a")
+    outputs.finish("a", "cert a\n", CHAIN, "arn-a")
+    outputs.fail("b", "MalformedCSRException: bad")
+    outputs.close()
+    lines = [json.loads(line) for line in (tmp_path / "certificates.jsonl").read_text().splitlines()]
+    assert lines == [{"name": "a", "arn": "arn-a", "certificate": "cert a\n", "chain": CHAIN}]
+    assert json.loads((tmp_path / "errors.jsonl").read_text()) == {
+        "name": "b",
+        "error": "MalformedCSRException: bad",
+    }
+    assert not list(tmp_path.glob("*.pem"))  # no file a certificate
+    # A crash cut the last line short: that certificate is not done, and is asked for again.
+    with open(tmp_path / "certificates.jsonl", "a") as f:
+        f.write('{"name": "c", "arn": "arn-c", "certif')
+    again = outputs_for(tmp_path, "jsonl")
+    assert again.done("a") and not again.done("c") and again.failed_before("b")
+    assert again.journalled_arn("a") == "arn-a"
+    # The next line starts on a line of its own, after the cut one.
+    again.finish("c", "cert c\n", CHAIN, "arn-c")
+    again.close()
+    assert outputs_for(tmp_path, "jsonl").done("c")
