@@ -6,6 +6,8 @@ import errno
 import hashlib
 import json
 import os
+import queue
+import threading
 from pathlib import Path
 
 
@@ -37,6 +39,9 @@ class Outputs:
         self._journal_fd: int | None = None
         self._chains: dict[str, Path] = {}  # chain text -> the shared copy links point at
         self._link = True  # False once the file system refused a hard link: a file per chain then
+        self._writes: queue.SimpleQueue | None = None  # certificates for the writer thread
+        self._writer: threading.Thread | None = None
+        self._write_error: OSError | None = None
 
     def _read_journal(self, path: Path) -> None:
         for line in path.read_bytes().splitlines():
@@ -78,7 +83,28 @@ class Outputs:
         os.write(self._journal_fd, json.dumps([name, arn]).encode() + b"\n")
 
     def finish(self, name: str, certificate: str, chain: str | None, arn: str) -> None:
-        """``name`` is issued: its certificate and chain written (``arn`` is the certificate's)."""
+        """``name`` is issued: its certificate and chain written (``arn`` is the certificate's).
+
+        The files are written by a thread of their own, so that the calls go on while the kernel
+        makes them (creating a file is a system call of 100 us and more on some file systems);
+        :meth:`close` waits for the last. A certificate not written when the process dies is asked
+        for again by the next run, from its journalled ARN."""
+        if self._writer is None:
+            self._writes = queue.SimpleQueue()
+            self._writer = threading.Thread(target=self._write_files, name="bulk-issue-files", daemon=True)
+            self._writer.start()
+        if self._write_error is not None:
+            raise SystemExit(f"pcaq bulk-issue: cannot write to {self.out}: {self._write_error}")
+        self._writes.put((name, certificate, chain))
+
+    def _write_files(self) -> None:
+        while (item := self._writes.get()) is not None:
+            try:
+                self._write_certificate(*item)
+            except OSError as exc:  # disk full, folder gone: reported by finish() and close()
+                self._write_error = exc
+
+    def _write_certificate(self, name: str, certificate: str, chain: str | None) -> None:
         if chain:  # no rename needed: a chain counts only once its certificate is there
             self._write_chain(name, chain)
         self._write(name, ".pem", certificate)
@@ -116,6 +142,13 @@ class Outputs:
         self._write(name, ".error", reason + "\n")
 
     def close(self) -> None:
+        """Wait for the files still to be written and close the journal."""
+        if self._writer is not None:
+            self._writes.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._write_error is not None:
+            raise SystemExit(f"pcaq bulk-issue: cannot write to {self.out}: {self._write_error}")
         if self._journal_fd is not None:
             os.close(self._journal_fd)
             self._journal_fd = None

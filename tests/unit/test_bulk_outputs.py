@@ -7,15 +7,24 @@ import errno
 import json
 import os
 
+import pytest
+
 from pcaq.cli.bulk_outputs import Outputs, outputs_for
 
 CHAIN = "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
+
+
+def finished(outputs: Outputs, name: str) -> None:
+    """``name`` finished and its files written."""
+    outputs.finish(name, "cert\n", CHAIN, "arn")
+    outputs.close()
 
 
 def test_chains_are_links_to_one_copy_and_certificates_files_of_their_own(tmp_path):
     outputs = Outputs(tmp_path)
     for i in range(5):
         outputs.finish(f"n{i}", f"cert {i}\n", CHAIN, "arn")
+    outputs.close()  # the files are written by a thread of their own: close waits for them
     inodes = {(tmp_path / f"n{i}.chain.pem").stat().st_ino for i in range(5)}
     assert len(inodes) == 1  # one inode for the five chains
     assert (tmp_path / "n3.chain.pem").read_text() == CHAIN
@@ -24,18 +33,19 @@ def test_chains_are_links_to_one_copy_and_certificates_files_of_their_own(tmp_pa
     assert (tmp_path / "n4.pem").read_text() == "cert 4\n"
     # Another chain (another CA, a renewed intermediate) gets a copy of its own.
     outputs.finish("other", "cert\n", "other chain\n", "arn")
+    outputs.close()
     assert (tmp_path / "other.chain.pem").stat().st_ino not in inodes
     assert (tmp_path / "other.chain.pem").read_text() == "other chain\n"
 
 
 def test_a_resumed_run_links_over_a_chain_left_behind(tmp_path):
     (tmp_path / "n0.chain.pem").write_text("half a ch")  # an interrupted run, before its certificate
-    Outputs(tmp_path).finish("n0", "cert\n", CHAIN, "arn")
+    finished(Outputs(tmp_path), "n0")
     assert (tmp_path / "n0.chain.pem").read_text() == CHAIN and (
         tmp_path / "n0.chain.pem"
     ).stat().st_nlink == 2
     # A later run reuses the shared copy already in the folder.
-    Outputs(tmp_path).finish("n1", "cert\n", CHAIN, "arn")
+    finished(Outputs(tmp_path), "n1")
     assert (tmp_path / "n1.chain.pem").stat().st_ino == (tmp_path / "n0.chain.pem").stat().st_ino
 
 
@@ -49,7 +59,7 @@ def test_a_file_system_without_hard_links_gets_a_file_per_chain(monkeypatch, tmp
     monkeypatch.setattr(os, "link", refused)
     outputs = Outputs(tmp_path)
     for i in range(3):
-        outputs.finish(f"n{i}", "cert\n", CHAIN, "arn")
+        finished(outputs, f"n{i}")
     assert len(calls) == 1  # asked once, then files
     assert all((tmp_path / f"n{i}.chain.pem").read_text() == CHAIN for i in range(3))
     assert all((tmp_path / f"n{i}.chain.pem").stat().st_nlink == 1 for i in range(3))
@@ -66,7 +76,7 @@ def test_a_copy_out_of_links_is_followed_by_a_new_copy(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "link", at_most_two)
     outputs = Outputs(tmp_path)
     for i in range(5):
-        outputs.finish(f"n{i}", "cert\n", CHAIN, "arn")
+        finished(outputs, f"n{i}")
     assert all((tmp_path / f"n{i}.chain.pem").read_text() == CHAIN for i in range(5))
     assert len({(tmp_path / f"n{i}.chain.pem").stat().st_ino for i in range(5)}) == 3
     assert len([p for p in tmp_path.iterdir() if p.name.startswith(".chain-")]) == 3
@@ -95,3 +105,17 @@ def test_jsonl_output_is_a_line_a_certificate_and_a_failure_and_resumes(tmp_path
     again.finish("c", "cert c\n", CHAIN, "arn-c")
     again.close()
     assert outputs_for(tmp_path, "jsonl").done("c")
+
+
+def test_a_certificate_that_cannot_be_written_stops_the_run_with_the_reason(monkeypatch, tmp_path):
+    outputs = Outputs(tmp_path)
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs, "_write_certificate", disk_full)
+    outputs.finish("n0", "cert\n", CHAIN, "arn")
+    with pytest.raises(SystemExit, match="cannot write to .*No space left on device"):
+        outputs.close()
+    # The ARN was journalled before: a later run asks for the certificate again.
+    assert not (tmp_path / "n0.pem").exists()
