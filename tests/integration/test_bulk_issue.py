@@ -53,7 +53,29 @@ def bulk(stack, ca_arn, *args: str, endpoint_url: str | None = None, **env_extra
         endpoint_url or stack.endpoint_url,
     ]
     return subprocess.Popen(
-        [*cmd, "--quiet", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*cmd, "--quiet", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,  # the tool and its --processes children: frozen together by interrupt()
+    )
+
+
+def interrupt(proc: subprocess.Popen) -> tuple[str, str]:
+    """Ctrl-C now: the tool (and its children) frozen first, so that it does no more work between the
+    check that called for the interrupt and the signal. Only the parent gets the signal, and it passes
+    it on (a terminal's Ctrl-C would reach them all). Its output, once it has stopped."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGCONT)
+    return proc.communicate(timeout=60)
+
+
+def until_written(count, at_least: int, proc: subprocess.Popen) -> None:
+    """Wait until ``count()`` reaches ``at_least`` (checked often: the tool writes thousands a second)."""
+    wait_until(
+        lambda: count() >= at_least or proc.poll() is not None, 120, interval=0.002, what="certificates"
     )
 
 
@@ -70,11 +92,8 @@ def certificates(out) -> set[str]:
 def interrupted_once(stack, ca_arn: str, csr_dir, out, at_least: int, *options: str) -> set[str]:
     """Runs the tool until ``at_least`` certificates are written, then Ctrl-C: the certificates written."""
     first = bulk(stack, ca_arn, "--csr-dir", str(csr_dir), "--out", str(out), *options)
-    wait_until(
-        lambda: len(certificates(out)) >= at_least or first.poll() is not None, 120, what="certificates"
-    )
-    first.send_signal(signal.SIGINT)
-    stdout, stderr = first.communicate(timeout=60)
+    until_written(lambda: len(certificates(out)), at_least, first)
+    stdout, stderr = interrupt(first)
     assert first.returncode == 130, (stdout, stderr)  # stopped part way, and says so
     assert "interrupted" in stdout
     return certificates(out)
@@ -222,9 +241,8 @@ def test_jsonl_output_from_several_processes_resumes_and_issues_each_once(stack,
 
     options = ("--csr-dir", str(tmp_path / "csrs"), "--out", str(out), "--output-format", "jsonl")
     first = bulk(stack, ca_arn, *options, "--processes", "2", "--concurrency", "2")
-    wait_until(lambda: written() >= 40 or first.poll() is not None, 120, what="certificates")
-    first.send_signal(signal.SIGINT)
-    stdout, stderr = first.communicate(timeout=60)
+    until_written(written, 40, first)
+    stdout, stderr = interrupt(first)
     assert first.returncode == 130, (stdout, stderr)
     done_first = written()
     assert 40 <= done_first < 200
