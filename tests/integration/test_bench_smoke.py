@@ -71,3 +71,11 @@ def test_bench_against_pcaq_up_quick_prints_each_run():
     # The load client's own CPU beside the tool's, and which went first.
     assert row["load_user_us"] > 0 and row["order"] == "load client first"
     assert f"(load client: {row['load_user_us']:.0f} us," in proc.stdout
+
+
+def test_bulk_ceiling_quick_prints_the_tools_own_rate_for_each_output():
+    proc, rows = run_quick("bulk_ceiling.py")
+    assert [row["output"] for row in rows] == ["files", "jsonl"]
+    for row in rows:
+        assert row["count"] == 200 and row["rate"] > 0 and row["user_us"] > 0
+        assert f"--output-format {row['output']}: {row['rate']:.0f}/s on one core" in proc.stdout
