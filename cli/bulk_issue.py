@@ -67,8 +67,9 @@ def read_jobs(csr_dir: Path | None, jsonl: Path | None) -> list[Job]:
     """The CSRs to issue, from a directory of CSR files or a JSON-lines file of {"name", "csr"}."""
     jobs: list[Job] = []
     if csr_dir is not None:
-        for path in sorted(csr_dir.iterdir()):
-            if path.is_file() and path.suffix.lower() in CSR_SUFFIXES:
+        for entry in sorted(os.scandir(csr_dir), key=lambda e: e.name):  # by name: Paths compare slowly
+            path = Path(entry.path)
+            if entry.is_file() and path.suffix.lower() in CSR_SUFFIXES:
                 jobs.append(Job(path.stem, path.read_bytes()))
     if jsonl is not None:
         for number, line in enumerate(jsonl.read_text().splitlines(), 1):
