@@ -115,7 +115,12 @@ def load_master_key(settings: Settings, create: bool = False) -> tuple[bytes, Pa
 
 
 class KeyVault(Protocol):
-    """Custody of CA private keys; the worker signs through this interface only."""
+    """Custody of CA private keys; the worker signs through this interface only. Implemented for
+    software keys here and, with PKCS#11 token keys beside them, by ``pcaq.ca.key_store.CaKeys``."""
+
+    def generate(self, ca_id: str, key_algorithm: str, storage: str) -> Any:
+        """A new private key for CA ``ca_id`` (``storage``: where, as ``pcaq.ca.key_policy`` decided)."""
+        ...
 
     def put(self, ca_id: str, private_key: Any) -> None:
         """Store the private key of CA ``ca_id``."""
@@ -178,6 +183,12 @@ class EncryptedRedisVault(KeyVault):
 
     def __repr__(self) -> str:
         return f"EncryptedRedisVault(store={type(self._store).__name__}, cached_keys={len(self._cache)})"
+
+    def generate(self, ca_id: str, key_algorithm: str, storage: str = "SOFTWARE") -> Any:
+        """A new software private key for CA ``ca_id`` (this vault keeps no other kind)."""
+        if storage != "SOFTWARE":
+            raise MasterKeyError(f"CA {ca_id} is to keep its key in a PKCS#11 token; this vault has none")
+        return keys.generate_private_key(key_algorithm)
 
     def put(self, ca_id: str, private_key: Any) -> None:
         """Encrypt and store the private key of CA ``ca_id`` (bound to that id)."""
