@@ -70,4 +70,7 @@ def test_a_china_region_keeps_ca_keys_to_the_chinese_standard_only(stack):
         create_ca(beijing, wait=False)
     arn = create_ca(beijing, wait=False, **CHINESE_STANDARD)
     ca = beijing.describe_certificate_authority(CertificateAuthorityArn=arn)["CertificateAuthority"]
-    assert ca["Status"] in ("CREATING", "PENDING_CERTIFICATE")  # accepted (a software key: no standard claimed)
+    assert ca["Status"] in (
+        "CREATING",
+        "PENDING_CERTIFICATE",
+    )  # accepted (a software key: no standard claimed)
