@@ -88,6 +88,7 @@ def generate_ca_key(svc: Services, ca_id: str) -> None:
         log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
     else:
         log.info("CA %s was deleted or changed while its key was made; the key is discarded", ca_id)
+        svc.vault.discard(ca_id, key)
 
 
 # Issuer objects outlive a batch (each keeps its template layers): one is reused while the CA read for

@@ -88,6 +88,13 @@ class CaKeys:
         self._token_keys[ca_id] = key
         return key
 
+    def discard(self, ca_id: str, private_key: Any) -> None:
+        """Destroy a key just made for a CA that was deleted before it could be recorded (a software
+        key is simply dropped; a token key pair is destroyed in the token)."""
+        self._token_keys.pop(ca_id, None)
+        if isinstance(private_key, TokenEcKey | TokenRsaKey):
+            private_key.token.destroy(ca_id)
+
     def forget(self, ca_id: str) -> None:
         """Drop what this process keeps of a CA's key (after the CA is deleted for good)."""
         self._token_keys.pop(ca_id, None)

@@ -201,6 +201,16 @@ class Token:
 
         return self.run(f"make the key of CA {ca_id}", make)
 
+    def destroy(self, ca_id: str) -> None:
+        """Destroy CA ``ca_id``'s key pair in the token (a key no CA record points to)."""
+
+        def destroy(session: Any) -> None:
+            for obj in session.get_objects({Attribute.ID: key_id(ca_id)}):
+                obj.destroy()
+            self._handles.pop(ca_id, None)
+
+        self.run(f"destroy the key of CA {ca_id}", destroy)
+
     def public_key(self, ca_id: str) -> Any:
         """The public key of CA ``ca_id``'s key pair in the token."""
 

@@ -135,6 +135,10 @@ class KeyVault(Protocol):
         """The private key of CA ``ca_id``; :class:`NotFound` if none is stored."""
         ...
 
+    def discard(self, ca_id: str, private_key: Any) -> None:
+        """Destroy a key made for CA ``ca_id`` that no record came to point to."""
+        ...
+
 
 class _Sealer:
     """AES-256-GCM with a version prefix. Holds the KEK only inside the AESGCM object."""
@@ -219,6 +223,10 @@ class EncryptedRedisVault(KeyVault):
         private_key = keys.load_private_key_pem(pem)
         self._cache[ca_id] = private_key
         return private_key
+
+    def discard(self, ca_id: str, private_key: Any) -> None:
+        """A software key that was never stored needs no destroying: only dropped from the cache."""
+        self._cache.pop(ca_id, None)
 
     def forget(self, ca_id: str) -> None:
         """Drop a cached key (for example after the CA is deleted for good)."""

@@ -10,9 +10,10 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
+from pkcs11 import Attribute
 
 from pcaq.ca.pkcs11_keys import token_key
-from pcaq.ca.pkcs11_token import Token, TokenUnavailable
+from pcaq.ca.pkcs11_token import Token, TokenUnavailable, key_id
 from tests.hsm import ci_token, needs_token
 
 pytestmark = needs_token
@@ -87,3 +88,15 @@ def test_a_session_broken_under_the_token_fails_retryably_and_is_reopened(token,
     signature = rsa_key.sign(DATA, padding.PKCS1v15(), hashes.SHA256())  # a new session, logged in again
     rsa_key.public_key().verify(signature, DATA, padding.PKCS1v15(), hashes.SHA256())
     assert token.reachable()
+
+
+def test_one_key_pair_per_ca_and_a_discarded_one_is_gone_from_the_token(token):
+    ca_id = str(uuid.uuid4())
+    token.generate(ca_id, "EC_prime256v1")  # an attempt cut short before the CA left CREATING
+    second = token.generate(ca_id, "EC_prime256v1")
+    count = token.run("count", lambda s: len(list(s.get_objects({Attribute.ID: key_id(ca_id)}))))
+    assert count == 2  # the second attempt's public and private key only
+    assert token.public_key(ca_id) == second
+    token.destroy(ca_id)
+    with pytest.raises(TokenUnavailable, match="not in the PKCS#11 token"):
+        token.public_key(ca_id)
