@@ -36,6 +36,7 @@ from pkcs11.exceptions import (
     NoSuchKey,
     PKCS11Error,
     TemplateInconsistent,
+    UserAlreadyLoggedIn,
 )
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
@@ -100,7 +101,13 @@ class Token:
         self._session, self._pid, self._handles = None, 0, {}
 
     def _open(self) -> Any:
-        session = _library(self.module).get_token(token_label=self.label).open(rw=True, user_pin=self._pin)
+        token = _library(self.module).get_token(token_label=self.label)
+        try:
+            session = token.open(rw=True, user_pin=self._pin)
+        except UserAlreadyLoggedIn:
+            # A login is the application's, not the session's: another session of this process (a
+            # second Token object on the same token) logged in already, and a new session shares it.
+            session = token.open(rw=True)
         self._session, self._pid, self._handles = session, os.getpid(), {}
         log.info("PKCS#11 session opened with token %r", self.label)
         return session
