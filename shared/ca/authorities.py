@@ -36,7 +36,12 @@ from pcaq.records import Store
 
 MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100
 _MAX_PAGE_OFFSET = 10**9  # far past any real list; a larger offset would overflow Redis's ZRANGE (a 500)
-SUPPORTED_SECURITY_STANDARDS = ("FIPS_140_2_LEVEL_2_OR_HIGHER", "FIPS_140_2_LEVEL_3_OR_HIGHER")
+# FIPS_140_3_LEVEL_3_OR_HIGHER is taken once botocore's model lists it (its schema check comes first).
+SUPPORTED_SECURITY_STANDARDS = (
+    "FIPS_140_2_LEVEL_2_OR_HIGHER",
+    "FIPS_140_2_LEVEL_3_OR_HIGHER",
+    "FIPS_140_3_LEVEL_3_OR_HIGHER",
+)
 # The China regions keep CA keys to the Chinese standard only: there CreateCertificateAuthority accepts
 # CCPC_LEVEL_1_OR_HIGHER alone, and the default (FIPS level 3) is refused (the model's documentation of
 # KeyStorageSecurityStandard; AWS's China documentation).
