@@ -117,7 +117,7 @@ class Token:
         session, self._session = self._session, None
         self._handles = {}
         _initialised_in.pop(str(self.module), None)
-        if session is not None:
+        if session is not None and self._pid == os.getpid():  # a parent's session is not ours to close
             try:
                 session.close()
             except (PKCS11Error, RuntimeError):
@@ -265,6 +265,7 @@ def _library(module: Path) -> Any:
     lib = pkcs11.lib(str(module))  # loads and initialises the library once per process
     if _initialised_in.get(str(module)) != os.getpid():
         # Inherited from a parent, or finalised by an earlier error: start the library afresh here.
+        # (Celery's main process never signs, so its pool children normally load the library fresh.)
         lib.reinitialize()
         _initialised_in[str(module)] = os.getpid()
     return lib
