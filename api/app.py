@@ -11,6 +11,7 @@ from pcaq.api import metrics, schemas
 from pcaq.api.auth import OPEN_MODE_WARNING, Authenticator
 from pcaq.api.dispatch import ApiCalls
 from pcaq.api.distribution import distribution_blueprint
+from pcaq.api.token_check import TokenCheck
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.issuance import Issuance
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def healthz() -> Response:
         return Response('{"status":"ok"}', 200, {"Content-Type": "application/json"})
 
+    token = TokenCheck(settings)
+
     @app.get("/readyz")
     def readyz() -> Response:
         try:
@@ -62,8 +65,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             workers = store.alive_workers() if redis_ok else []
         except STORE_DOWN:
             redis_ok, workers = False, []
-        ready = redis_ok and bool(workers)
-        body = f'{{"redis":{str(redis_ok).lower()},"workers":{len(workers)}}}'
+        token_ok = token.answers()
+        ready = redis_ok and bool(workers) and token_ok is not False
+        body = f'{{"redis":{str(redis_ok).lower()},"workers":{len(workers)}'
+        if token_ok is not None:  # only with a PKCS#11 token configured
+            body += f',"token":{str(token_ok).lower()}'
+        body += "}"
         return Response(body, 200 if ready else 503, {"Content-Type": "application/json"})
 
     # Everything built so far lives as long as the process: keep it out of the collector's way

@@ -35,6 +35,7 @@ class BatchReport:
     reasons: dict[str, str] = field(default_factory=dict)  # member -> failure reason class
     errors: int = 0
     started: float = field(default_factory=time.perf_counter)
+    token_down: bool = False  # the PKCS#11 token failed: the rest of the batch was left leased
 
     def request(self, member: str, request: PendingRequest) -> None:
         """Note the API request id carried by a decoded request."""

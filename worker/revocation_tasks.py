@@ -17,6 +17,7 @@ from cryptography.x509.ocsp import OCSPResponseStatus
 
 from pcaq.ca import audit_reports
 from pcaq.ca.authority import Authority
+from pcaq.ca.pkcs11_token import TokenUnavailable
 from pcaq.platform.queue import AUDIT_REPORT_TASK, CRL_TASK, OCSP_TASK
 from pcaq.revocation import crl, ocsp
 from pcaq.revocation.revoke import all_authorities
@@ -96,6 +97,9 @@ def sign_ocsp(svc: Services, ca_id: str, serial_hex: str, cert_id: list[str], re
             der = _sign_answer(
                 svc, ca_id, serial_hex, (hash_name, bytes.fromhex(name_hash), bytes.fromhex(key_hash))
             )
+    except TokenUnavailable as exc:  # the CA's key is in a token that is away: "try later" (RFC 6960)
+        log.warning("OCSP answer about %s of CA %s waits for the token: %s", serial_hex, ca_id, exc)
+        der = ocsp.unsuccessful(OCSPResponseStatus.TRY_LATER)
     except Exception:  # noqa: BLE001 - answer internalError rather than let the API time out
         log.exception("OCSP answer about %s of CA %s failed", serial_hex, ca_id)
         der = ocsp.unsuccessful(OCSPResponseStatus.INTERNAL_ERROR)

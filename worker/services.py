@@ -7,12 +7,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from celery import signals
+
 from pcaq.ca.authorities import Authorities
+from pcaq.ca.key_store import CaKeys
+from pcaq.ca.pkcs11_token import Token
 from pcaq.ca.vault import EncryptedRedisVault, KeyVault, load_master_key, verify_master_key
 from pcaq.platform.queue import Queue
-from pcaq.platform.settings import Settings, load
+from pcaq.platform.settings import Settings
 from pcaq.records import Store
-from pcaq.worker.app import app
+from pcaq.worker.app import app, settings
 
 
 @dataclass
@@ -30,11 +34,27 @@ class Services:
 @functools.cache
 def services() -> Services:
     """The process-wide services (after a fork each child builds its own connections)."""
-    settings = load()
     store = Store.from_settings(settings)
     kek, _ = load_master_key(settings, create=False)
     verify_master_key(store, kek)
     queue = Queue(app)
-    return Services(
-        settings, store, queue, EncryptedRedisVault(store, kek), Authorities(store, queue, settings)
-    )
+    vault = CaKeys(store, EncryptedRedisVault(store, kek), token_of(settings))
+    return Services(settings, store, queue, vault, Authorities(store, queue, settings))
+
+
+@functools.cache
+def token_of(settings: Settings) -> Token | None:
+    """The process's PKCS#11 token (None without one): its session opens on first use, in the
+    process that signs (see pcaq.worker.app for the fork)."""
+    if settings.pkcs11_module is None or settings.pkcs11_token_label is None or settings.pkcs11_pin is None:
+        return None
+    return Token(settings.pkcs11_module, settings.pkcs11_token_label, settings.pkcs11_pin)
+
+
+@signals.worker_process_init.connect
+def _own_token_session(**_: object) -> None:
+    """A pool child starts without its parent's PKCS#11 session: a library's sessions must not be
+    shared across fork. The child opens its own, and logs in, at its first signature."""
+    token = token_of(settings)
+    if token is not None:
+        token.forget()

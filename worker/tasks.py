@@ -26,6 +26,8 @@ from pcaq.ca import audit_trail, revocation_config
 from pcaq.ca.authorities import CREATING
 from pcaq.ca.authority import Authority
 from pcaq.ca.issuance import ROOT_TEMPLATES
+from pcaq.ca.key_store import describe_storage
+from pcaq.ca.pkcs11_token import TokenUnavailable
 from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
 from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK
@@ -60,25 +62,33 @@ def generate_ca_key(svc: Services, ca_id: str) -> None:
     if ca is None or ca.status != CREATING:
         svc.store.ca_key_generated(ca_id)
         return
-    if not svc.store.try_key_generation_lock(ca_id, _owner()):
+    owner = _owner()
+    if not svc.store.try_key_generation_lock(ca_id, owner):
         return  # another worker is at it; the sweeper re-sends if it dies
     config = ca.configuration
     try:
-        key = keys.generate_private_key(config["KeyAlgorithm"])
+        key = svc.vault.generate(ca_id, config["KeyAlgorithm"], ca.key_storage)
         csr = ca_certificates.build_ca_csr(key, config)
+    except TokenUnavailable:
+        # The CA stays CREATING and the sweeper asks again; the lock goes now, not in 10 minutes.
+        svc.store.release_key_generation_lock(ca_id, owner)
+        raise
     except PcaqError as exc:
         log.warning("CA %s creation failed: %s", ca_id, exc.message)
         audit = audit_trail.worker_fields(ca.arn, "CertificateAuthorityCreationFailed", svc.clock())
         svc.authorities.creation_failed(ca_id, "UNSUPPORTED_ALGORITHM", audit)
         return
     csr_pem = csr.public_bytes(serialization.Encoding.PEM).decode()
-    audit = audit_trail.worker_fields(ca.arn, "CertificateAuthorityKeyGenerated", svc.clock())
+    audit = audit_trail.worker_fields(
+        ca.arn, "CertificateAuthorityKeyGenerated", svc.clock(), {"KeyStorage": describe_storage(key)}
+    )
     if svc.authorities.key_generated(
         ca_id, keys.public_key_pem(key), csr_pem, svc.vault.seal(ca_id, key), audit
     ):
         log.info("CA %s key generated (%s)", ca_id, config["KeyAlgorithm"])
     else:
         log.info("CA %s was deleted or changed while its key was made; the key is discarded", ca_id)
+        svc.vault.discard(ca_id, key)
 
 
 # Issuer objects outlive a batch (each keeps its template layers): one is reused while the CA read for
@@ -207,6 +217,15 @@ def _sign_all(
         except PcaqError as exc:
             outcomes.append((member, False, exc.message.encode()))
             report.failed(member, exc)
+        except TokenUnavailable:
+            # The rest of the batch stays leased, signed after the lease once the token answers again
+            # (the drain stops claiming meanwhile: drain_outbox).
+            report.unexpected(member)
+            left = len(claimed) - len(outcomes) - 1
+            report.errors += left
+            report.token_down = True
+            log.warning("the PKCS#11 token is not reachable; %d more requests wait for it", left)
+            break
         except Exception:  # noqa: BLE001 - left leased: retried after the lease, up to max attempts
             report.unexpected(member)
     now = svc.store.clock()
@@ -237,6 +256,15 @@ def _claimed(claim: Claimed) -> Claimed:
     return claim
 
 
+def _token_ready(svc: Services) -> bool:
+    """Whether this worker's PKCS#11 token answers (True without a token)."""
+    token = getattr(svc.vault, "token", None)
+    if token is None or token.reachable():
+        return True
+    log.warning("the PKCS#11 token %r is not reachable; requests wait in the outbox", token.label)
+    return False
+
+
 def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, helper: str | None = None) -> int:
     """Sign ready requests from the outbox, a batch at a time, until none is ready; returns how many.
 
@@ -249,6 +277,8 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     for a new drain. After ``slice_seconds`` it stops anyway and asks for a new drain (another worker
     may take it). ``helper``: the token this drain was asked for with, if it is a helper.
     """
+    if not _token_ready(svc):
+        return 0  # claims would only count attempts: the requests wait, the sweeper wakes a drain later
     owner = _owner()
     done = 0
     ends = time.monotonic() + slice_seconds
@@ -294,6 +324,8 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
             # The next batch is read before this one's commit is sent: its reads do not queue behind it.
             batch, ahead = (None if ahead is None else _batch(svc, ahead)), None
             committing = (store.send_commit(owner, results, report.errors), len(results), report)
+            if report.token_down:
+                break  # the next drain (the sweeper's) starts once the token answers again
             if not full:
                 # Let requests gather for the next claim (a deliberate batching delay, as Kafka's
                 # linger.ms; the commit is already on its way meanwhile).

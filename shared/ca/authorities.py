@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from time import monotonic
 
-from pcaq.ca import revocation_config, tags
+from pcaq.ca import key_policy, revocation_config, tags
 from pcaq.ca.arns import CaArn, new_ca_arn, parse_ca_arn
 from pcaq.ca.audit_trail import ApiCall
 from pcaq.ca.authority import (
@@ -36,7 +36,12 @@ from pcaq.records import Store
 
 MAX_CAS_PER_PAGE = 100  # AWS accepts MaxResults up to 1000 but answers at most 100
 _MAX_PAGE_OFFSET = 10**9  # far past any real list; a larger offset would overflow Redis's ZRANGE (a 500)
-SUPPORTED_SECURITY_STANDARDS = ("FIPS_140_2_LEVEL_2_OR_HIGHER", "FIPS_140_2_LEVEL_3_OR_HIGHER")
+# FIPS_140_3_LEVEL_3_OR_HIGHER is taken once botocore's model lists it (its schema check comes first).
+SUPPORTED_SECURITY_STANDARDS = (
+    "FIPS_140_2_LEVEL_2_OR_HIGHER",
+    "FIPS_140_2_LEVEL_3_OR_HIGHER",
+    "FIPS_140_3_LEVEL_3_OR_HIGHER",
+)
 # The China regions keep CA keys to the Chinese standard only: there CreateCertificateAuthority accepts
 # CCPC_LEVEL_1_OR_HIGHER alone, and the default (FIPS level 3) is refused (the model's documentation of
 # KeyStorageSecurityStandard; AWS's China documentation).
@@ -145,6 +150,7 @@ class Authorities:
             raise InvalidArgument(
                 "A certificate authority cannot be created in this region with the specified security standard."
             )
+        storage = key_policy.key_storage(self.settings, key_algorithm)
         tag_list = tags.add([], params.get("Tags", []))
         arn = new_ca_arn(caller.partition, caller.region, caller.account)
         now = _now()
@@ -157,10 +163,11 @@ class Authorities:
             "Status": CREATING,
             "CertificateAuthorityConfiguration": config,
             "RevocationConfiguration": revocation_config.normalise(params.get("RevocationConfiguration")),
-            "KeyStorageSecurityStandard": standard,
             "UsageMode": params.get("UsageMode", "GENERAL_PURPOSE"),
-            "internal": {"tags": tag_list},
+            "internal": {"tags": tag_list, "key_storage": storage},
         }
+        if storage == key_policy.PKCS11:  # a software key meets no FIPS level: said only when true
+            doc["KeyStorageSecurityStandard"] = standard
         token = params.get("IdempotencyToken")
         # The store scopes tokens by account; the region goes in too, else a token reused in another
         # region would answer with an ARN (that region, the first CA's id) naming no CA.

@@ -61,6 +61,7 @@ class Authority:
     certificate_pem: str | None = None
     chain_pem: str | None = None  # the certificates above the CA's own, for a subordinate CA
     tags: tuple[Mapping[str, str], ...] = ()
+    key_storage: str = "SOFTWARE"  # where the CA's key is made and kept: SOFTWARE or PKCS11 (key_policy)
     # The CertificateAuthority output shape as stored (everything but the internal part).
     public: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -87,6 +88,7 @@ class Authority:
             certificate_pem=internal.get("certificate_pem"),
             chain_pem=internal.get("chain_pem"),
             tags=tuple(internal.get("tags", ())),
+            key_storage=internal.get("key_storage", "SOFTWARE"),
             public={k: v for k, v in doc.items() if k != "internal"},
         )
 

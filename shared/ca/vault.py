@@ -115,7 +115,12 @@ def load_master_key(settings: Settings, create: bool = False) -> tuple[bytes, Pa
 
 
 class KeyVault(Protocol):
-    """Custody of CA private keys; the worker signs through this interface only."""
+    """Custody of CA private keys; the worker signs through this interface only. Implemented for
+    software keys here and, with PKCS#11 token keys beside them, by ``pcaq.ca.key_store.CaKeys``."""
+
+    def generate(self, ca_id: str, key_algorithm: str, storage: str) -> Any:
+        """A new private key for CA ``ca_id`` (``storage``: where, as ``pcaq.ca.key_policy`` decided)."""
+        ...
 
     def put(self, ca_id: str, private_key: Any) -> None:
         """Store the private key of CA ``ca_id``."""
@@ -128,6 +133,10 @@ class KeyVault(Protocol):
 
     def get(self, ca_id: str) -> Any:
         """The private key of CA ``ca_id``; :class:`NotFound` if none is stored."""
+        ...
+
+    def discard(self, ca_id: str, private_key: Any) -> None:
+        """Destroy a key made for CA ``ca_id`` that no record came to point to."""
         ...
 
 
@@ -179,6 +188,12 @@ class EncryptedRedisVault(KeyVault):
     def __repr__(self) -> str:
         return f"EncryptedRedisVault(store={type(self._store).__name__}, cached_keys={len(self._cache)})"
 
+    def generate(self, ca_id: str, key_algorithm: str, storage: str = "SOFTWARE") -> Any:
+        """A new software private key for CA ``ca_id`` (this vault keeps no other kind)."""
+        if storage != "SOFTWARE":
+            raise MasterKeyError(f"CA {ca_id} is to keep its key in a PKCS#11 token; this vault has none")
+        return keys.generate_private_key(key_algorithm)
+
     def put(self, ca_id: str, private_key: Any) -> None:
         """Encrypt and store the private key of CA ``ca_id`` (bound to that id)."""
         self._store.put_ca_key(ca_id, self.seal(ca_id, private_key))
@@ -208,6 +223,10 @@ class EncryptedRedisVault(KeyVault):
         private_key = keys.load_private_key_pem(pem)
         self._cache[ca_id] = private_key
         return private_key
+
+    def discard(self, ca_id: str, private_key: Any) -> None:
+        """A software key that was never stored needs no destroying: only dropped from the cache."""
+        self._cache.pop(ca_id, None)
 
     def forget(self, ca_id: str) -> None:
         """Drop a cached key (for example after the CA is deleted for good)."""

@@ -84,6 +84,18 @@ class Settings:
     ocsp_cache_seconds: int = 43200  # an OCSP answer is reused this long; nextUpdate is twice as far
     audit_report_interval: int = 1800  # seconds between two audit reports of one CA
     audit_dir: Path | None = None  # stands in for S3: <audit_dir>/<bucket>/<key>; default <data_dir>/s3
+    # CA keys in a hardware security module, PKCS#11 (docs/hsm.md). No module: keys in software.
+    pkcs11_module: Path | None = None  # the PKCS#11 library the workers load
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)  # from PCAQ_PKCS11_PIN or _PIN_FILE
+    # Software keys for CAs when a token is configured (ML-DSA, which tokens lack): refused unless true.
+    # Without a token every key is a software key, whatever this says.
+    allow_software_keys: bool = False
+
+    @property
+    def token_configured(self) -> bool:
+        """Whether CA keys are made in a PKCS#11 token (all three token settings are given)."""
+        return self.pkcs11_module is not None
 
     @property
     def effective_audit_dir(self) -> Path:
@@ -136,4 +148,40 @@ def load(env: dict[str, str] | None = None) -> Settings:
         ocsp_cache_seconds=_int(env, "PCAQ_OCSP_CACHE_SECONDS", 43200),
         audit_report_interval=_int(env, "PCAQ_AUDIT_REPORT_INTERVAL", 1800),
         audit_dir=_path(env, "PCAQ_AUDIT_DIR"),
+        # CA keys in a hardware security module, PKCS#11 (docs/hsm.md).
+        **_pkcs11(env),
     )
+
+
+def _pkcs11(env: dict[str, str]) -> dict:
+    """The token settings: all of module, label and PIN, or none (a partial set stops the process)."""
+    module, label = _path(env, "PCAQ_PKCS11_MODULE"), env.get("PCAQ_PKCS11_TOKEN_LABEL") or None
+    pin, pin_file = env.get("PCAQ_PKCS11_PIN") or None, _path(env, "PCAQ_PKCS11_PIN_FILE")
+    allow = _choice(env, "PCAQ_ALLOW_SOFTWARE_KEYS", ("true", "false"), "false") == "true"
+    if module is None:
+        for name in ("PCAQ_PKCS11_TOKEN_LABEL", "PCAQ_PKCS11_PIN", "PCAQ_PKCS11_PIN_FILE"):
+            if env.get(name):
+                raise SystemExit(f"pcaq: {name} is set but PCAQ_PKCS11_MODULE is not")
+        return {"allow_software_keys": allow}
+    if not module.is_file():
+        raise SystemExit(f"pcaq: PCAQ_PKCS11_MODULE names {module}, which is not a file")
+    if label is None:
+        raise SystemExit("pcaq: PCAQ_PKCS11_MODULE is set, so PCAQ_PKCS11_TOKEN_LABEL must name the token")
+    if pin is not None and pin_file is not None:
+        raise SystemExit("pcaq: set PCAQ_PKCS11_PIN or PCAQ_PKCS11_PIN_FILE, not both")
+    if pin_file is not None:
+        try:
+            pin = pin_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            # The message names the file only: its content is the PIN.
+            raise SystemExit(f"pcaq: PCAQ_PKCS11_PIN_FILE names {pin_file}, which cannot be read") from exc
+    if not pin:
+        raise SystemExit(
+            "pcaq: PCAQ_PKCS11_MODULE is set, so PCAQ_PKCS11_PIN or PCAQ_PKCS11_PIN_FILE must give the PIN"
+        )
+    return {
+        "pkcs11_module": module,
+        "pkcs11_token_label": label,
+        "pkcs11_pin": pin,
+        "allow_software_keys": allow,
+    }

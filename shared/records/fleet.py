@@ -36,3 +36,17 @@ class FleetRecords:
     def try_key_generation_lock(self, ca_id: str, owner: str, seconds: int = 600) -> bool:
         """Let one worker at a time generate a CA's key (a redelivered job must not race the first)."""
         return bool(self.r.set(keys.key_generation_lock(ca_id), owner, nx=True, ex=seconds))
+
+    def release_key_generation_lock(self, ca_id: str, owner: str) -> None:
+        """Give up the lock taken with :meth:`try_key_generation_lock`, if ``owner`` still holds it
+        (a key generation that failed for a passing reason is retried without waiting for it)."""
+        key = keys.key_generation_lock(ca_id)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) == owner.encode():
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.execute()
+            except redis.WatchError:
+                pass  # changed meanwhile: no longer ours to release

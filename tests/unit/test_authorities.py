@@ -119,7 +119,8 @@ def test_create_records_creating_and_queues_key_generation(cas, queue):
     view = cas.describe(ME, arn)
     assert view["Status"] == "CREATING" and view["Arn"] == arn
     assert view["CreatedAt"] == view["LastStateChangeAt"] == T0
-    assert view["KeyStorageSecurityStandard"] == "FIPS_140_2_LEVEL_3_OR_HIGHER"
+    # No PKCS#11 token configured: a software key, which meets no FIPS level, so none is claimed.
+    assert "KeyStorageSecurityStandard" not in view
     assert view["UsageMode"] == "GENERAL_PURPOSE"
     assert "internal" not in view
 
@@ -169,7 +170,7 @@ def test_a_china_region_refuses_the_fips_standards_and_so_the_default(cas, stand
 
 def test_a_china_region_keeps_keys_to_the_chinese_standard(cas):
     arn = cas.create(BEIJING, params(**CHINESE_STANDARD))
-    assert cas.describe(BEIJING, arn)["KeyStorageSecurityStandard"] == "CCPC_LEVEL_1_OR_HIGHER"
+    assert cas.describe(BEIJING, arn)["Status"] == "CREATING"  # (a software key: no standard claimed)
     with pytest.raises(InvalidArgument, match="cannot be created in this region"):
         cas.create(ME, params(**CHINESE_STANDARD))  # and only there
 
