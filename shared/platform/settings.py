@@ -18,6 +18,13 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"pcaq: {name} must be a whole number, got {raw!r}") from exc
 
 
+def _bounded(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name, default)
+    if not low <= value <= high:
+        raise SystemExit(f"pcaq: {name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     raw = (env.get(name) or default).strip().lower()
     if raw not in choices:
@@ -84,6 +91,9 @@ class Settings:
     ocsp_cache_seconds: int = 43200  # an OCSP answer is reused this long; nextUpdate is twice as far
     audit_report_interval: int = 1800  # seconds between two audit reports of one CA
     audit_dir: Path | None = None  # stands in for S3: <audit_dir>/<bucket>/<key>; default <data_dir>/s3
+    # The operator's console (api/console/, docs/security.md#the-console).
+    console: bool = True  # PCAQ_CONSOLE: serve GET /console/ on the API's port
+    console_session_seconds: int = 28800  # a console session ends this long after sign-in
 
     @property
     def effective_audit_dir(self) -> Path:
@@ -136,4 +146,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         ocsp_cache_seconds=_int(env, "PCAQ_OCSP_CACHE_SECONDS", 43200),
         audit_report_interval=_int(env, "PCAQ_AUDIT_REPORT_INTERVAL", 1800),
         audit_dir=_path(env, "PCAQ_AUDIT_DIR"),
+        # The operator's console.
+        console=_choice(env, "PCAQ_CONSOLE", ("on", "off"), "on") == "on",
+        console_session_seconds=_bounded(env, "PCAQ_CONSOLE_SESSION_SECONDS", 28800, 60, 7 * 86400),
     )
