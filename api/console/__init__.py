@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from pcaq.api.console.access import Access, csrf_ok
 from pcaq.ca.authorities import Authorities
@@ -102,6 +103,15 @@ def console_blueprint(
     def domain_error(exc: PcaqError) -> tuple[str, int]:
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, InProgress) else 400
         return render_template("error.html", message=exc.message, status=status), status
+
+    @bp.app_errorhandler(404)
+    @bp.app_errorhandler(405)
+    def no_route(exc: HTTPException) -> Response | tuple[str, int]:
+        # A path under /console/ that no page matches never reaches the blueprint's own handlers
+        if not request.path.startswith("/console/"):
+            return exc.get_response()
+        code = exc.code or 404
+        return render_template("error.html", message=_HTTP_MESSAGES[code], status=code), code
 
     @bp.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[str, int]:

@@ -22,10 +22,14 @@ _ID_CHARS = frozenset("0123456789abcdef-")
 def ca_arn(services: Services, caller: Caller, ca_id: str) -> str:
     """The ARN of the CA with this id if the caller may see it (the domain's own check decides);
     NotFound otherwise, as the API answers for another account's CA."""
+    missing = NotFound(f"There is no certificate authority {ca_id[:64]} in your account.")
     doc = services.store.get_ca(ca_id) if len(ca_id) <= 64 and set(ca_id) <= _ID_CHARS else None
     if doc is None:
-        raise NotFound(f"There is no certificate authority {ca_id[:64]} in your account.")
-    services.authorities.describe(caller, doc["Arn"])  # the account and partition check of every call
+        raise missing
+    try:
+        services.authorities.describe(caller, doc["Arn"])  # the account and partition check of every call
+    except NotFound:
+        raise missing from None  # the same words whether it is another account's or none at all
     return doc["Arn"]
 
 
