@@ -1,0 +1,128 @@
+"""The console's access rules and error pages through Flask's test client on a real Redis (the browser
+tests in tests/integration/test_console.py drive the pages themselves)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import redis
+
+from pcaq.api.app import create_app
+from pcaq.platform.settings import load
+from pcaq.records import keys
+from tests.support import private_redis_db
+
+CREDENTIALS = "AKIDONE:first-secret:111111111111,AKIDTWO:second-secret:222222222222"
+
+
+@pytest.fixture
+def redis_url(redis_base_url):
+    with private_redis_db(redis_base_url) as url:
+        yield url
+
+
+def _client(url: str, **env: str):
+    return create_app(load({"REDIS_URL": url, **env})).test_client()
+
+
+def _error(response) -> str:
+    found = re.search(rb'id="error"[^>]*>([^<]*)<', response.data)
+    return found.group(1).decode() if found else ""
+
+
+def test_open_development_mode_is_open_and_says_so_on_every_page(redis_url):
+    client = _client(redis_url)
+    for path in ("/console/", "/console/issuance", "/console/cas/0b5c3a1e-1111-4222-8333-444455556666"):
+        page = client.get(path)
+        assert b'id="open-mode"' in page.data, path
+    assert client.get("/console/sign-in").status_code == 302  # nothing to sign in with
+
+
+def test_sign_in_checks_the_secret_and_sets_a_strict_http_only_expiring_cookie(redis_url):
+    client = _client(redis_url, PCAQ_CREDENTIALS=CREDENTIALS, PCAQ_CONSOLE_SESSION_SECONDS="600")
+    assert client.get("/console/").headers["Location"].startswith("/console/sign-in")
+    wrong = client.post("/console/sign-in", data={"access_key": "AKIDONE", "secret": "second-secret"})
+    assert wrong.status_code == 401 and "do not match" in _error(wrong)
+    unknown = client.post("/console/sign-in", data={"access_key": "NOPE", "secret": "first-secret"})
+    assert unknown.status_code == 401
+    right = client.post(
+        "/console/sign-in",
+        data={"access_key": "AKIDONE", "secret": "first-secret", "next": "https://evil.test/"},
+    )
+    assert right.status_code == 303 and right.headers["Location"] == "/console/"  # never to another site
+    cookie = right.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=600" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; over TLS it is Secure (below)
+    assert b"AKIDONE" in client.get("/console/").data
+    token = cookie.split(";", 1)[0].split("=", 1)[1]
+    stored = redis.Redis.from_url(redis_url).keys(keys.console_session("*"))
+    assert len(stored) == 1 and token.encode() not in stored[0]  # only its digest is kept
+    assert 0 < redis.Redis.from_url(redis_url).ttl(stored[0]) <= 600
+
+
+def test_the_cookie_is_secure_over_tls(redis_url):
+    client = _client(redis_url, PCAQ_CREDENTIALS=CREDENTIALS)
+    answer = client.post(
+        "/console/sign-in",
+        data={"access_key": "AKIDTWO", "secret": "second-secret"},
+        base_url="https://pcaq.test",
+    )
+    assert "Secure" in answer.headers["Set-Cookie"]
+
+
+def test_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session(redis_url):
+    client = _client(redis_url, PCAQ_CREDENTIALS=CREDENTIALS)
+    client.post("/console/sign-in", data={"access_key": "AKIDONE", "secret": "first-secret"})
+    page = client.get("/console/").data
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+    refused = client.post("/console/sign-out", data={"csrf": csrf[:-1] + "x"})
+    assert refused.status_code == 403 and "did not come from this console" in _error(refused)
+    assert client.post("/console/sign-out").status_code == 403
+    assert client.get("/console/").status_code == 200  # still signed in
+    assert client.post("/console/sign-out", data={"csrf": csrf}).status_code == 303
+    assert client.get("/console/").status_code == 302  # signed out: back to the sign-in page
+
+
+def test_a_session_made_without_credentials_opens_nothing_once_they_are_configured(redis_url):
+    open_client = _client(redis_url)
+    open_client.get("/console/")
+    cookie = open_client.get_cookie("pcaq_console", path="/console/")
+    guarded = _client(redis_url, PCAQ_CREDENTIALS=CREDENTIALS)
+    guarded.set_cookie("pcaq_console", cookie.value, path="/console/")
+    assert guarded.get("/console/").status_code == 302
+
+
+def test_failures_are_pages_with_a_message_never_a_trace(redis_url, monkeypatch):
+    client = _client(redis_url)
+    missing = client.get("/console/no/such/page")
+    assert missing.status_code == 404 and "no such page" in _error(missing)
+    assert client.get("/not-the-console").status_code == 404  # other paths keep Flask's own answer
+
+    from pcaq.records import Store
+
+    def broken(self, accounts):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(Store, "index_counts", broken)
+    failed = client.get("/console/")
+    assert (
+        failed.status_code == 500
+        and b"secret internals" not in failed.data
+        and b"Traceback" not in failed.data
+    )
+
+    def down(self, accounts):
+        raise redis.ConnectionError("gone")
+
+    monkeypatch.setattr(Store, "index_counts", down)
+    unavailable = client.get("/console/")
+    assert unavailable.status_code == 503 and "not reachable" in _error(unavailable)
+
+
+def test_the_console_can_be_turned_off(redis_url):
+    assert _client(redis_url, PCAQ_CONSOLE="off").get("/console/").status_code == 404
+    with pytest.raises(SystemExit, match="PCAQ_CONSOLE"):
+        load({"PCAQ_CONSOLE": "maybe"})
+    with pytest.raises(SystemExit, match="PCAQ_CONSOLE_SESSION_SECONDS"):
+        load({"PCAQ_CONSOLE_SESSION_SECONDS": "10"})
