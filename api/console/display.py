@@ -12,14 +12,14 @@ NEAR_EXPIRY_DAYS = 30  # a CA or certificate this close to its Not After is high
 
 def when(epoch: float | None) -> str:
     """An epoch time as ``2026-12-03 13:04 UTC`` (or a dash)."""
-    if epoch is None:
+    if not isinstance(epoch, (int, float)):
         return "-"
     return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def days_left(epoch: float | None, now: float | None = None) -> int | None:
     """Whole days until ``epoch`` (negative once past), or None when unknown."""
-    if epoch is None:
+    if not isinstance(epoch, (int, float)):
         return None
     return int((float(epoch) - (now or time.time())) // 86400)
 

@@ -3,6 +3,7 @@ tests in tests/integration/test_console.py drive the pages themselves)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -126,3 +127,28 @@ def test_the_console_can_be_turned_off(redis_url):
         load({"PCAQ_CONSOLE": "maybe"})
     with pytest.raises(SystemExit, match="PCAQ_CONSOLE_SESSION_SECONDS"):
         load({"PCAQ_CONSOLE_SESSION_SECONDS": "10"})
+
+
+def test_a_ca_without_a_certificate_yet_is_listed_and_shown(redis_url):
+    client = _client(redis_url)
+    created = client.post(
+        "/",
+        json={
+            "CertificateAuthorityType": "ROOT",
+            "CertificateAuthorityConfiguration": {
+                "KeyAlgorithm": "EC_prime256v1",
+                "SigningAlgorithm": "SHA256WITHECDSA",
+                "Subject": {"CommonName": "x" * 64},
+            },
+        },
+        headers={
+            "X-Amz-Target": "ACMPrivateCA.CreateCertificateAuthority",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+    )
+    ca_id = json.loads(created.data)["CertificateAuthorityArn"].rsplit("/", 1)[1]
+    listed = client.get("/console/")
+    assert listed.status_code == 200 and b"x" * 64 in listed.data and b"CREATING" in listed.data
+    page = client.get(f"/console/cas/{ca_id}")
+    assert page.status_code == 200 and b"No certificate yet" in page.data
+    assert client.get(f"/console/cas/{ca_id}/certificates?status=pending").status_code == 200
