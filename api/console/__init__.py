@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from pcaq.api.console.access import Access, csrf_ok
 from pcaq.ca.authorities import Authorities
 from pcaq.errors import InProgress, NotFound, PcaqError
-from pcaq.platform.credentials import Credentials
+from pcaq.platform.credentials import Credentials, is_loopback
 from pcaq.platform.settings import Settings
 from pcaq.records import STORE_DOWN, Store
 
@@ -66,6 +66,9 @@ def console_blueprint(
     @bp.before_request
     def who() -> Response | None:
         g.visitor, g.new_session = None, None
+        if services.access.open_mode and not is_loopback(request.remote_addr or ""):
+            # pcaq up listens on loopback only in this mode; behind anything else, stay closed
+            return _refusal(403, "Open development mode serves this console to this machine only.")
         if request.endpoint in _OPEN_PAGES:
             return None
         g.visitor = services.access.visitor(request)

@@ -38,6 +38,8 @@ def test_open_development_mode_is_open_and_says_so_on_every_page(redis_url):
         page = client.get(path)
         assert b'id="open-mode"' in page.data, path
     assert client.get("/console/sign-in").status_code == 302  # nothing to sign in with
+    remote = client.get("/console/", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert remote.status_code == 403 and "this machine only" in _error(remote)
 
 
 def test_sign_in_checks_the_secret_and_sets_a_strict_http_only_expiring_cookie(redis_url):
