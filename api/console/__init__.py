@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from pcaq.api.console.access import Access, csrf_ok
+from pcaq.api.console.access import Access, Visitor, csrf_ok
 from pcaq.ca.authorities import Authorities
 from pcaq.errors import InProgress, NotFound, PcaqError
 from pcaq.platform.credentials import Credentials, is_loopback
@@ -95,7 +95,7 @@ def console_blueprint(
         return response
 
     @bp.app_template_global()
-    def visitor():  # noqa: ANN202 - a template global
+    def visitor() -> Visitor | None:
         return g.get("visitor")
 
     @bp.app_template_global()

@@ -8,7 +8,25 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    ExtensionOID,
+    NameOID,
+    ObjectIdentifier,
+    SignatureAlgorithmOID,
+)
+
+
+def _names_of(holder: type) -> dict[ObjectIdentifier, str]:
+    """The public constant names of a class of OIDs (SERVER_AUTH, ECDSA_WITH_SHA256...), by OID."""
+    return {v: k for k, v in vars(holder).items() if isinstance(v, ObjectIdentifier)}
+
+
+_USAGES = _names_of(ExtendedKeyUsageOID)
+_ACCESS = _names_of(AuthorityInformationAccessOID)
+_SIGNATURES = _names_of(SignatureAlgorithmOID)
+_EXTENSIONS = _names_of(ExtensionOID)
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,7 @@ def _extension_text(ext: x509.Extension) -> str:
         ]
         return ", ".join(bits)
     if isinstance(value, x509.ExtendedKeyUsage):
-        return ", ".join(u._name if u._name != "Unknown OID" else u.dotted_string for u in value)
+        return ", ".join(_USAGES.get(u, u.dotted_string) for u in value)
     if isinstance(value, x509.BasicConstraints):
         return f"CA: {value.ca}" + (
             f", path length {value.path_length}" if value.path_length is not None else ""
@@ -73,7 +91,10 @@ def _extension_text(ext: x509.Extension) -> str:
     if isinstance(value, x509.CRLDistributionPoints):
         return ", ".join(str(n.value) for dp in value for n in (dp.full_name or []))
     if isinstance(value, x509.AuthorityInformationAccess):
-        return ", ".join(f"{d.access_method._name}: {d.access_location.value}" for d in value)
+        return ", ".join(
+            f"{_ACCESS.get(d.access_method, d.access_method.dotted_string)}: {d.access_location.value}"
+            for d in value
+        )
     if isinstance(value, (x509.SubjectKeyIdentifier,)):
         return value.digest.hex(":")
     if isinstance(value, x509.AuthorityKeyIdentifier):
@@ -91,7 +112,7 @@ def decode(der: bytes) -> Decoded:
         if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
             names = _san(ext.value)
         else:
-            label = ext.oid._name if ext.oid._name != "Unknown OID" else ext.oid.dotted_string
+            label = _EXTENSIONS.get(ext.oid, ext.oid.dotted_string)
             extensions.append((label + (" (critical)" if ext.critical else ""), _extension_text(ext)))
     return Decoded(
         common_name=str(cns[0].value) if cns else "",
@@ -100,7 +121,9 @@ def decode(der: bytes) -> Decoded:
         not_before=cert.not_valid_before_utc.timestamp(),
         not_after=cert.not_valid_after_utc.timestamp(),
         public_key=_key(cert),
-        signature_algorithm=cert.signature_algorithm_oid._name,
+        signature_algorithm=_SIGNATURES.get(
+            cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string
+        ),
         sha256=hashlib.sha256(der).hexdigest(),
         pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
         names=names,

@@ -21,7 +21,7 @@ def days_left(epoch: float | None, now: float | None = None) -> int | None:
     """Whole days until ``epoch`` (negative once past), or None when unknown."""
     if not isinstance(epoch, (int, float)):
         return None
-    return int((float(epoch) - (now or time.time())) // 86400)
+    return int((float(epoch) - (time.time() if now is None else now)) // 86400)
 
 
 def near(epoch: float | None) -> bool:
