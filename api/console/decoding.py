@@ -112,7 +112,7 @@ def decode(der: bytes) -> Decoded:
         if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
             names = _san(ext.value)
         else:
-            label = _EXTENSIONS.get(ext.oid, ext.oid.dotted_string)
+            label = _EXTENSIONS.get(ext.oid, ext.oid.dotted_string).replace("_", " ").capitalize()
             extensions.append((label + (" (critical)" if ext.critical else ""), _extension_text(ext)))
     return Decoded(
         common_name=str(cns[0].value) if cns else "",

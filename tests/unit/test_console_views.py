@@ -54,8 +54,8 @@ def test_a_certificate_is_decoded_with_readable_names():
     assert decoded.signature_algorithm == "ECDSA_WITH_SHA256"
     assert len(decoded.names) == 200 and decoded.names[0] == "DNS: n0.example.com"
     extensions = dict(decoded.extensions)
-    assert extensions["EXTENDED_KEY_USAGE"] == "SERVER_AUTH"
-    assert extensions["AUTHORITY_INFORMATION_ACCESS"] == "OCSP: http://o.test/ocsp"
+    assert extensions["Extended key usage"] == "SERVER_AUTH"
+    assert extensions["Authority information access"] == "OCSP: http://o.test/ocsp"
     assert decoded.pem.startswith("-----BEGIN CERTIFICATE-----")
     assert brief(der) == ("svc.example.com", decoded.not_after) and brief(None) == ("", None)
 
