@@ -46,7 +46,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     accounts = {settings.account_id, *(c.account for c in authenticator.credentials.values())}
     app.register_blueprint(metrics.blueprint(settings, store, accounts))
     if settings.console:
-        app.register_blueprint(console_blueprint(settings, store, authorities, authenticator.credentials))
+        app.register_blueprint(
+            console_blueprint(settings, store, authorities, authenticator.credentials, throttle)
+        )
 
     # POST / (the API itself) is served ahead of Flask: see api/wire.py for why.
     calls = ApiCalls(

@@ -19,6 +19,7 @@ from pcaq.ca.authorities import Authorities
 from pcaq.errors import InProgress, NotFound, PcaqError
 from pcaq.platform.credentials import Credentials, is_loopback
 from pcaq.platform.settings import Settings
+from pcaq.platform.throttle import Throttle
 from pcaq.records import STORE_DOWN, Store
 
 log = logging.getLogger("pcaq.console")
@@ -45,10 +46,11 @@ class Services:
     store: Store
     authorities: Authorities
     access: Access
+    throttle: Throttle  # PCAQ_RATE_LIMITS apply to the calls the console makes, as to the API's
 
 
 def console_blueprint(
-    settings: Settings, store: Store, authorities: Authorities, credentials: Credentials
+    settings: Settings, store: Store, authorities: Authorities, credentials: Credentials, throttle: Throttle
 ) -> Blueprint:
     """The blueprint serving ``/console/``."""
     from pcaq.api.console import display, pages_cas, pages_certificates, pages_issuance, sign_in
@@ -61,7 +63,7 @@ def console_blueprint(
         static_folder="static",
         static_url_path="/static",
     )
-    services = Services(settings, store, authorities, Access(settings, store, credentials))
+    services = Services(settings, store, authorities, Access(settings, store, credentials), throttle)
 
     @bp.before_request
     def who() -> Response | None:

@@ -198,6 +198,7 @@ def register(bp: Blueprint, services: Services) -> None:
         if reason not in REASONS:
             raise InvalidRequest(f"Choose a revocation reason: one of {', '.join(REASONS)}.")
         caller = g.visitor.caller
+        services.throttle.check(caller.access_key, "RevokeCertificate")
         params = {"CertificateAuthorityArn": arn, "CertificateSerial": serial, "RevocationReason": reason}
         # RevokeCertificate as the API runs it, audited as that call (who: the signed-in access key)
         call = ApiCall("RevokeCertificate", caller, new_request_id(), params)

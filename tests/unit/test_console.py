@@ -154,3 +154,54 @@ def test_a_ca_without_a_certificate_yet_is_listed_and_shown(redis_url):
     page = client.get(f"/console/cas/{ca_id}")
     assert page.status_code == 200 and b"No certificate yet" in page.data
     assert client.get(f"/console/cas/{ca_id}/certificates?status=pending").status_code == 200
+
+
+@pytest.fixture
+def flow_with_limits(redis_base_url, tmp_path):
+    """The in-process revocation flow (tests/revocation_flow.py) with RevokeCertificate limited to one
+    call, then one per 1000 s, per caller."""
+    import os
+
+    from pcaq.ca.authorities import Authorities
+    from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
+    from pcaq.records import Store
+    from pcaq.worker.services import Services
+    from tests.revocation_flow import Flow, RecordingQueue
+
+    with private_redis_db(redis_base_url) as url:
+        settings = load(
+            {"REDIS_URL": url, "PCAQ_RATE_LIMITS": "RevokeCertificate=0.001/1", "PCAQ_AUDIT_DIR": str(tmp_path)}
+        )
+        store = Store(redis.Redis.from_url(url), settings)
+        kek = os.urandom(32)
+        verify_master_key(store, kek)
+        queue = RecordingQueue()
+        authorities = Authorities(store, queue, settings)
+        svc = Services(settings, store, queue, EncryptedRedisVault(store, kek), authorities)
+        yield Flow(svc, create_app(settings).test_client())
+
+
+def test_revoking_in_the_console_is_revoke_certificate_audited_and_throttled_as_the_api(flow_with_limits):
+    from pcaq.ca.audit_trail import AuditTrail
+    from tests.revocation_flow import issue_leaf, make_root
+
+    flow = flow_with_limits
+    arn, _ = make_root(flow)
+    ca_id = arn.rsplit("/", 1)[1]
+    serials = [issue_leaf(flow, arn)[1] for _ in range(2)]
+    client = flow.client
+
+    def revoke(serial: str):
+        form = client.get(f"/console/cas/{ca_id}/certificates/{serial}/revoke").data
+        csrf = re.search(rb'id="revoke-form".*?name="csrf" value="([^"]+)"', form, re.S).group(1).decode()
+        return client.post(
+            f"/console/cas/{ca_id}/certificates/{serial}/revoke", data={"csrf": csrf, "reason": "SUPERSEDED"}
+        )
+
+    assert revoke(serials[0]).status_code == 303
+    entry = AuditTrail(flow.svc.store).entries(arn)[-1]
+    assert entry.event == "RevokeCertificate" and entry.details["CertificateSerial"] == serials[0]
+    assert entry.details["RevocationReason"] == "SUPERSEDED" and len(entry.request_id) == 36
+    throttled = revoke(serials[1])  # the bucket of one is empty
+    assert throttled.status_code == 400 and "Rate exceeded" in _error(throttled)
+    assert flow.svc.store.certificate_rows(ca_id, [serials[1]])[0].revoked_at is None
