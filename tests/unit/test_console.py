@@ -170,7 +170,11 @@ def flow_with_limits(redis_base_url, tmp_path):
 
     with private_redis_db(redis_base_url) as url:
         settings = load(
-            {"REDIS_URL": url, "PCAQ_RATE_LIMITS": "RevokeCertificate=0.001/1", "PCAQ_AUDIT_DIR": str(tmp_path)}
+            {
+                "REDIS_URL": url,
+                "PCAQ_RATE_LIMITS": "RevokeCertificate=0.001/1",
+                "PCAQ_AUDIT_DIR": str(tmp_path),
+            }
         )
         store = Store(redis.Redis.from_url(url), settings)
         kek = os.urandom(32)
