@@ -71,6 +71,10 @@ def console_blueprint(
         if services.access.open_mode and not is_loopback(request.remote_addr or ""):
             # pcaq up listens on loopback only in this mode; behind anything else, stay closed
             return _refusal(403, "Open development mode serves this console to this machine only.")
+        if request.method == "POST" and request.headers.get("Sec-Fetch-Site") == "cross-site":
+            # browsers say where a form came from: another site's form is refused before anything,
+            # the sign-in form included (no signing a visitor into someone else's session)
+            return _refusal(403, "This form did not come from this console.")
         if request.endpoint in _OPEN_PAGES:
             return None
         g.visitor = services.access.visitor(request)

@@ -47,6 +47,12 @@ def test_sign_in_checks_the_secret_and_sets_a_strict_http_only_expiring_cookie(r
     assert client.get("/console/").headers["Location"].startswith("/console/sign-in")
     wrong = client.post("/console/sign-in", data={"access_key": "AKIDONE", "secret": "second-secret"})
     assert wrong.status_code == 401 and "do not match" in _error(wrong)
+    forged = client.post(
+        "/console/sign-in",
+        data={"access_key": "AKIDONE", "secret": "first-secret"},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert forged.status_code == 403 and "Set-Cookie" not in forged.headers
     unknown = client.post("/console/sign-in", data={"access_key": "NOPE", "secret": "first-secret"})
     assert unknown.status_code == 401
     right = client.post(
