@@ -11,7 +11,8 @@ Written by the scripts that change a request (shared/records/scripts.py), in the
 
 Every page is read by position: a cursor names the last member shown, its rank is found in O(log n)
 and the page read from there, so a CA with a million certificates answers as fast as one with ten.
-Requests recorded before these indexes existed are not in them.
+Requests finished before these indexes existed are added by ``pcaq console-index``
+(shared/ca/backfill.py).
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ class CertificateRow:
 
 
 _STATUS = {b"P": "PENDING", b"I": "ISSUED", b"F": "FAILED"}
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished request to put into the indexes (the backfill of requests recorded before them)."""
+
+    serial: str
+    issued: bool
+    finished_at: float
+    not_after: float | None = None
+    names: tuple[str, ...] = ()
 
 
 class CertificateIndexRecords:
@@ -186,3 +198,36 @@ class CertificateIndexRecords:
                 )
             )
         return rows
+
+    def scan_finished(
+        self, ca_id: str, cursor: int = 0, count: int = 1000
+    ) -> tuple[int, list[tuple[str, bool, bytes | None, float]]]:
+        """One SCAN step over a CA's request records: the next cursor (0 at the end) and the finished
+        ones found, as (serial, issued, certificate DER or None, finish time)."""
+        cursor, found = self.r.scan(cursor, match=keys.certificate_pattern(ca_id), count=count)
+        pipe = self.r.pipeline(transaction=False)
+        for key in found:
+            pipe.hmget(key, "s", "c", "d", "t")
+        out = []
+        for key, (s, c, d, t) in zip(found, pipe.execute(), strict=True):
+            if s in (b"I", b"F"):
+                serial = key.decode().rpartition(":")[2]
+                out.append((serial, s == b"I", c, float(d or t or 0)))
+        return int(cursor), out
+
+    def add_finished(self, ca_id: str, entries: Iterable[Finished]) -> None:
+        """Put finished requests into the CA's indexes as the commit would have (idempotent). Pending
+        requests are left to their commit: a backfill that listed one could list it after it ended."""
+        pipe = self.r.pipeline(transaction=False)
+        for entry in entries:
+            if not entry.issued:
+                pipe.zadd(keys.certificate_index(ca_id, "failed"), {entry.serial: entry.finished_at})
+                continue
+            pipe.zadd(keys.certificate_index(ca_id, "issued"), {entry.serial: entry.finished_at})
+            if entry.not_after is not None:
+                pipe.zadd(keys.certificate_index(ca_id, "expiry"), {entry.serial: entry.not_after})
+            if entry.names:
+                pipe.zadd(
+                    keys.certificate_index(ca_id, "names"), {f"{n}\0{entry.serial}": 0 for n in entry.names}
+                )
+        pipe.execute()

@@ -157,6 +157,11 @@ def certificate_index(ca_id: str, kind: str) -> str:
     return f"{INDEX_PREFIX}{ca_id}:{kind}"
 
 
+def certificate_pattern(ca_id: str) -> str:
+    """SCAN's pattern for every certificate request of one CA (CA ids are UUIDs: no glob characters)."""
+    return f"{CERT_PREFIX}{ca_id}:*"
+
+
 def series(minute: int) -> str:
     """The hash of one minute's issuance figures (shared/records/series.py)."""
     return f"{SERIES_PREFIX}{minute}"

@@ -131,3 +131,57 @@ def test_the_minute_series_counts_each_commit_and_samples_the_backlog(store):
     assert sum(minute.latency_buckets.values()) == 3
     assert 0 < store.r.ttl(keys.series(int(store.clock.now) // 60)) <= 3900
     assert store.series(2)[0].issued == {}  # the minute before: nothing
+
+
+def _real_der(cn: str, days: int) -> bytes:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    start = datetime.datetime.fromtimestamp(T0, datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"alt.{cn}")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_pcaq_console_index_lists_requests_recorded_before_the_indexes(store, capsys):
+    from pcaq.cli.main import main
+
+    for serial in ("b1", "b2", "b3"):
+        assert store.submit_certificate(CA, ACCOUNT, serial, b"req", None)
+    claimed = dict(store.claim_ready("w", 10))
+    store.commit(
+        "w",
+        [
+            (member_of(CA, "b1"), True, _real_der("Old.Example", 3)),
+            (member_of(CA, "b2"), False, b"refused"),
+        ],
+    )
+    assert len(claimed) == 3  # b3 stays pending: the backfill leaves it to its commit
+    for kind in keys.INDEX_KINDS:  # as a pcaq from before the console left them: nothing
+        store.r.delete(keys.certificate_index(CA, kind))
+    redis_url = store.settings.effective_redis_url
+    arn = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/{CA}"
+    for _ in range(2):  # a second run changes nothing
+        assert main(["console-index", "--redis-url", redis_url, "--ca", arn]) == 0
+        assert "2 certificate requests indexed" in capsys.readouterr().out
+        counts = store.index_counts([CA])[CA]
+        assert (counts.issued, counts.failed, counts.pending) == (1, 1, 0)
+    assert store.names_page(CA, "alt.old", 10) == [("alt.old.example", "b1")]
+    assert store.names_page(CA, "old.example", 10) == [("old.example", "b1")]
+    assert store.index_page(CA, "expiry", 10) == [("b1", T0 + 3 * 86400)]
+    assert main(["console-index", "--redis-url", redis_url, "--ca", "not-an-arn"]) == 2
