@@ -150,6 +150,7 @@ def register(bp: Blueprint, services: Services) -> None:
             name=common_name(ca),
             rows=rows,
             next_cursor=nxt,
+            paged=bool(request.args.get("after")),
             query=query,
             status=status,
             days=days,

@@ -10,8 +10,12 @@ import pytest
 import redis
 
 from pcaq.api.app import create_app
+from pcaq.api.console.pages_certificates import PAGE_SIZE
+from pcaq.ca.audit_trail import AuditTrail
 from pcaq.platform.settings import load
 from pcaq.records import keys
+from pcaq.worker.tasks import drain_outbox
+from tests.revocation_flow import issue_leaf, make_root
 from tests.support import private_redis_db
 
 CREDENTIALS = "AKIDONE:first-secret:111111111111,AKIDTWO:second-secret:222222222222"
@@ -192,9 +196,6 @@ def flow_with_limits(redis_base_url, tmp_path):
 
 
 def test_revoking_in_the_console_is_revoke_certificate_audited_and_throttled_as_the_api(flow_with_limits):
-    from pcaq.ca.audit_trail import AuditTrail
-    from tests.revocation_flow import issue_leaf, make_root
-
     flow = flow_with_limits
     arn, _ = make_root(flow)
     ca_id = arn.rsplit("/", 1)[1]
@@ -215,3 +216,20 @@ def test_revoking_in_the_console_is_revoke_certificate_audited_and_throttled_as_
     throttled = revoke(serials[1])  # the bucket of one is empty
     assert throttled.status_code == 400 and "Rate exceeded" in _error(throttled)
     assert flow.svc.store.certificate_rows(ca_id, [serials[1]])[0].revoked_at is None
+
+
+def test_a_long_list_pages_forward_from_a_cursor(flow_with_limits):
+    flow = flow_with_limits
+    arn, _ = make_root(flow)
+    ca_id = arn.rsplit("/", 1)[1]
+    for _ in range(PAGE_SIZE + 1):  # with the root's own: PAGE_SIZE + 2 issued
+        issue_leaf(flow, arn, signed=False)
+    drain_outbox(flow.svc)
+    first = flow.client.get(f"/console/cas/{ca_id}/certificates").data.decode()
+    serials = re.findall(r'<td class="serial"><a [^>]*>([0-9a-f]+)</a>', first)
+    assert len(serials) == PAGE_SIZE and 'id="first-page"' not in first
+    following = re.search(r'id="next-page" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = flow.client.get(following).data.decode()
+    more = re.findall(r'<td class="serial"><a [^>]*>([0-9a-f]+)</a>', second)
+    assert len(more) == 2 and not set(more) & set(serials)
+    assert 'id="first-page"' in second and 'id="next-page"' not in second
