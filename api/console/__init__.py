@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from pcaq.api.console.access import Access, Visitor, csrf_ok
 from pcaq.ca.authorities import Authorities
-from pcaq.errors import InProgress, NotFound, PcaqError
+from pcaq.errors import InProgress, NotFound, PcaqError, Throttled
 from pcaq.platform.credentials import Credentials, is_loopback
 from pcaq.platform.settings import Settings
 from pcaq.platform.throttle import Throttle
@@ -110,7 +110,7 @@ def console_blueprint(
 
     @bp.errorhandler(PcaqError)
     def domain_error(exc: PcaqError) -> tuple[str, int]:
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, InProgress) else 400
+        status = _STATUS_OF.get(type(exc), 400)
         return render_template("error.html", message=exc.message, status=status), status
 
     @bp.app_errorhandler(404)
@@ -142,6 +142,7 @@ def console_blueprint(
     return bp
 
 
+_STATUS_OF: dict[type, int] = {NotFound: 404, InProgress: 409, Throttled: 429}
 _HTTP_MESSAGES = {
     400: "The request was not understood.",
     404: "There is no such page.",

@@ -18,14 +18,19 @@ from dataclasses import dataclass
 
 from flask import Request, Response
 
+from pcaq.errors import Throttled
 from pcaq.platform.credentials import Credentials
 from pcaq.platform.identity import Caller
 from pcaq.platform.settings import Settings
+from pcaq.platform.throttle import Rate
 from pcaq.records import Store
 
 log = logging.getLogger("pcaq.console")
 
 COOKIE = "pcaq_console"
+# Sign-in attempts per access key: 20 at once, then one every 6 s (a guesser of secrets gets 600 an hour)
+SIGN_IN_RATE = Rate(per_second=1 / 6, burst=20)
+_SIGN_IN = "ConsoleSignIn"  # the throttle's operation name for them (not an API operation)
 OPEN_ACCESS_KEY = ""  # the access key of open development mode's sessions: none
 
 
@@ -90,6 +95,9 @@ class Access:
     def sign_in(self, access_key: str, secret: str) -> str | None:
         """A new session's cookie value when the secret is the access key's (checked in constant
         time, as the API checks signatures), else None."""
+        if not self.store.take_token(access_key[:128], _SIGN_IN, SIGN_IN_RATE):
+            log.warning("console sign-in for access key %s throttled", access_key[:128])
+            raise Throttled("Too many sign-in attempts for this access key; wait a minute and try again.")
         credential = self.credentials.check_secret(access_key[:128], secret[:1024])
         if credential is None:
             log.info("console sign-in refused for access key %s", access_key[:128])

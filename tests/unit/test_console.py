@@ -74,6 +74,21 @@ def test_sign_in_checks_the_secret_and_sets_a_strict_http_only_expiring_cookie(r
     assert 0 < redis.Redis.from_url(redis_url).ttl(stored[0]) <= 600
 
 
+def test_sign_in_attempts_are_limited_per_access_key(redis_url):
+    from pcaq.api.console.access import SIGN_IN_RATE
+
+    client = _client(redis_url, PCAQ_CREDENTIALS=CREDENTIALS)
+    for _ in range(SIGN_IN_RATE.burst):
+        assert (
+            client.post("/console/sign-in", data={"access_key": "AKIDONE", "secret": "guess"}).status_code
+            == 401
+        )
+    limited = client.post("/console/sign-in", data={"access_key": "AKIDONE", "secret": "first-secret"})
+    assert limited.status_code == 429 and "Too many sign-in attempts" in _error(limited)
+    other = client.post("/console/sign-in", data={"access_key": "AKIDTWO", "secret": "second-secret"})
+    assert other.status_code == 303  # another key is not held back
+
+
 def test_the_cookie_is_secure_over_tls(redis_url):
     client = _client(redis_url, PCAQ_CREDENTIALS=CREDENTIALS)
     answer = client.post(
@@ -214,7 +229,7 @@ def test_revoking_in_the_console_is_revoke_certificate_audited_and_throttled_as_
     assert entry.event == "RevokeCertificate" and entry.details["CertificateSerial"] == serials[0]
     assert entry.details["RevocationReason"] == "SUPERSEDED" and len(entry.request_id) == 36
     throttled = revoke(serials[1])  # the bucket of one is empty
-    assert throttled.status_code == 400 and "Rate exceeded" in _error(throttled)
+    assert throttled.status_code == 429 and "Rate exceeded" in _error(throttled)
     assert flow.svc.store.certificate_rows(ca_id, [serials[1]])[0].revoked_at is None
 
 
