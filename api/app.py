@@ -9,6 +9,7 @@ from flask import Flask, Response
 
 from pcaq.api import metrics, schemas
 from pcaq.api.auth import OPEN_MODE_WARNING, Authenticator
+from pcaq.api.console import console_blueprint
 from pcaq.api.dispatch import ApiCalls
 from pcaq.api.distribution import distribution_blueprint
 from pcaq.api.token_check import TokenCheck
@@ -45,6 +46,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(distribution_blueprint(settings, store, queue, authenticator.credentials))
     accounts = {settings.account_id, *(c.account for c in authenticator.credentials.values())}
     app.register_blueprint(metrics.blueprint(settings, store, accounts))
+    if settings.console:
+        app.register_blueprint(
+            console_blueprint(settings, store, authorities, authenticator.credentials, throttle)
+        )
 
     # POST / (the API itself) is served ahead of Flask: see api/wire.py for why.
     calls = ApiCalls(

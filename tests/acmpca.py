@@ -42,9 +42,11 @@ def run_readme_example(endpoint_url: str, cwd: Path) -> subprocess.CompletedProc
     )
 
 
-def pca_client(endpoint_url: str, region: str = "us-east-1", secret: str = "secret"):
-    """A boto3 acm-pca client of a test stack: key AKIDEXAMPLE, one attempt per call (no retries hide
-    an error)."""
+def pca_client(
+    endpoint_url: str, region: str = "us-east-1", secret: str = "secret", access_key: str = "AKIDEXAMPLE"
+):
+    """A boto3 acm-pca client of a test stack: key AKIDEXAMPLE unless told, one attempt per call (no
+    retries hide an error)."""
     import boto3
     from botocore.config import Config
 
@@ -52,7 +54,7 @@ def pca_client(endpoint_url: str, region: str = "us-east-1", secret: str = "secr
         "acm-pca",
         endpoint_url=endpoint_url,
         region_name=region,
-        aws_access_key_id="AKIDEXAMPLE",
+        aws_access_key_id=access_key,
         aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1, "mode": "standard"}),
     )

@@ -30,6 +30,7 @@ def _background_loop() -> None:
     while not _stop.is_set():
         try:
             svc.store.heartbeat(name)
+            svc.store.sample_backlog()  # the console's "requests pending" chart (one script call)
             now = svc.clock()
             if now - last_sweep >= settings.sweep_interval:
                 last_sweep = now

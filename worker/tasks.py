@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives import serialization
 
@@ -30,6 +31,7 @@ from pcaq.ca.key_store import describe_storage
 from pcaq.ca.pkcs11_token import TokenUnavailable
 from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
+from pcaq.pki.names import searchable_names
 from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK
 from pcaq.records import Claimed, Result, split_member
 from pcaq.records.pending import PendingRequest
@@ -150,8 +152,16 @@ class _Issuers:
         return urls
 
 
-def _sign(svc: Services, issuers: _Issuers, member: str, req: PendingRequest) -> bytes:
-    """The DER certificate for one decoded request; raises PcaqError when its content is refused."""
+class _Signed(NamedTuple):
+    """A signed certificate with what the commit indexes it by."""
+
+    der: bytes
+    names: tuple[str, ...]
+    not_after: float
+
+
+def _sign(svc: Services, issuers: _Issuers, member: str, req: PendingRequest) -> _Signed:
+    """The certificate for one decoded request; raises PcaqError when its content is refused."""
     ca_id, serial_hex = split_member(member)
     issuer, ca = issuers.get(ca_id, req.template in ROOT_TEMPLATES)
     crl_url, ocsp_url = issuers.revocation_urls(ca)
@@ -166,7 +176,13 @@ def _sign(svc: Services, issuers: _Issuers, member: str, req: PendingRequest) ->
         crl_url=crl_url,
         ocsp_url=ocsp_url,
     )
-    return certificates.build_certificate(request, issuer).public_bytes(serialization.Encoding.DER)
+    cert = certificates.build_certificate(request, issuer)
+    # The console's indexes want the names and the end of validity: read here, from the object at hand
+    return _Signed(
+        cert.public_bytes(serialization.Encoding.DER),
+        searchable_names(cert),
+        cert.not_valid_after_utc.timestamp(),
+    )
 
 
 def _batch(svc: Services, claim: Sent[Claimed]) -> tuple[Claimed, dict[str, Authority | None]]:
@@ -206,6 +222,7 @@ def _sign_all(
     the CAs read since then; ``between``: called after each signature, see worker/urgent.py)."""
     issuers = _Issuers(svc, cas)
     outcomes: list[tuple[str, bool, bytes]] = []
+    indexed: dict[str, _Signed] = {}
     report = BatchReport()
     for member, raw in claimed:
         if between is not None and outcomes:
@@ -213,7 +230,8 @@ def _sign_all(
         try:
             req = PendingRequest.decode(raw)  # UnreadableRequest: FAILED, like a refused CSR
             report.request(member, req)
-            outcomes.append((member, True, _sign(svc, issuers, member, req)))
+            signed = indexed[member] = _sign(svc, issuers, member, req)
+            outcomes.append((member, True, signed.der))
         except PcaqError as exc:
             outcomes.append((member, False, exc.message.encode()))
             report.failed(member, exc)
@@ -240,7 +258,9 @@ def _sign_all(
                 ca.arn, serial_hex, issued, payload, report.request_id(member), now
             )
         )
-        results.append(Result(member, issued, payload, report.reason(member), audit))
+        signed = indexed.get(member) if issued else None
+        names, not_after = (signed.names, signed.not_after) if signed else ((), None)
+        results.append(Result(member, issued, payload, report.reason(member), audit, names, not_after))
     return results, report
 
 

@@ -11,8 +11,11 @@ the entry's position only.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import re
+import secrets
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +27,9 @@ from pcaq.platform.settings import Settings
 _ACCESS_KEY = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
 _ACCOUNT = re.compile(r"[0-9]{12}")
 _FORMAT = "ACCESS_KEY:SECRET[:ACCOUNT_ID]"
+# Compared against when an unknown access key signs in, so that the answer takes as long as for a
+# known one; random per process, so no secret typed in can ever match it.
+_UNKNOWN_KEY_SECRET = secrets.token_hex(32)
 
 
 OPEN_MODE_WARNING = (
@@ -72,6 +78,18 @@ class Credentials(Mapping[str, Credential]):
     def open_mode(self) -> bool:
         """True when no credentials are configured: requests are not authenticated."""
         return not self._by_key
+
+    def check_secret(self, access_key: str, secret: str) -> Credential | None:
+        """The credential if ``secret`` is this access key's, else None (the console's sign-in).
+
+        The comparison takes the same time whether the key is unknown or the secret wrong, and does
+        not depend on where the two secrets differ."""
+        credential = self._by_key.get(access_key)
+        expected = credential.secret if credential is not None else _UNKNOWN_KEY_SECRET
+        matches = hmac.compare_digest(
+            hashlib.sha256(expected.encode()).digest(), hashlib.sha256(secret.encode()).digest()
+        )
+        return credential if matches and credential is not None else None
 
 
 def parse_credentials(text: str, default_account: str, source: str = "PCAQ_CREDENTIALS") -> Credentials:

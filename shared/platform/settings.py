@@ -18,6 +18,13 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"pcaq: {name} must be a whole number, got {raw!r}") from exc
 
 
+def _bounded(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name, default)
+    if not low <= value <= high:
+        raise SystemExit(f"pcaq: {name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     raw = (env.get(name) or default).strip().lower()
     if raw not in choices:
@@ -91,6 +98,9 @@ class Settings:
     # Software keys for CAs when a token is configured (ML-DSA, which tokens lack): refused unless true.
     # Without a token every key is a software key, whatever this says.
     allow_software_keys: bool = False
+    # The operator's console (api/console/, docs/security.md#the-console).
+    console: bool = True  # PCAQ_CONSOLE: serve GET /console/ on the API's port
+    console_session_seconds: int = 28800  # a console session ends this long after sign-in
 
     @property
     def token_configured(self) -> bool:
@@ -150,6 +160,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         audit_dir=_path(env, "PCAQ_AUDIT_DIR"),
         # CA keys in a hardware security module, PKCS#11 (docs/hsm.md).
         **_pkcs11(env),
+        # The operator's console.
+        console=_choice(env, "PCAQ_CONSOLE", ("on", "off"), "on") == "on",
+        console_session_seconds=_bounded(env, "PCAQ_CONSOLE_SESSION_SECONDS", 28800, 60, 7 * 86400),
     )
 
 

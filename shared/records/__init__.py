@@ -17,6 +17,8 @@ from pcaq.platform.settings import Settings
 from pcaq.records import scripts
 from pcaq.records.audit_trail import AuditRecords
 from pcaq.records.authorities import AuthorityRecords
+from pcaq.records.certificate_index import CertificateIndexRecords
+from pcaq.records.console_sessions import ConsoleSessionRecords
 from pcaq.records.fleet import FleetRecords
 from pcaq.records.held import HeldConnection
 from pcaq.records.key_blocklist import BlocklistRecords
@@ -33,6 +35,7 @@ from pcaq.records.requests import (
     split_member,
 )
 from pcaq.records.revocations import RevocationRecords
+from pcaq.records.series import SeriesRecords
 from pcaq.records.throttle import ThrottleRecords
 
 __all__ = [
@@ -61,6 +64,9 @@ class Store(
     ReportRecords,
     PermissionRecords,
     MetricsRecords,
+    CertificateIndexRecords,
+    SeriesRecords,
+    ConsoleSessionRecords,
 ):
     """All of pcaq's state in Redis. ``clock`` is injectable so tests can move time without sleeping."""
 

@@ -141,3 +141,32 @@ def policy(ca_id: str) -> str:
 METRICS_LATENCY = f"{PREFIX}metrics:latency"  # ARN -> ISSUED seconds: bucket number -> count; count, sum
 METRICS_OUTCOMES = f"{PREFIX}metrics:outcomes"  # issued, failed:<reason class>, error:unexpected -> count
 CELERY_QUEUE = "pcaq"  # Celery's task_default_queue list (platform/queue.py): messages not yet taken
+
+
+# -- the console (api/console/): per-CA certificate indexes, issuance time series, sessions ---------
+
+# + "<CA id>:<kind>": sorted sets of one CA's certificates (shared/records/certificate_index.py); the
+# submit, claim and commit scripts append the id and the kind.
+INDEX_PREFIX = f"{PREFIX}idx:"
+SERIES_PREFIX = f"{PREFIX}series:"  # + minute (epoch seconds // 60): the issuance figures of that minute
+INDEX_KINDS = ("pending", "issued", "failed", "expiry", "names")
+
+
+def certificate_index(ca_id: str, kind: str) -> str:
+    """One CA's index of ``kind`` (see ``INDEX_KINDS``; revoked serials are in :func:`revoked`)."""
+    return f"{INDEX_PREFIX}{ca_id}:{kind}"
+
+
+def certificate_pattern(ca_id: str) -> str:
+    """SCAN's pattern for every certificate request of one CA (CA ids are UUIDs: no glob characters)."""
+    return f"{CERT_PREFIX}{ca_id}:*"
+
+
+def series(minute: int) -> str:
+    """The hash of one minute's issuance figures (shared/records/series.py)."""
+    return f"{SERIES_PREFIX}{minute}"
+
+
+def console_session(digest: str) -> str:
+    """A console session, by the SHA-256 of its cookie (the cookie itself is never stored)."""
+    return f"{PREFIX}console-session:{digest}"

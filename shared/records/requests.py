@@ -47,6 +47,10 @@ class Result(NamedTuple):
     payload: bytes  # the certificate (DER) or the failure message
     reason: str = ""  # the failure's reason class, counted by GET /metrics ('' when issued)
     audit: Mapping[str, str] | None = None  # the audit entry's fields, appended only if the result takes
+    # For the console's per-CA indexes (shared/records/certificate_index.py), when issued: the lower-cased
+    # common names and subject alternative names, and the certificate's Not After (epoch seconds).
+    names: tuple[str, ...] = ()
+    not_after: float | None = None
 
 
 class Claimed(list):
@@ -199,6 +203,7 @@ class RequestRecords:
                 gate,
                 stream,
                 keys.DRAINING,
+                keys.certificate_index(ca_id, "pending"),
             ],
             args=[
                 serial_hex,
@@ -260,6 +265,8 @@ class RequestRecords:
                 keys.DRAINING,
                 keys.DRAIN_HELPER,
                 keys.URGENT,
+                keys.INDEX_PREFIX,
+                keys.SERIES_PREFIX,
             ],
             [*lease, self.settings.audit_stream_maxlen, *extra],
         )
@@ -301,8 +308,21 @@ class RequestRecords:
         args: list = [owner, f"{self.clock():.3f}", self.settings.audit_stream_maxlen, unexpected_errors]
         extend = args.extend
         for item in results:
-            member, issued, payload, reason, audit = item if len(item) == 5 else Result(*item)
-            extend((member, "I" if issued else "F", payload, reason, 2 * len(audit) if audit else 0))
+            member, issued, payload, reason, audit, names, not_after = (
+                item if len(item) == 7 else Result(*item)
+            )
+            extend(
+                (
+                    member,
+                    "I" if issued else "F",
+                    payload,
+                    reason,
+                    "" if not_after is None else f"{not_after:.0f}",
+                    len(names),
+                    2 * len(audit) if audit else 0,
+                )
+            )
+            extend(names)
             if audit:
                 for pair in audit.items():
                     extend(pair)
@@ -313,6 +333,8 @@ class RequestRecords:
                 keys.AUDIT_PREFIX,
                 keys.METRICS_LATENCY,
                 keys.METRICS_OUTCOMES,
+                keys.INDEX_PREFIX,
+                keys.SERIES_PREFIX,
             ],
             args,
         )

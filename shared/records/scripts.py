@@ -11,12 +11,13 @@ describe, so a crash (of a worker or of Redis) can never keep one without the ot
 from pcaq.records import pending
 from pcaq.records.audit_trail import CERTIFICATE_FAILED, WORKER
 from pcaq.records.metrics import ABANDONED, LATENCY_BUCKETS
+from pcaq.records.series import SERIES_TTL
 
 # Submit: CA gate check, idempotency claim, PENDING record, outbox entry and drain kick in one step.
 # The submitter asks for a drain (kicked) only when no drain is taking work (the draining mark, kept
 # alive by the claims of a running drain) and none was asked for within the kick window.
 # KEYS: record, outbox, idempotency key or '', drain kick, CA gate or '' (no check), audit stream or '',
-#       draining mark
+#       draining mark, the CA's pending index (the console's backlog per CA: one ZADD, O(log n))
 # ARGV: serial, request, now, idempotency TTL, member, kick ms, expected CA version, audit MAXLEN,
 #       then the audit entry's field/value pairs (appended with the record, in the same step)
 # Returns {1, serial, kicked} new; {0, serial} idempotent repeat; {-1} serial taken; {-2} CA changed.
@@ -29,6 +30,7 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, ''} end
 redis.call('HSET', KEYS[1], 's', 'P', 'r', ARGV[2], 't', ARGV[3], 'a', '0')
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4]) end
 if KEYS[6] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', unpack(ARGV, 9)) end
 local kicked = 0
@@ -46,6 +48,7 @@ _WORDS = {
     "BOUNDS": ", ".join(repr(float(b)) for b in LATENCY_BUCKETS),
     "REQUEST_ID": pending.REQUEST_ID_KEY,
     "NO_REQUEST_ID": pending.NO_REQUEST_ID,
+    "SERIES_TTL": SERIES_TTL,
 }
 
 # Give up a request whose leases all ended without a commit (its worker kept dying): FAILED, counted
@@ -66,6 +69,11 @@ local function abandon(key, member, max_attempts)
   redis.call('ZREM', KEYS[1], member)
   redis.call('HINCRBY', KEYS[5], 'failed:{ABANDONED}', 1)
   local ca_id, serial = string.match(member, '^(.*):([^:]*)$')
+  redis.call('ZREM', KEYS[9] .. ca_id .. ':pending', serial)
+  redis.call('ZADD', KEYS[9] .. ca_id .. ':failed', ARGV[2], serial)
+  local minute = KEYS[10] .. math.floor(tonumber(ARGV[2]) / 60)
+  redis.call('HINCRBY', minute, 'f:{ABANDONED}', 1)
+  redis.call('EXPIRE', minute, {SERIES_TTL})
   local ok, ca = pcall(cjson.decode, redis.call('GET', KEYS[3] .. ca_id) or '')
   if ok and type(ca) == 'table' and type(ca.Arn) == 'string' then
     local account = string.match(ca.Arn, '^arn:[^:]*:[^:]*:[^:]*:([^:]*):') or '-'
@@ -96,7 +104,7 @@ end
 # answers 1, and the caller sends the message. It also takes up to ARGV[10] urgent jobs
 # (shared/urgent.py), which the drain serves before the batch.
 # KEYS: outbox, record prefix, CA document prefix, audit stream prefix, outcomes hash, draining mark,
-#       helper mark, urgent list.
+#       helper mark, urgent list, CA index prefix, series prefix.
 # ARGV: owner, now, lease, max attempts, audit MAXLEN, limit, draining ms, helper token ('': never
 #       ask), helper ms, urgent jobs to take.
 # Returns {leased, abandoned, helper, urgent}: (member, request) pairs now leased to the owner, (member,
@@ -170,11 +178,16 @@ return 0
 
 # Commit: write a result only on the PENDING -> ISSUED/FAILED transition, and only for the lease owner.
 # For each result that takes, in the same step: its audit entry (fields rendered by the caller, appended
-# to the CA's stream with approximate MAXLEN) and its count in the metrics (outcome, failure reason,
-# ARN -> ISSUED latency from the record's submit time). A result that does not take leaves no trace.
-# KEYS: outbox, record prefix, audit stream prefix, latency hash, outcomes hash.
+# to the CA's stream with approximate MAXLEN), its count in the metrics (outcome, failure reason,
+# ARN -> ISSUED latency from the record's submit time), and its place in the CA's console indexes
+# (out of pending; into issued, expiry and names, or failed). Once per commit, not per result, this
+# minute's series hash gets the issued count of this second, the failures by reason and the latency
+# buckets (kept SERIES_TTL seconds). A result that does not take leaves no trace.
+# KEYS: outbox, record prefix, audit stream prefix, latency hash, outcomes hash, CA index prefix,
+#       series prefix.
 # ARGV: owner, now, audit MAXLEN, unexpected signing errors, then per result: member, 'I'|'F', DER or
-#       reason, failure reason class ('' if issued), n, and n audit field/value strings (0: no entry).
+#       reason, failure reason class ('' if issued), not after (epoch s, '' unknown), m, n, then m
+#       lower-cased names (CN and SANs) and n audit field/value strings (0: no entry).
 # Returns how many results took.
 COMMIT = (
     _BULK
@@ -185,10 +198,13 @@ local done, issued, sum = 0, 0, 0
 local buckets, failed, finished = {{}}, {{}}, {{}}
 local i = 5
 while i <= #ARGV do
-  local member, n = ARGV[i], tonumber(ARGV[i + 4])
+  local member, m, n = ARGV[i], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
   local key = KEYS[2] .. member
   local state = redis.call('HMGET', key, 's', 'o', 't')
   if state[1] == 'P' and state[2] == owner then
+    local ca_id, serial = string.match(member, '^(.*):([^:]*)$')
+    local index = KEYS[6] .. ca_id .. ':'
+    redis.call('ZREM', index .. 'pending', serial)
     if ARGV[i + 1] == 'I' then
       redis.call('HSET', key, 's', 'I', 'c', ARGV[i + 2], 'd', now)
       local seconds = math.max(0, tonumber(now) - tonumber(state[3] or now))
@@ -199,8 +215,19 @@ while i <= #ARGV do
       buckets[b] = (buckets[b] or 0) + 1
       sum = sum + seconds
       issued = issued + 1
+      redis.call('ZADD', index .. 'issued', now, serial)
+      if ARGV[i + 4] ~= '' then redis.call('ZADD', index .. 'expiry', ARGV[i + 4], serial) end
+      if m > 0 then
+        local names = {{}}
+        for k = 1, m do
+          names[#names + 1] = 0
+          names[#names + 1] = ARGV[i + 6 + k] .. '\0' .. serial
+        end
+        bulk('ZADD', index .. 'names', names)
+      end
     else
       redis.call('HSET', key, 's', 'F', 'e', ARGV[i + 2], 'd', now)
+      redis.call('ZADD', index .. 'failed', now, serial)
       local reason = ARGV[i + 3]
       if reason == '' then reason = 'Other' end
       failed[reason] = (failed[reason] or 0) + 1
@@ -208,23 +235,34 @@ while i <= #ARGV do
     redis.call('HDEL', key, 'r', 'o', 'l')
     finished[#finished + 1] = member
     if n > 0 then
-      local ca_id = string.match(member, '^(.*):[^:]*$')
-      redis.call('XADD', KEYS[3] .. ca_id, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, i + 5, i + 4 + n))
+      redis.call('XADD', KEYS[3] .. ca_id, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, i + 7 + m, i + 6 + m + n))
     end
     done = done + 1
   end
-  i = i + 5 + n
+  i = i + 7 + m + n
 end
 bulk('ZREM', KEYS[1], finished)
 local errors = tonumber(ARGV[4])
 if errors > 0 then redis.call('HINCRBY', KEYS[5], 'error:unexpected', errors) end
 for b, c in pairs(buckets) do redis.call('HINCRBY', KEYS[4], b, c) end
-if issued > 0 then
-  redis.call('HINCRBY', KEYS[4], 'count', issued)
-  redis.call('HINCRBYFLOAT', KEYS[4], 'sum', string.format('%.6f', sum))
-  redis.call('HINCRBY', KEYS[5], 'issued', issued)
+if done > 0 then
+  local second = math.floor(tonumber(now))
+  local minute = KEYS[7] .. math.floor(second / 60)
+  if issued > 0 then
+    redis.call('HINCRBY', KEYS[4], 'count', issued)
+    redis.call('HINCRBYFLOAT', KEYS[4], 'sum', string.format('%.6f', sum))
+    redis.call('HINCRBY', KEYS[5], 'issued', issued)
+    redis.call('HINCRBY', minute, 'i:' .. (second % 60), issued)
+    redis.call('HINCRBY', minute, 'lc', issued)
+    redis.call('HINCRBYFLOAT', minute, 'ls', string.format('%.6f', sum))
+    for b, c in pairs(buckets) do redis.call('HINCRBY', minute, 'b:' .. b, c) end
+  end
+  for reason, c in pairs(failed) do
+    redis.call('HINCRBY', KEYS[5], 'failed:' .. reason, c)
+    redis.call('HINCRBY', minute, 'f:' .. reason, c)
+  end
+  redis.call('EXPIRE', minute, {SERIES_TTL})
 end
-for reason, c in pairs(failed) do redis.call('HINCRBY', KEYS[5], 'failed:' .. reason, c) end
 return done
 """.format(**_WORDS)
 )

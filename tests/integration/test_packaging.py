@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -83,6 +84,11 @@ def test_pcaq_up_from_the_install_serves_the_readme_example(installed, tmp_path)
         run = run_readme_example(endpoint, tmp_path)
         assert run.returncode == 0, run.stderr
         assert '"Status": "ACTIVE"' in run.stdout
+        # The console's templates and stylesheet came with the install (package data)
+        with urllib.request.urlopen(f"{endpoint}/console/", timeout=10) as page:
+            assert b"Example Root" in page.read()
+        with urllib.request.urlopen(f"{endpoint}/console/static/console.css", timeout=10) as css:
+            assert css.status == 200 and css.headers["Content-Type"].startswith("text/css")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

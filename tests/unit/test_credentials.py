@@ -171,3 +171,11 @@ def test_pcaq_up_refuses_bad_security_settings(no_pcaq_env, monkeypatch, capsys,
     monkeypatch.setattr(cli, "_run_up", lambda *a: 0)
     assert cli.main(["up"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_check_secret_accepts_only_the_keys_own_secret():
+    creds = parse_credentials("AK1:s3cret:111111111111,AK2:other:222222222222", "123456789012")
+    assert creds.check_secret("AK1", "s3cret").account == "111111111111"
+    assert creds.check_secret("AK1", "other") is None  # another key's secret
+    assert creds.check_secret("AK1", "s3cre") is None and creds.check_secret("AK1", "") is None
+    assert creds.check_secret("NOPE", "s3cret") is None
