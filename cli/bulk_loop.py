@@ -76,7 +76,11 @@ class _Loop:
                 share.stop.wait(timeout)
                 continue
             for key, _ in self.selector.select(timeout):
-                self._answered(key.data)
+                if key.data in self.calls:
+                    self._answered(key.data)
+                else:  # an idle connection the server closed (or that says something unasked)
+                    self._drop(key.data)
+                    self.free[self.free.index(key.data)] = None
 
     def _next(self) -> _Call | None:
         if self.retries and self.retries[0].at <= time.monotonic():
@@ -94,26 +98,28 @@ class _Loop:
         try:
             if conn is None or conn.closed:
                 conn = self.client.connect()
+                # Registered for as long as it is open, not per call: two epoll_ctl calls a request saved.
+                self.selector.register(conn.sock, selectors.EVENT_READ, conn)
             conn.sock.sendall(self.client.encode(call.operation, call.params))
         except OSError as exc:
             if conn is not None:
-                conn.close()
+                self._drop(conn)
             self.free.append(None)
             self._attempt_failed(call, exc)
             return
-        self.selector.register(conn.sock, selectors.EVENT_READ, conn)
         self.calls[conn] = call
 
     def _answered(self, conn: Connection) -> None:
         call = self.calls.pop(conn)
-        self.selector.unregister(conn.sock)
         try:
             status, body = conn.response()
         except (OSError, ValueError, IndexError) as exc:  # reset, timed out, garbled
-            conn.close()
+            self._drop(conn)
             self.free.append(None)
             self._attempt_failed(call, exc)
             return
+        if conn.closed:  # the server said Connection: close
+            self._drop(conn)
         self.free.append(None if conn.closed else conn)
         judged = self.client.judge(call.operation, status, body, call.attempt)
         if judged is None:
@@ -139,8 +145,16 @@ class _Loop:
             outcome, detail = self.issuer.collected(call.job, call.poll.arn, answer)
         self.share.record(call.job, call.poll, outcome, detail)
 
+    def _drop(self, conn: Connection) -> None:
+        """Close ``conn``, out of the selector first (a closed socket's number is reused)."""
+        try:
+            self.selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass  # never registered: its connect or first send failed
+        conn.close()
+
     def close(self) -> None:
         for conn in [*self.free, *self.calls]:
             if conn is not None:
-                conn.close()
+                self._drop(conn)
         self.selector.close()

@@ -68,8 +68,9 @@ class ScriptedServer:
     """A local HTTP/1.1 keep-alive server that answers each POST with the next scripted answer and
     records what it received: a stand-in for AWS in the lean client's tests (errors on demand).
 
-    An answer is ``(status, body)`` (a dict sent as JSON), or ``"drop"``: close the connection without
-    answering. When the script runs out, every request is answered 200 ``{}``.
+    An answer is ``(status, body)`` (a dict sent as JSON), ``(status, body, "then close")``: answered,
+    then the connection closed without a word (as a server's idle timeout does), or ``"drop"``: close the
+    connection without answering. When the script runs out, every request is answered 200 ``{}``.
     """
 
     def __init__(self, answers: list):
@@ -94,7 +95,8 @@ class ScriptedServer:
                 if answer == "drop":
                     self.close_connection = True
                     return
-                status, payload = answer
+                status, payload, *then = answer
+                self.close_connection = bool(then)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")

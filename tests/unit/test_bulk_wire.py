@@ -256,3 +256,23 @@ def test_a_ca_bundle_that_cannot_be_read_is_a_clear_error(monkeypatch, tmp_path)
         bulk_wire.make_lean_client("https://127.0.0.1:9", "us-east-1", CA)
     # Plain HTTP reads no bundle.
     assert bulk_wire.make_lean_client("http://127.0.0.1:9", "us-east-1", CA).tls is None
+
+
+def test_connections_the_server_closes_between_calls_are_reopened(monkeypatch, server, tmp_path):
+    names = [f"n{i}" for i in range(6)]
+    answers = []
+    for name in names:  # every answer followed by the server hanging up, as at an idle timeout
+        answers.append((200, {"CertificateArn": f"{CA}/certificate/{name}"}, "then close"))
+    for name in names:
+        answers.append((200, {"Certificate": f"cert {name}\n", "CertificateChain": "chain\n"}, "then close"))
+    scripted = server(*answers)
+    client = lean(scripted.url)
+    monkeypatch.setattr(bulk_issue, "make_client", lambda *a: client)
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"name": name, "csr": name}) for name in names))
+    summary = bulk_issue.run(args_for(tmp_path, jsonl, concurrency=3))
+    assert summary.issued == 6 and not summary.failed
+    assert len(scripted.received) == 12 and scripted.connections >= 12  # a connection a call
+    # (the script answers calls in the order they come, so which name gets which text is not fixed)
+    written = sorted((tmp_path / "out" / f"{name}.pem").read_text() for name in names)
+    assert written == sorted(f"cert {name}\n" for name in names)
