@@ -11,6 +11,7 @@ from pcaq.api import metrics, schemas
 from pcaq.api.auth import OPEN_MODE_WARNING, Authenticator
 from pcaq.api.dispatch import ApiCalls
 from pcaq.api.distribution import distribution_blueprint
+from pcaq.archive import ArchiveDown, open_archive
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.issuance import Issuance
@@ -32,7 +33,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = Store.from_settings(settings)
     queue = Queue(make_celery(settings))
     authorities = Authorities(store, queue, settings)
-    issuance = Issuance(store, queue, authorities)
+    archive = open_archive(settings)
+    issuance = Issuance(store, queue, authorities, archive)
     authenticator = Authenticator(settings, load_credentials(settings))
     if authenticator.open_mode:
         log.warning(OPEN_MODE_WARNING)
@@ -62,8 +64,17 @@ def create_app(settings: Settings | None = None) -> Flask:
             workers = store.alive_workers() if redis_ok else []
         except STORE_DOWN:
             redis_ok, workers = False, []
-        ready = redis_ok and bool(workers)
-        body = f'{{"redis":{str(redis_ok).lower()},"workers":{len(workers)}}}'
+        try:
+            archive.check()  # a set archive URL that does not answer: not ready (records would pile up)
+            archive_ok = True
+        except ArchiveDown as exc:
+            log.warning("readyz: %s", exc)
+            archive_ok = False
+        ready = redis_ok and bool(workers) and archive_ok
+        body = (
+            f'{{"redis":{str(redis_ok).lower()},"workers":{len(workers)},'
+            f'"archive":{str(archive_ok).lower()}}}'
+        )
         return Response(body, 200 if ready else 503, {"Content-Type": "application/json"})
 
     # Everything built so far lives as long as the process: keep it out of the collector's way

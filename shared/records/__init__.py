@@ -32,6 +32,7 @@ from pcaq.records.requests import (
     member_of,
     split_member,
 )
+from pcaq.records.retention import RetentionRecords
 from pcaq.records.revocations import RevocationRecords
 from pcaq.records.throttle import ThrottleRecords
 
@@ -61,6 +62,7 @@ class Store(
     ReportRecords,
     PermissionRecords,
     MetricsRecords,
+    RetentionRecords,
 ):
     """All of pcaq's state in Redis. ``clock`` is injectable so tests can move time without sleeping."""
 

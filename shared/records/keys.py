@@ -141,3 +141,11 @@ def policy(ca_id: str) -> str:
 METRICS_LATENCY = f"{PREFIX}metrics:latency"  # ARN -> ISSUED seconds: bucket number -> count; count, sum
 METRICS_OUTCOMES = f"{PREFIX}metrics:outcomes"  # issued, failed:<reason class>, error:unexpected -> count
 CELERY_QUEUE = "pcaq"  # Celery's task_default_queue list (platform/queue.py): messages not yet taken
+
+
+# -- retention and the archive (shared/records/retention.py) ----------------------------------------
+
+ARCHIVE_QUEUE = f"{PREFIX}archive-queue"  # stream: field m = members finished (space-separated), oldest first
+RETENTION = f"{PREFIX}retention"  # member -> time its record may leave Redis (set once archived)
+ARCHIVE_LOCK = f"{PREFIX}archive-lock"  # held by the one worker of the fleet that archives and removes
+METRICS_RECORDS = f"{PREFIX}metrics:records"  # archived, removed, cpu (archiver seconds); ok/failed/error

@@ -260,6 +260,7 @@ class RequestRecords:
                 keys.DRAINING,
                 keys.DRAIN_HELPER,
                 keys.URGENT,
+                keys.ARCHIVE_QUEUE,
             ],
             [*lease, self.settings.audit_stream_maxlen, *extra],
         )
@@ -313,6 +314,7 @@ class RequestRecords:
                 keys.AUDIT_PREFIX,
                 keys.METRICS_LATENCY,
                 keys.METRICS_OUTCOMES,
+                keys.ARCHIVE_QUEUE,
             ],
             args,
         )

@@ -65,6 +65,7 @@ local function abandon(key, member, max_attempts)
   redis.call('HDEL', key, 'r', 'o', 'l')
   redis.call('ZREM', KEYS[1], member)
   redis.call('HINCRBY', KEYS[5], 'failed:{ABANDONED}', 1)
+  redis.call('XADD', KEYS[9], '*', 'm', member)
   local ca_id, serial = string.match(member, '^(.*):([^:]*)$')
   local ok, ca = pcall(cjson.decode, redis.call('GET', KEYS[3] .. ca_id) or '')
   if ok and type(ca) == 'table' and type(ca.Arn) == 'string' then
@@ -96,7 +97,7 @@ end
 # answers 1, and the caller sends the message. It also takes up to ARGV[10] urgent jobs
 # (shared/urgent.py), which the drain serves before the batch.
 # KEYS: outbox, record prefix, CA document prefix, audit stream prefix, outcomes hash, draining mark,
-#       helper mark, urgent list.
+#       helper mark, urgent list, archive queue (a request given up is finished: the archiver takes it).
 # ARGV: owner, now, lease, max attempts, audit MAXLEN, limit, draining ms, helper token ('': never
 #       ask), helper ms, urgent jobs to take.
 # Returns {leased, abandoned, helper, urgent}: (member, request) pairs now leased to the owner, (member,
@@ -172,7 +173,8 @@ return 0
 # For each result that takes, in the same step: its audit entry (fields rendered by the caller, appended
 # to the CA's stream with approximate MAXLEN) and its count in the metrics (outcome, failure reason,
 # ARN -> ISSUED latency from the record's submit time). A result that does not take leaves no trace.
-# KEYS: outbox, record prefix, audit stream prefix, latency hash, outcomes hash.
+# The members finished go to the archive queue as one stream entry (shared/records/retention.py).
+# KEYS: outbox, record prefix, audit stream prefix, latency hash, outcomes hash, archive queue.
 # ARGV: owner, now, audit MAXLEN, unexpected signing errors, then per result: member, 'I'|'F', DER or
 #       reason, failure reason class ('' if issued), n, and n audit field/value strings (0: no entry).
 # Returns how many results took.
@@ -216,6 +218,7 @@ while i <= #ARGV do
   i = i + 5 + n
 end
 bulk('ZREM', KEYS[1], finished)
+if #finished > 0 then redis.call('XADD', KEYS[6], '*', 'm', table.concat(finished, ' ')) end
 local errors = tonumber(ARGV[4])
 if errors > 0 then redis.call('HINCRBY', KEYS[5], 'error:unexpected', errors) end
 for b, c in pairs(buckets) do redis.call('HINCRBY', KEYS[4], b, c) end
@@ -230,9 +233,10 @@ return done
 )
 
 # Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers;
-# append the revocation's audit entry (first, so that an error there leaves nothing half written).
-# KEYS: record, revoked set, CRL hash, CRL dirty set, audit stream or '', then the cached OCSP answers
-#       (one per hash).
+# append the revocation's audit entry (first, so that an error there leaves nothing half written);
+# queue the record for the archive again (its archived copy gains the revocation).
+# KEYS: record, revoked set, CRL hash, CRL dirty set, audit stream or '', archive queue, then the cached
+#       OCSP answers (one per hash).
 # ARGV: serial, now, reason, not after, CA id, limit of revoked serials, audit MAXLEN, then the audit
 #       entry's field/value pairs.
 # Returns 1 revoked; 0 already revoked; -1 no record; -2 not ISSUED (code 'P' or 'F' as 2nd item); -3 limit.
@@ -247,7 +251,8 @@ redis.call('HSET', KEYS[1], 'rv', ARGV[2], 'rr', ARGV[3], 'na', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'want', 1)
 redis.call('ZADD', KEYS[4], 'NX', ARGV[2], ARGV[5])
-for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('XADD', KEYS[6], '*', 'm', ARGV[5] .. ':' .. ARGV[1])
+for i = 7, #KEYS do redis.call('DEL', KEYS[i]) end
 return {1, ''}
 """
 
