@@ -23,7 +23,7 @@ from pcaq.records.retention import FinishedRecord
 
 log = logging.getLogger("pcaq.archiver")
 
-LOCK_SECONDS = 30.0  # a dead archiver's lock lapses this soon; a live one renews it every step
+LOCK_SECONDS = 10.0  # a dead archiver's lock lapses this soon; a live one renews it every step (<= 1 s)
 IDLE_SECONDS = 1.0  # the pause after a step that found less than a full batch
 
 
