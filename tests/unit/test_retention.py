@@ -238,3 +238,22 @@ def test_an_archive_outage_lets_issuance_go_on_and_raises_the_alarm(redis_base_u
         assert archive_step(store, files, settings) == 2
         assert "pcaq_archive_failing 0.0" in app.get("/metrics").data.decode()
         assert {r.serial_hex for r in files.issued(ca_id)} == {"s1", "s2"}
+
+
+def test_retention_durations_and_the_archive_url_are_checked_at_start():
+    assert (load({}).retention_after_expiry, load({}).failed_retention, load({}).archive_url) == (
+        7 * 86400,
+        7 * 86400,
+        None,
+    )
+    given = {"PCAQ_RETENTION_AFTER_EXPIRY": "90s", "PCAQ_FAILED_RETENTION": "12h"}
+    assert (load(given).retention_after_expiry, load(given).failed_retention) == (90, 12 * 3600)
+    assert load({"PCAQ_RETENTION_AFTER_EXPIRY": "15m"}).retention_after_expiry == 900
+    for name, bad in (
+        ("PCAQ_RETENTION_AFTER_EXPIRY", "7"),
+        ("PCAQ_FAILED_RETENTION", "1w"),
+        ("PCAQ_RETENTION_AFTER_EXPIRY", "-1d"),
+        ("PCAQ_ARCHIVE_URL", "mysql://db/pcaq"),
+    ):
+        with pytest.raises(SystemExit, match=name):
+            load({name: bad})
