@@ -109,6 +109,7 @@ class RevocationRecords:
                 keys.CRL_DIRTY,
                 keys.audit_stream(ca_id) if audit else "",
                 keys.ARCHIVE_QUEUE,
+                keys.RETENTION,
                 *cache,
             ],
             args=[

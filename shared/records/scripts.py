@@ -10,6 +10,7 @@ describe, so a crash (of a worker or of Redis) can never keep one without the ot
 
 from pcaq.records import pending
 from pcaq.records.audit_trail import CERTIFICATE_FAILED, WORKER
+from pcaq.records.keys import OCSP_HASHES
 from pcaq.records.metrics import ABANDONED, LATENCY_BUCKETS
 
 # Submit: CA gate check, idempotency claim, PENDING record, outbox entry and drain kick in one step.
@@ -234,9 +235,10 @@ return done
 
 # Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers;
 # append the revocation's audit entry (first, so that an error there leaves nothing half written);
-# queue the record for the archive again (its archived copy gains the revocation).
-# KEYS: record, revoked set, CRL hash, CRL dirty set, audit stream or '', archive queue, then the cached
-#       OCSP answers (one per hash).
+# queue the record for the archive again (its archived copy gains the revocation) and take it out of
+# the retention index until the archiver put it back (so it cannot leave Redis before that copy is made).
+# KEYS: record, revoked set, CRL hash, CRL dirty set, audit stream or '', archive queue, retention index,
+#       then the cached OCSP answers (one per hash).
 # ARGV: serial, now, reason, not after, CA id, limit of revoked serials, audit MAXLEN, then the audit
 #       entry's field/value pairs.
 # Returns 1 revoked; 0 already revoked; -1 no record; -2 not ISSUED (code 'P' or 'F' as 2nd item); -3 limit.
@@ -252,7 +254,8 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'want', 1)
 redis.call('ZADD', KEYS[4], 'NX', ARGV[2], ARGV[5])
 redis.call('XADD', KEYS[6], '*', 'm', ARGV[5] .. ':' .. ARGV[1])
-for i = 7, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('ZREM', KEYS[7], ARGV[5] .. ':' .. ARGV[1])
+for i = 8, #KEYS do redis.call('DEL', KEYS[i]) end
 return {1, ''}
 """
 
@@ -299,3 +302,28 @@ if now ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
 """
+
+# Remove records whose time has come (shared/records/retention.py): only members still in the retention
+# index with a due score (a revocation takes its record out of the index until it is archived again),
+# each with its revocation entry and cached OCSP answers. Callers pass small batches: this script holds
+# Redis for a fraction of a millisecond.
+# KEYS: retention index, record prefix, revoked set prefix, OCSP answer prefix, records metrics hash.
+# ARGV: now, then the members. Returns how many were removed.
+REMOVE_RECORDS = """
+local now, removed = tonumber(ARGV[1]), 0
+local hashes = {{{HASHES}}}
+for i = 2, #ARGV do
+  local member = ARGV[i]
+  local due = redis.call('ZSCORE', KEYS[1], member)
+  if due and tonumber(due) <= now then
+    local ca_id, serial = string.match(member, '^(.*):([^:]*)$')
+    redis.call('DEL', KEYS[2] .. member)
+    redis.call('ZREM', KEYS[3] .. ca_id, serial)
+    for _, h in ipairs(hashes) do redis.call('DEL', KEYS[4] .. ca_id .. ':' .. h .. ':' .. serial) end
+    redis.call('ZREM', KEYS[1], member)
+    removed = removed + 1
+  end
+end
+if removed > 0 then redis.call('HINCRBY', KEYS[5], 'removed', removed) end
+return removed
+""".format(HASHES=", ".join(repr(h) for h in OCSP_HASHES))

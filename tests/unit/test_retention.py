@@ -257,3 +257,20 @@ def test_retention_durations_and_the_archive_url_are_checked_at_start():
     ):
         with pytest.raises(SystemExit, match=name):
             load({name: bad})
+
+
+def test_a_revocation_keeps_its_record_in_redis_until_the_archive_has_the_revocation(world):
+    flow, clock = world
+    arn, _ = make_root(flow, ENABLED)
+    ca_id = arn.rsplit("/", 1)[1]
+    cert_arn, serial = issue_leaf(flow, arn)
+    _archive_all(flow)
+    not_after = _not_after(flow, arn, cert_arn)
+    clock.offset = not_after + WINDOW + 5 - time.time()  # due for removal...
+    store = flow.svc.store
+    assert store.revoke(ca_id, serial, clock(), "SUPERSEDED", not_after, 10)[0] == 1  # ...and revoked now
+    assert retention_step(store, flow.svc.settings) == 0  # not before the archive has the revocation
+    _archive_all(flow)
+    assert retention_step(store, flow.svc.settings) == 1
+    archived = open_archive(flow.svc.settings).get(ca_id, serial)
+    assert archived is not None and archived.reason == "SUPERSEDED"
