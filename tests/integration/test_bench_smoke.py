@@ -68,3 +68,14 @@ def test_bench_against_pcaq_up_quick_prints_each_run():
     assert (
         f"{row['bulk']:.0f}/s = {row['bulk'] / row['e2e']:.2f} of the load client's end to end" in proc.stdout
     )
+
+
+def test_archive_rate_bench_prints_its_figures():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "archive_rate.py"), "--records", "300", "--batch", "100"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "files: 300 records in" in proc.stdout and "bytes per record on disk" in proc.stdout
