@@ -112,7 +112,8 @@ class Archiver:
         return busy or removed >= self.settings.archive_batch
 
     def run(self) -> None:
-        """Loop until :attr:`stop` is set."""
+        """Check the archive once, then loop until :attr:`stop` is set."""
+        self.check_at_start()
         while not self.stop.is_set():
             more = False
             try:
@@ -124,6 +125,21 @@ class Archiver:
             # A short pause even when busy: the worker's signing comes first (docs/benchmarks.md).
             self.stop.wait(0.005 if more else IDLE_SECONDS)
         self.archive.close()
+
+    def check_at_start(self) -> bool:
+        """Whether the archive answers. A wrong URL is an ERROR in the log and an alarm in /metrics from
+        the start, not only at the first write."""
+        try:
+            self.archive.check()
+        except ArchiveDown as exc:
+            log.error("archive: not reachable, records will wait in Redis: %s", exc)
+            self._alarm = True
+            try:
+                self.store.archive_failed(str(exc))
+            except STORE_DOWN:
+                pass  # the loop says so
+            return False
+        return True
 
     def start(self) -> threading.Thread:
         """Run in a daemon thread."""

@@ -20,7 +20,7 @@ from pcaq.ca.authorities import Authorities
 from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
 from pcaq.platform.settings import load
 from pcaq.records import Store, member_of
-from pcaq.worker.archiver import archive_step, retention_step
+from pcaq.worker.archiver import Archiver, archive_step, retention_step
 from pcaq.worker.revocation_tasks import write_audit_report
 from pcaq.worker.services import Services
 from pcaq.worker.tasks import drain_outbox
@@ -224,8 +224,11 @@ def test_an_archive_outage_lets_issuance_go_on_and_raises_the_alarm(redis_base_u
             assert store.submit_certificate(ca_id, account, serial, b"{}", None)
         leased = store.claim_ready("w", 10)
         assert store.commit("w", [(m, True, b"der") for m, _ in leased]) == 2
+        archiver = Archiver(store, settings, PostgresArchive(down, connect_timeout=1))
+        assert not archiver.check_at_start()  # the alarm is up before anything is to be written
+        assert store.retention_counts().last_failure > 0
         with pytest.raises(ArchiveDown):
-            archive_step(store, PostgresArchive(down, connect_timeout=1), settings)
+            archive_step(store, archiver.archive, settings)
         counts = store.retention_counts()
         assert (counts.backlog, counts.archived, counts.retained) == (1, 0, 0)  # waits in Redis
         assert counts.last_failure > counts.last_ok == 0 and "PostgreSQL" in counts.error
