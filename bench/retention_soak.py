@@ -210,7 +210,7 @@ def plot(samples: list[tuple], path: Path) -> None:
     right.plot(t, [s[5] / 1e6 for s in samples], color="tab:blue", label="archive size (MB)")
     right.set_ylabel("archive size (MB)")
     right.set_ylim(bottom=0)
-    fig.legend(loc="upper left")
+    fig.legend(loc="lower right", bbox_to_anchor=(0.88, 0.15))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
