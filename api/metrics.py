@@ -176,8 +176,8 @@ class RetentionCollector(Collector):
             return  # pcaq_redis_up already says so
         yield GaugeMetricFamily(
             "pcaq_records_held",
-            "Finished records in Redis: archived ones waiting for their remove-after time, plus the "
-            "archive queue's entries not yet confirmed.",
+            "Finished records in Redis: archived ones waiting for their time to leave, plus the archive "
+            "queue's entries (a commit batch or a revocation each) not yet confirmed.",
             value=counts.retained + counts.backlog,
         )
         yield GaugeMetricFamily(

@@ -6,7 +6,9 @@ index) over a standing backlog, for the file archive and PostgreSQL.
 It fills a private Redis (a ``redis-server`` on a Unix socket) with finished records of real P-256
 certificates through the commit script, as workers do, then runs ``archive_step`` until the queue is
 empty and prints records a second and CPU microseconds per record (this process: the archiver's own
-work, not Redis's or PostgreSQL's), and the archive's bytes per record. A benchmark prints figures.
+work, not Redis's or PostgreSQL's), and the archive's bytes per record. Then it removes them all, as
+retention does once they are due, and prints how long one removal slice holds Redis. A benchmark
+prints figures.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bench.stack import wait_for  # noqa: E402
 from pcaq.archive import open_archive  # noqa: E402
 from pcaq.platform.settings import load  # noqa: E402
 from pcaq.records import Store  # noqa: E402
+from pcaq.records.retention import REMOVE_SLICE  # noqa: E402
 from pcaq.worker.archiver import archive_step  # noqa: E402
 
 
@@ -101,6 +104,18 @@ def main() -> None:
         print(f"{kind}: {done} records in {wall:.2f} s = {done / wall:,.0f} records/s; "
               f"{1e6 * cpu / done:.0f} us CPU per record in the archiver; "
               f"{size / done:.0f} bytes per record on disk (batch {args.batch})")  # fmt: skip
+        # Removal: how long Redis is held by one slice of the removal script (what an IssueCertificate
+        # arriving meanwhile may wait), over the same records once due.
+        store.clock = lambda: time.time() + 40 * 86400
+        members = store.due_for_removal(store.clock(), args.records)
+        held = []
+        for first in range(0, len(members), REMOVE_SLICE):
+            t0 = time.perf_counter()
+            store.remove_records(members[first : first + REMOVE_SLICE])
+            held.append(time.perf_counter() - t0)
+        print(f"removal: {len(members)} records in {sum(held):.2f} s = {len(members) / sum(held):,.0f} "
+              f"records/s; one slice of {REMOVE_SLICE} (one call, round trip included): median "
+              f"{1e3 * sorted(held)[len(held) // 2]:.2f} ms, max {1e3 * max(held):.2f} ms")  # fmt: skip
         archive.close()
     finally:
         server.terminate()
