@@ -25,7 +25,7 @@ import redis
 
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.vault import load_master_key, verify_master_key
-from pcaq.cli import bulk_issue, embedded_redis
+from pcaq.cli import archive_backfill, bulk_issue, embedded_redis
 from pcaq.cli.supervisor import ChildSpec, StopSignals, Supervisor
 from pcaq.errors import MasterKeyError, PcaqError
 from pcaq.pki import key_checks
@@ -169,6 +169,8 @@ def _add_security_commands(commands: argparse._SubParsersAction) -> None:
     blocklist.add_argument("action", choices=("add", "remove", "list"))
     blocklist.add_argument("files", nargs="*", metavar="FILE", help="for add and remove")
     blocklist.set_defaults(func=_blocklist)
+    backfill = archive_backfill.add_parser(commands, [redis_url])
+    backfill.set_defaults(func=lambda args: archive_backfill.run(_store_for(args)))
 
 
 def _check_security_config(settings: Settings) -> None:

@@ -167,6 +167,24 @@ class RetentionRecords:
             )
         return removed
 
+    def queue_unarchived(self, cursor: int = 0, count: int = 1000) -> tuple[int, int]:
+        """One SCAN step over certificate records (records finished before pcaq had an archive never
+        entered its queue): queue the finished ones that are not in the retention index. Returns the
+        next cursor (0: the walk is over) and how many it queued. Safe to repeat: archiving is idempotent."""
+        cursor, names = self.r.scan(cursor, match=f"{keys.CERT_PREFIX}*", count=count)
+        members = [name.decode()[len(keys.CERT_PREFIX) :] for name in names]
+        pipe = self.r.pipeline(transaction=False)
+        for member in members:
+            pipe.hget(keys.certificate(member), "s")
+            pipe.zscore(keys.RETENTION, member)
+        replies = pipe.execute() if members else []
+        due = [
+            m for i, m in enumerate(members) if replies[2 * i] in (b"I", b"F") and replies[2 * i + 1] is None
+        ]
+        for first in range(0, len(due), 100):  # entries the size of a commit batch's
+            self.r.xadd(keys.ARCHIVE_QUEUE, {"m": " ".join(due[first : first + 100])})
+        return int(cursor), len(due)
+
     def retention_counts(self) -> RetentionCounts:
         """Counts and archiver health for GET /metrics."""
         pipe = self.r.pipeline(transaction=False)

@@ -18,8 +18,9 @@ from pcaq.archive import ArchiveDown, ArchivedRecord, open_archive
 from pcaq.archive.postgres import PostgresArchive
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
+from pcaq.cli.main import main
 from pcaq.platform.settings import load
-from pcaq.records import Store, member_of
+from pcaq.records import Store, keys, member_of
 from pcaq.worker.archiver import Archiver, archive_step, retention_step
 from pcaq.worker.revocation_tasks import write_audit_report
 from pcaq.worker.services import Services
@@ -277,3 +278,23 @@ def test_a_revocation_keeps_its_record_in_redis_until_the_archive_has_the_revoca
     assert retention_step(store, flow.svc.settings) == 1
     archived = open_archive(flow.svc.settings).get(ca_id, serial)
     assert archived is not None and archived.reason == "SUPERSEDED"
+
+
+def test_records_from_before_the_archive_are_queued_by_the_backfill_and_then_archived(
+    redis_base_url, tmp_path, capsys
+):
+    with private_redis_db(redis_base_url) as url:
+        settings = load({"REDIS_URL": url, "PCAQ_DATA_DIR": str(tmp_path)})
+        store = Store(redis.Redis.from_url(url), settings)
+        for serial in ("b1", "b2", "b3"):
+            assert store.submit_certificate("ca-old", "123456789012", serial, b"{}", None)
+        leased = store.claim_ready("w", 10)
+        store.commit("w", [(m, m.endswith("b1"), b"der") for m, _ in leased if not m.endswith("b3")])
+        store.r.delete(keys.ARCHIVE_QUEUE)  # as an installation from before the archive: nothing queued
+        assert main(["archive-backfill", "--redis-url", url]) == 0
+        assert "2 finished record(s) queued" in capsys.readouterr().out  # b3 is still pending
+        files = open_archive(settings)
+        assert archive_step(store, files, settings) == 2
+        assert main(["archive-backfill", "--redis-url", url]) == 0  # archived: not queued again
+        assert "0 finished record(s) queued" in capsys.readouterr().out
+        assert files.get("ca-old", "b1").issued and not files.get("ca-old", "b2").issued
