@@ -25,6 +25,7 @@ log = logging.getLogger("pcaq.archiver")
 
 LOCK_SECONDS = 10.0  # a dead archiver's lock lapses this soon; a live one renews it every step (<= 1 s)
 IDLE_SECONDS = 1.0  # the pause after a step that found less than a full batch
+ALARM_LOG_SECONDS = 60.0  # while the archive is down, an ERROR line this often
 
 
 def _not_after(der: bytes | None) -> float | None:
@@ -92,6 +93,7 @@ class Archiver:
         self.name = f"{socket.gethostname()}:{os.getpid()}:archiver"
         self.stop = threading.Event()
         self._alarm = False
+        self._alarm_logged = float("-inf")  # monotonic time of the last ERROR line about the outage
 
     def step(self) -> bool:
         """One round; True if there is more to do right away."""
@@ -99,15 +101,14 @@ class Archiver:
             return False
         busy = False
         try:
-            busy = archive_step(self.store, self.archive, self.settings) >= self.settings.archive_batch
-            if self._alarm:
-                log.warning("archive: writes succeed again")
+            done = archive_step(self.store, self.archive, self.settings)
+            busy = done >= self.settings.archive_batch
+            if self._alarm and (done or self._answers()):
+                log.warning("archive: reachable again; the records that waited are being archived")
                 self._alarm = False
         except ArchiveDown as exc:
             # Removal goes on: what it removes was archived before the outage.
-            if not self._alarm:
-                log.error("archive: write failed, records wait in Redis: %s", exc)
-                self._alarm = True
+            self._outage(str(exc))
         removed = retention_step(self.store, self.settings)
         return busy or removed >= self.settings.archive_batch
 
@@ -122,7 +123,8 @@ class Archiver:
                 log.warning("archive: Redis is not reachable; will retry")
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("archive: step failed; continuing")
-            # A short pause even when busy: the worker's signing comes first (docs/benchmarks.md).
+            # A short pause even when busy, so that a long backlog does not keep Redis and this
+            # process's CPU from the requests and the signing.
             self.stop.wait(0.005 if more else IDLE_SECONDS)
         self.archive.close()
 
@@ -130,16 +132,33 @@ class Archiver:
         """Whether the archive answers. A wrong URL is an ERROR in the log and an alarm in /metrics from
         the start, not only at the first write."""
         try:
+            return self._answers()
+        except STORE_DOWN:
+            return False  # the loop says so
+
+    def _answers(self) -> bool:
+        """Check the archive, noting the answer where /metrics reads it."""
+        try:
             self.archive.check()
         except ArchiveDown as exc:
-            log.error("archive: not reachable, records will wait in Redis: %s", exc)
-            self._alarm = True
-            try:
-                self.store.archive_failed(str(exc))
-            except STORE_DOWN:
-                pass  # the loop says so
+            self.store.archive_failed(str(exc))
+            self._outage(str(exc))
             return False
+        self.store.archive_answered()
         return True
+
+    def _outage(self, message: str) -> None:
+        """An ERROR line when the archive stops answering, and again every minute while it does not."""
+        self._alarm = True
+        if time.monotonic() - self._alarm_logged >= ALARM_LOG_SECONDS:
+            self._alarm_logged = time.monotonic()
+            log.error("archive: not reachable, records wait in Redis (%s): %s", self._backlog(), message)
+
+    def _backlog(self) -> str:
+        try:
+            return f"{self.store.retention_counts().backlog} queue entries"
+        except STORE_DOWN:
+            return "Redis not reachable either"
 
     def start(self) -> threading.Thread:
         """Run in a daemon thread."""

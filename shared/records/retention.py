@@ -138,6 +138,10 @@ class RetentionRecords:
         pipe.hset(keys.METRICS_RECORDS, "ok", f"{self.clock():.3f}")
         pipe.execute()
 
+    def archive_answered(self) -> None:
+        """Note that the archive answered a check (clears the alarm of GET /metrics as a write does)."""
+        self.r.hset(keys.METRICS_RECORDS, "ok", f"{self.clock():.3f}")
+
     def archive_failed(self, message: str) -> None:
         """Note a failed archive write (GET /metrics raises its alarm from it)."""
         self.r.hset(keys.METRICS_RECORDS, mapping={"failed": f"{self.clock():.3f}", "error": message[:300]})

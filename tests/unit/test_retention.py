@@ -215,7 +215,7 @@ def test_a_record_written_twice_is_one_record_and_may_only_gain_a_revocation(kin
         assert list(archive.issued("ca2")) == []
 
 
-def test_an_archive_outage_lets_issuance_go_on_and_raises_the_alarm(redis_base_url, tmp_path):
+def test_an_archive_outage_lets_issuance_go_on_and_raises_the_alarm(redis_base_url, tmp_path, caplog):
     with private_redis_db(redis_base_url) as url:
         down = "postgresql://pcaq@127.0.0.1:1/none"  # nothing listens on port 1
         settings = load({"REDIS_URL": url, "PCAQ_ARCHIVE_URL": down, "PCAQ_DATA_DIR": str(tmp_path)})
@@ -228,8 +228,10 @@ def test_an_archive_outage_lets_issuance_go_on_and_raises_the_alarm(redis_base_u
         archiver = Archiver(store, settings, PostgresArchive(down, connect_timeout=1))
         assert not archiver.check_at_start()  # the alarm is up before anything is to be written
         assert store.retention_counts().last_failure > 0
+        assert "archive: not reachable, records wait in Redis" in caplog.text
         with pytest.raises(ArchiveDown):
             archive_step(store, archiver.archive, settings)
+        archiver.step()  # the loop's round: the write fails, the records stay queued
         counts = store.retention_counts()
         assert (counts.backlog, counts.archived, counts.retained) == (1, 0, 0)  # waits in Redis
         assert counts.last_failure > counts.last_ok == 0 and "PostgreSQL" in counts.error
@@ -238,8 +240,9 @@ def test_an_archive_outage_lets_issuance_go_on_and_raises_the_alarm(redis_base_u
         ready = app.get("/readyz")
         assert ready.status_code == 503 and json.loads(ready.data)["archive"] is False
         # Back: the same batch is archived, the alarm clears.
-        files = open_archive(load({"PCAQ_DATA_DIR": str(tmp_path)}))
-        assert archive_step(store, files, settings) == 2
+        files = archiver.archive = open_archive(load({"PCAQ_DATA_DIR": str(tmp_path)}))
+        archiver.step()
+        assert store.retention_counts().archived == 2 and "reachable again" in caplog.text
         assert "pcaq_archive_failing 0.0" in app.get("/metrics").data.decode()
         assert {r.serial_hex for r in files.issued(ca_id)} == {"s1", "s2"}
 
