@@ -35,9 +35,6 @@ from bench.stack import Client, Stack, activate_root, get_body, wait_for  # noqa
 from pcaq.platform.settings import load  # noqa: E402
 from pcaq.records import Store  # noqa: E402
 
-AUDIT_MAXLEN = 2000  # the audit trail is bounded by its own MAXLEN per CA, not by retention
-
-
 def process_cpu(root_pid: int) -> float:
     """CPU seconds (user + system) of a process and its children, alive or reaped."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -130,7 +127,6 @@ def main() -> None:
     stack.env.update(
         PCAQ_RETENTION_AFTER_EXPIRY=args.retention,
         PCAQ_FAILED_RETENTION=args.retention,
-        PCAQ_AUDIT_STREAM_MAXLEN=str(AUDIT_MAXLEN),
         **({"PCAQ_ARCHIVE_URL": args.archive_url} if args.archive_url else {}),
     )
     store = Store.from_settings(load({"REDIS_URL": stack.redis_url}))

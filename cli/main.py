@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 
+from pcaq.archive import ArchiveDown, open_archive
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.vault import load_master_key, verify_master_key
 from pcaq.cli import archive_backfill, bulk_issue, embedded_redis
@@ -203,7 +204,10 @@ def _store_for(args: argparse.Namespace) -> Store:
 def _audit(args: argparse.Namespace) -> int:
     store = _store_for(args)
     try:
-        entries = AuditTrail(store).entries(args.ca, args.count)
+        entries = AuditTrail(store, archive=open_archive(store.settings)).entries(args.ca, args.count)
+    except ArchiveDown as exc:
+        print(f"pcaq: {exc}", file=sys.stderr)
+        return 1
     except PcaqError as exc:
         print(f"pcaq: {exc.message}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """The archiver and retention: one worker of the fleet at a time (under a lock) writes finished
-records to the archive, then removes from Redis those whose time has come.
+records and the CAs' audit trails to the archive, then removes from Redis what has been archived and
+whose time has come.
 
 A record is put in the retention index only after the archive confirmed it
 (shared/records/retention.py), so removal never takes what the archive lacks. When the archive is
@@ -17,15 +18,18 @@ import time
 from cryptography import x509
 
 from pcaq.archive import Archive, ArchiveDown, ArchivedRecord, open_archive
+from pcaq.archive.entries import AuditRecord
 from pcaq.platform.settings import Settings
 from pcaq.records import STORE_DOWN, Store
 from pcaq.records.retention import FinishedRecord
+from pcaq.revocation.revoke import all_ca_ids
 
 log = logging.getLogger("pcaq.archiver")
 
 LOCK_SECONDS = 10.0  # a dead archiver's lock lapses this soon; a live one renews it every step (<= 1 s)
 IDLE_SECONDS = 1.0  # the pause after a step that found less than a full batch
 ALARM_LOG_SECONDS = 60.0  # while the archive is down, an ERROR line this often
+CA_LIST_SECONDS = 60.0  # a new CA's audit trail is archived within this long
 
 
 def _not_after(der: bytes | None) -> float | None:
@@ -79,6 +83,22 @@ def archive_step(store: Store, archive: Archive, settings: Settings) -> int:
     return len(batch.members)
 
 
+def audit_step(store: Store, archive: Archive, settings: Settings, ca_ids: list[str]) -> int:
+    """Archive the CAs' new audit entries (a batch per CA), then drop from Redis those archived and
+    older than ``PCAQ_RETENTION_AFTER_EXPIRY``; returns how many entries it archived (ArchiveDown if
+    the archive did not take them: they stay in Redis, unarchived, and are tried again)."""
+    archived = 0
+    horizon = store.clock() - settings.retention_after_expiry
+    for ca_id in ca_ids:
+        entries = store.unarchived_audit(ca_id, settings.archive_batch)
+        if entries:
+            archive.write_audit([AuditRecord(ca_id, entry_id, fields) for entry_id, fields in entries])
+            store.audit_archived(ca_id, entries[-1][0])
+            archived += len(entries)
+        store.trim_archived_audit(ca_id, horizon)
+    return archived
+
+
 def retention_step(store: Store, settings: Settings) -> int:
     """Remove one batch of records whose remove-after time has come; returns how many."""
     return store.remove_records(store.due_for_removal(store.clock(), settings.archive_batch))
@@ -94,6 +114,8 @@ class Archiver:
         self.stop = threading.Event()
         self._alarm = False
         self._alarm_logged = float("-inf")  # monotonic time of the last ERROR line about the outage
+        self._ca_ids: list[str] = []
+        self._ca_ids_read = float("-inf")  # monotonic time the CA list was read
 
     def step(self) -> bool:
         """One round; True if there is more to do right away."""
@@ -102,7 +124,9 @@ class Archiver:
         busy = False
         try:
             done = archive_step(self.store, self.archive, self.settings)
-            busy = done >= self.settings.archive_batch
+            audited = audit_step(self.store, self.archive, self.settings, self._cas())
+            busy = max(done, audited) >= self.settings.archive_batch
+            done += audited
             if self._alarm and (done or self._answers()):
                 log.warning("archive: reachable again; the records that waited are being archived")
                 self._alarm = False
@@ -111,6 +135,13 @@ class Archiver:
             self._outage(str(exc))
         removed = retention_step(self.store, self.settings)
         return busy or removed >= self.settings.archive_batch
+
+    def _cas(self) -> list[str]:
+        """The ids of every CA, read again every minute (CAs are few and change rarely)."""
+        if time.monotonic() - self._ca_ids_read >= CA_LIST_SECONDS:
+            self._ca_ids = all_ca_ids(self.store, self.settings)
+            self._ca_ids_read = time.monotonic()
+        return self._ca_ids
 
     def run(self) -> None:
         """Check the archive once, then loop until :attr:`stop` is set."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from pcaq.archive.entries import ArchivedRecord
+from pcaq.archive.entries import ArchivedRecord, AuditRecord
 
 
 class ArchiveDown(Exception):
@@ -26,6 +26,16 @@ class Archive(Protocol):
 
     def issued(self, ca_id: str) -> Iterator[ArchivedRecord]:
         """Every issued certificate of a CA the archive holds, each once."""
+        ...
+
+    def write_audit(self, entries: Sequence[AuditRecord]) -> None:
+        """Store audit-trail entries durably before returning (ArchiveDown if it cannot). Idempotent: an
+        entry written twice is one entry."""
+        ...
+
+    def audit(self, ca_id: str, before: str | None = None, count: int | None = None) -> list[AuditRecord]:
+        """A CA's archived audit entries older than the stream id ``before`` (all when None), oldest
+        first; only the last ``count`` of them when given."""
         ...
 
     def check(self) -> None:

@@ -72,3 +72,39 @@ def newer(old: ArchivedRecord, new: ArchivedRecord) -> ArchivedRecord:
     if old.revoked_at is None and new.revoked_at is not None:
         return new
     return old
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One entry of a CA's audit trail, as the archive keeps it (``entry_id``: its Redis stream id,
+    ``<milliseconds>-<sequence>``, which orders a CA's entries)."""
+
+    ca_id: str
+    entry_id: str
+    fields: dict[str, str]
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """The entry's place in its CA's trail."""
+        return stream_order(self.entry_id)
+
+
+def stream_order(entry_id: str) -> tuple[int, int]:
+    """``(milliseconds, sequence)`` of a stream id (ValueError if it is not one)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def audit_to_line(record: AuditRecord) -> str:
+    """The audit entry as one JSON line (no newline)."""
+    return json.dumps({"ca": record.ca_id, "id": record.entry_id, "f": record.fields}, separators=(",", ":"))
+
+
+def audit_from_line(line: str | bytes) -> AuditRecord:
+    """Inverse of :func:`audit_to_line` (ValueError on a line that is not one)."""
+    try:
+        doc = json.loads(line)
+        fields = {str(k): str(v) for k, v in doc["f"].items()}
+        return AuditRecord(str(doc["ca"]), str(doc["id"]), fields)
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not an archived audit entry: {exc}") from exc

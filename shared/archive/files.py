@@ -22,10 +22,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pcaq.archive.base import ArchiveDown
-from pcaq.archive.entries import ArchivedRecord, from_line, newer, to_line
+from pcaq.archive.entries import (
+    ArchivedRecord,
+    AuditRecord,
+    audit_from_line,
+    audit_to_line,
+    from_line,
+    newer,
+    stream_order,
+    to_line,
+)
 
 ROTATE_BYTES = 64 * 1024 * 1024
-_PATTERN = "records-*.jsonl.gz"
+RECORDS, AUDIT = "records", "audit"  # the two kinds of file: finished requests, audit-trail entries
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -54,36 +63,45 @@ class FileArchive:
     def __init__(self, folder: Path, rotate_bytes: int = ROTATE_BYTES):
         self.folder = Path(folder)
         self.rotate_bytes = rotate_bytes
-        self._current: Path | None = None
+        self._current: dict[str, Path] = {}  # kind -> the file appended to
         self._lock = threading.Lock()
 
-    def files(self) -> list[Path]:
-        """The archive's files, oldest first (their names sort by creation)."""
-        return sorted(self.folder.glob(_PATTERN)) if self.folder.is_dir() else []
+    def files(self, kind: str = RECORDS) -> list[Path]:
+        """The archive's files of one kind, oldest first (their names sort by creation)."""
+        return sorted(self.folder.glob(f"{kind}-*.jsonl.gz")) if self.folder.is_dir() else []
 
-    def _new_file(self) -> Path:
+    def _new_file(self, kind: str) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        n = len(self.files())
-        return self.folder / f"records-{stamp}-{n:06d}.jsonl.gz"
+        n = len(self.files(kind))
+        return self.folder / f"{kind}-{stamp}-{n:06d}.jsonl.gz"
 
-    def _target(self) -> Path:
-        if self._current is None:
-            existing = self.files()
+    def _target(self, kind: str) -> Path:
+        current = self._current.get(kind)
+        if current is None:
+            existing = self.files(kind)
             # Appending after a cut batch would hide every later batch from readers: start anew.
-            self._current = existing[-1] if existing and _whole(existing[-1]) else self._new_file()
-        elif self._current.exists() and self._current.stat().st_size >= self.rotate_bytes:
-            self._current = self._new_file()
-        return self._current
+            current = existing[-1] if existing and _whole(existing[-1]) else self._new_file(kind)
+        elif current.exists() and current.stat().st_size >= self.rotate_bytes:
+            current = self._new_file(kind)
+        self._current[kind] = current
+        return current
 
     def write(self, records: Sequence[ArchivedRecord]) -> None:
         """Append ``records`` as one compressed batch and fsync it."""
-        if not records:
+        self._append(RECORDS, [to_line(r) for r in records])
+
+    def write_audit(self, entries: Sequence[AuditRecord]) -> None:
+        """Append audit entries as one compressed batch and fsync it."""
+        self._append(AUDIT, [audit_to_line(e) for e in entries])
+
+    def _append(self, kind: str, lines: list[str]) -> None:
+        if not lines:
             return
-        data = gzip.compress(("\n".join(to_line(r) for r in records) + "\n").encode(), compresslevel=6)
+        data = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6)
         with self._lock:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                path = self._target()
+                path = self._target(kind)
                 with open(path, "ab") as out:
                     # A second archiver (a lock that lapsed) must not interleave its bytes with ours.
                     fcntl.flock(out, fcntl.LOCK_EX)
@@ -96,7 +114,7 @@ class FileArchive:
                 finally:
                     os.close(dir_fd)
             except OSError as exc:
-                self._current = None  # look again next time (the cut tail rule above)
+                self._current.pop(kind, None)  # look again next time (the cut tail rule above)
                 raise ArchiveDown(f"file archive {self.folder}: {exc}") from exc
 
     def _records(self, paths: list[Path]) -> Iterator[ArchivedRecord]:
@@ -127,6 +145,20 @@ class FileArchive:
                 old = held.get(record.serial_hex)
                 held[record.serial_hex] = record if old is None else newer(old, record)
         yield from held.values()
+
+    def audit(self, ca_id: str, before: str | None = None, count: int | None = None) -> list[AuditRecord]:
+        """A CA's archived audit entries before ``before``, oldest first (the last ``count``)."""
+        limit = stream_order(before) if before else None
+        held: dict[str, AuditRecord] = {}
+        needle = f'"ca":"{ca_id}"'.encode()
+        for path in self.files(AUDIT):
+            for line in _lines(path):
+                if needle in line:
+                    entry = audit_from_line(line)
+                    if entry.ca_id == ca_id and (limit is None or entry.order < limit):
+                        held[entry.entry_id] = entry  # written twice: one entry
+        ordered = sorted(held.values(), key=lambda e: e.order)
+        return ordered[-count:] if count is not None else ordered
 
     def check(self) -> None:
         """ArchiveDown unless the folder can be written."""

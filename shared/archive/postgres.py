@@ -6,9 +6,10 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from pcaq.archive.base import ArchiveDown
-from pcaq.archive.entries import ArchivedRecord
+from pcaq.archive.entries import ArchivedRecord, AuditRecord, stream_order
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pcaq_records (
@@ -23,6 +24,13 @@ CREATE TABLE IF NOT EXISTS pcaq_records (
     revoked_at double precision,
     reason text,
     PRIMARY KEY (ca_id, serial)
+);
+CREATE TABLE IF NOT EXISTS pcaq_audit (
+    ca_id text NOT NULL,
+    ms bigint NOT NULL,
+    seq bigint NOT NULL,
+    fields jsonb NOT NULL,
+    PRIMARY KEY (ca_id, ms, seq)
 )
 """
 
@@ -33,6 +41,11 @@ INSERT INTO pcaq_records
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (ca_id, serial) DO UPDATE SET revoked_at = EXCLUDED.revoked_at, reason = EXCLUDED.reason
 WHERE pcaq_records.revoked_at IS NULL AND EXCLUDED.revoked_at IS NOT NULL
+"""
+
+INSERT_AUDIT = """
+INSERT INTO pcaq_audit (ca_id, ms, seq, fields) VALUES (%s, %s, %s, %s)
+ON CONFLICT (ca_id, ms, seq) DO NOTHING
 """
 
 _COLUMNS = "ca_id, serial, issued, der, failure, created_at, finished_at, not_after, revoked_at, reason"
@@ -141,6 +154,36 @@ class PostgresArchive:
             if len(rows) < page:
                 return
             after = rows[-1][1]
+
+    def write_audit(self, entries: Sequence[AuditRecord]) -> None:
+        """Insert audit entries in one transaction (an entry already there is left as it is)."""
+        if not entries:
+            return
+        rows = [(e.ca_id, *e.order, Jsonb(e.fields)) for e in entries]
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(INSERT_AUDIT, rows)
+            except _DOWN as exc:
+                self._drop()
+                raise ArchiveDown(f"PostgreSQL archive: {exc}".strip()) from exc
+
+    def audit(self, ca_id: str, before: str | None = None, count: int | None = None) -> list[AuditRecord]:
+        """A CA's archived audit entries before ``before``, oldest first (the last ``count``)."""
+        ms, seq = stream_order(before) if before else (2**62, 0)
+        query = (
+            "SELECT ms, seq, fields FROM pcaq_audit WHERE ca_id = %s AND (ms, seq) < (%s, %s)"
+            " ORDER BY ms DESC, seq DESC" + (" LIMIT %s" if count is not None else "")
+        )
+        params = (ca_id, ms, seq, *((count,) if count is not None else ()))
+        with self._lock:
+            try:
+                rows = self._connection().execute(query, params).fetchall()
+            except _DOWN as exc:
+                self._drop()
+                raise ArchiveDown(f"PostgreSQL archive: {exc}".strip()) from exc
+        return [AuditRecord(ca_id, f"{m}-{q}", dict(fields)) for m, q, fields in reversed(rows)]
 
     def check(self) -> None:
         """ArchiveDown unless PostgreSQL answers."""

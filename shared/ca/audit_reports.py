@@ -114,11 +114,14 @@ def report_row(ca_arn: CaArn, record: IssuedRecord, template_arn: str | None) ->
     return row
 
 
-def issued_templates(store: Store, ca_arn: str, partition: str) -> dict[str, str]:
-    """Certificate ARN -> template ARN, from the IssueCertificate entries of the CA's audit trail."""
+def issued_templates(
+    store: Store, ca_arn: str, partition: str, archive: Archive | None = None
+) -> dict[str, str]:
+    """Certificate ARN -> template ARN, from the IssueCertificate entries of the CA's audit trail (its
+    older entries from the archive)."""
     default = f"arn:{partition}:acm-pca:::template/{profiles.DEFAULT_TEMPLATE}/V1"
     found = {}
-    for entry in AuditTrail(store).entries(ca_arn):
+    for entry in AuditTrail(store, archive=archive).entries(ca_arn):
         arn = entry.details.get("CertificateArn")
         if entry.event == "IssueCertificate" and arn:
             found[arn] = entry.details.get("TemplateArn") or default
@@ -150,7 +153,7 @@ def write_report(
     if record is None or ca is None:
         raise FileNotFoundError(f"audit report {report_id} of {ca_id} or its CA is gone")
     ca_arn = ca.arn
-    templates = issued_templates(store, str(ca_arn), ca_arn.partition)
+    templates = issued_templates(store, str(ca_arn), ca_arn.partition, archive)
     rows = (
         report_row(ca_arn, issued, templates.get(ca_arn.certificate(issued.serial_hex)))
         for issued in whole_history(store, archive, ca_id)

@@ -152,4 +152,5 @@ CELERY_QUEUE = "pcaq"  # Celery's task_default_queue list (platform/queue.py): m
 ARCHIVE_QUEUE = f"{PREFIX}archive-queue"  # stream: field m = members finished (space-separated), oldest first
 RETENTION = f"{PREFIX}retention"  # member -> time its record may leave Redis (set once archived)
 ARCHIVE_LOCK = f"{PREFIX}archive-lock"  # held by the one worker of the fleet that archives and removes
+AUDIT_ARCHIVED = f"{PREFIX}audit-archived"  # CA id -> id of the last audit entry the archive confirmed
 METRICS_RECORDS = f"{PREFIX}metrics:records"  # archived, removed, cpu (archiver seconds); ok/failed/error

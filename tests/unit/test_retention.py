@@ -16,12 +16,13 @@ from cryptography import x509
 from pcaq.api.app import create_app
 from pcaq.archive import ArchiveDown, ArchivedRecord, open_archive
 from pcaq.archive.postgres import PostgresArchive
+from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.vault import EncryptedRedisVault, verify_master_key
 from pcaq.cli.main import main
 from pcaq.platform.settings import load
 from pcaq.records import Store, keys, member_of
-from pcaq.worker.archiver import Archiver, archive_step, retention_step
+from pcaq.worker.archiver import Archiver, archive_step, audit_step, retention_step
 from pcaq.worker.revocation_tasks import write_audit_report
 from pcaq.worker.services import Services
 from pcaq.worker.tasks import drain_outbox
@@ -81,6 +82,14 @@ def _archive_all(flow: Flow) -> int:
         while n := archive_step(flow.svc.store, archive, flow.svc.settings):
             done += n
         return done
+    finally:
+        archive.close()
+
+
+def _archive_audit(flow: Flow, arn: str) -> int:
+    archive = open_archive(flow.svc.settings)
+    try:
+        return audit_step(flow.svc.store, archive, flow.svc.settings, [arn.rsplit("/", 1)[1]])
     finally:
         archive.close()
 
@@ -180,6 +189,8 @@ def test_an_audit_report_covers_the_whole_history_from_the_archive(world):
     _archive_all(flow)
     clock.offset = _not_after(flow, arn, old[0][0]) + WINDOW + 5 - time.time()
     assert retention_step(flow.svc.store, flow.svc.settings) == 2
+    _archive_audit(flow, arn)  # the trail's entries leave Redis too: the templates come from the archive
+    assert flow.svc.store.read_audit(ca_id) == []
     clock.offset = 0
     recent = issue_leaf(flow, arn)  # still only in Redis
     body = {"CertificateAuthorityArn": arn, "S3BucketName": "reports", "AuditReportResponseFormat": "JSON"}
@@ -190,6 +201,7 @@ def test_an_audit_report_covers_the_whole_history_from_the_archive(world):
     assert {a for a, _ in [*old, recent]} <= set(by_arn) and len(rows) == len(by_arn) == 4  # and the root's
     assert by_arn[old[0][0]]["revocationReason"] == "KEY_COMPROMISE"
     assert "revokedAt" not in by_arn[old[1][0]]
+    assert by_arn[old[1][0]]["templateArn"].endswith("template/EndEntityCertificate/V1")
 
 
 def _record(serial: str, revoked_at: float | None = None) -> ArchivedRecord:
@@ -301,3 +313,23 @@ def test_records_from_before_the_archive_are_queued_by_the_backfill_and_then_arc
         assert main(["archive-backfill", "--redis-url", url]) == 0  # archived: not queued again
         assert "0 finished record(s) queued" in capsys.readouterr().out
         assert files.get("ca-old", "b1").issued and not files.get("ca-old", "b2").issued
+
+
+def test_the_audit_trail_leaves_redis_once_archived_and_reads_whole(world):
+    flow, clock = world
+    arn, _ = make_root(flow, ENABLED)
+    ca_id = arn.rsplit("/", 1)[1]
+    issue_leaf(flow, arn)
+    store, archive = flow.svc.store, open_archive(flow.svc.settings)
+    before = [(e.entry_id, e.event) for e in AuditTrail(store).entries(arn)]
+    assert _archive_audit(flow, arn) == len(before) > 4
+    assert len(store.read_audit(ca_id)) == len(before)  # archived, but younger than the window: kept
+    clock.offset = WINDOW + 5
+    assert _archive_audit(flow, arn) == 0 and store.read_audit(ca_id) == []  # archived and old: gone
+    issue_leaf(flow, arn)  # newer entries, not archived yet: they stay whatever their age
+    now = [(e.entry_id, e.event) for e in AuditTrail(store, archive=archive).entries(arn)]
+    assert now[: len(before)] == before and len(now) == len(before) + 2 and len(set(now)) == len(now)
+    assert [e.entry_id for e in AuditTrail(store, archive=archive).entries(arn, 3)] == [
+        i for i, _ in now[-3:]
+    ]
+    assert len(store.read_audit(ca_id)) == 2
