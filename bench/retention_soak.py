@@ -35,6 +35,7 @@ from bench.stack import Client, Stack, activate_root, get_body, wait_for  # noqa
 from pcaq.platform.settings import load  # noqa: E402
 from pcaq.records import Store  # noqa: E402
 
+
 def process_cpu(root_pid: int) -> float:
     """CPU seconds (user + system) of a process and its children, alive or reaped."""
     tick = os.sysconf("SC_CLK_TCK")
