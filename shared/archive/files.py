@@ -1,4 +1,5 @@
-"""The file archive: append-only, rotated, gzip-compressed JSON lines in ``<data dir>/archive``.
+"""The file archive: append-only, rotated, gzip-compressed JSON lines in ``<data dir>/archive``:
+``records-*.jsonl.gz`` for finished requests, ``audit-*.jsonl.gz`` for audit-trail entries.
 
 Each write appends one gzip member (one batch of lines) to the current file and fsyncs it, so a batch
 is either whole on disk or, cut by a crash, an unreadable tail that readers stop at and the writer
