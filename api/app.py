@@ -13,6 +13,7 @@ from pcaq.api.console import console_blueprint
 from pcaq.api.dispatch import ApiCalls
 from pcaq.api.distribution import distribution_blueprint
 from pcaq.api.token_check import TokenCheck
+from pcaq.archive import ArchiveDown, open_archive
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.authorities import Authorities
 from pcaq.ca.issuance import Issuance
@@ -34,7 +35,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = Store.from_settings(settings)
     queue = Queue(make_celery(settings))
     authorities = Authorities(store, queue, settings)
-    issuance = Issuance(store, queue, authorities)
+    archive = open_archive(settings)
+    issuance = Issuance(store, queue, authorities, archive)
     authenticator = Authenticator(settings, load_credentials(settings))
     if authenticator.open_mode:
         log.warning(OPEN_MODE_WARNING)
@@ -71,8 +73,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         except STORE_DOWN:
             redis_ok, workers = False, []
         token_ok = token.answers()
-        ready = redis_ok and bool(workers) and token_ok is not False
-        body = f'{{"redis":{str(redis_ok).lower()},"workers":{len(workers)}'
+        try:
+            archive.check()  # a set archive URL that does not answer: not ready (records would pile up)
+            archive_ok = True
+        except ArchiveDown as exc:
+            log.warning("readyz: %s", exc)
+            archive_ok = False
+        ready = redis_ok and bool(workers) and archive_ok and token_ok is not False
+        body = (
+            f'{{"redis":{str(redis_ok).lower()},"workers":{len(workers)},"archive":{str(archive_ok).lower()}'
+        )
         if token_ok is not None:  # only with a PKCS#11 token configured
             body += f',"token":{str(token_ok).lower()}'
         body += "}"

@@ -6,7 +6,7 @@ set it) every process writes its counters to that folder and any of them answers
 sum; without it each process reports its own. Wake-up messages that could not be sent are counted
 the same way (``pcaq.platform.wakeups``). Everything else is read from Redis at scrape time:
 issuance outcomes and ARN -> ISSUED latency (written by the workers once per batch), the outbox, live
-workers, the broker queue, and CAs by state (cached for ``CA_CACHE_SECONDS``: they change rarely).
+workers, the broker queue, records held, archived and removed (retention), and CAs by state (cached for ``CA_CACHE_SECONDS``: they change rarely).
 """
 
 from __future__ import annotations
@@ -163,6 +163,46 @@ class StoreCollector(Collector):
             return self._ca_counts
 
 
+class RetentionCollector(Collector):
+    """Records held in Redis, archived and removed, and the archive's alarm (worker/archiver.py)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def collect(self) -> Iterator:
+        try:
+            counts = self.store.retention_counts()
+        except STORE_DOWN:
+            return  # pcaq_redis_up already says so
+        yield GaugeMetricFamily(
+            "pcaq_records_held",
+            "Finished records in Redis: archived ones waiting for their time to leave, plus the archive "
+            "queue's entries (a commit batch or a revocation each) not yet confirmed.",
+            value=counts.retained + counts.backlog,
+        )
+        yield GaugeMetricFamily(
+            "pcaq_archive_backlog",
+            "Archive queue entries (commit batches, revocations) the archive has not confirmed yet.",
+            value=counts.backlog,
+        )
+        yield CounterMetricFamily(
+            "pcaq_records_archived", "Records the archive confirmed.", value=counts.archived
+        )
+        yield CounterMetricFamily(
+            "pcaq_records_removed", "Records removed from Redis by retention.", value=counts.removed
+        )
+        yield GaugeMetricFamily(
+            "pcaq_archive_failing",
+            "1 when the archiver's last write failed (records wait in Redis until the archive is back).",
+            value=1 if counts.last_failure > counts.last_ok else 0,
+        )
+        yield GaugeMetricFamily(
+            "pcaq_archive_last_success_timestamp_seconds",
+            "When the archive last confirmed a batch (0: never).",
+            value=counts.last_ok,
+        )
+
+
 def blueprint(settings: Settings, store: Store, accounts: Iterable[str]) -> Blueprint:
     """The blueprint serving ``GET /metrics``; ``accounts`` are those whose CAs are counted."""
     if settings.metrics_dir is not None:
@@ -170,6 +210,7 @@ def blueprint(settings: Settings, store: Store, accounts: Iterable[str]) -> Blue
     wakeups.declare()  # counted where they fail, in this process (a broker outage is no time to write Redis)
     state = CollectorRegistry(auto_describe=False)
     state.register(StoreCollector(store, accounts))
+    state.register(RetentionCollector(store))
     bp = Blueprint("metrics", __name__)
 
     @bp.get("/metrics")

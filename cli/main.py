@@ -23,9 +23,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 
+from pcaq.archive import ArchiveDown, open_archive
 from pcaq.ca.audit_trail import AuditTrail
 from pcaq.ca.vault import load_master_key, verify_master_key
-from pcaq.cli import bulk_issue, console_index, embedded_redis
+from pcaq.cli import archive_backfill, bulk_issue, console_index, embedded_redis
 from pcaq.cli.supervisor import ChildSpec, StopSignals, Supervisor
 from pcaq.errors import MasterKeyError, PcaqError
 from pcaq.pki import key_checks
@@ -170,6 +171,8 @@ def _add_security_commands(commands: argparse._SubParsersAction) -> None:
     blocklist.add_argument("files", nargs="*", metavar="FILE", help="for add and remove")
     blocklist.set_defaults(func=_blocklist)
     console_index.add_parser(commands, redis_url, _store_for)
+    backfill = archive_backfill.add_parser(commands, [redis_url])
+    backfill.set_defaults(func=lambda args: archive_backfill.run(_store_for(args)))
 
 
 def _check_security_config(settings: Settings) -> None:
@@ -202,7 +205,10 @@ def _store_for(args: argparse.Namespace) -> Store:
 def _audit(args: argparse.Namespace) -> int:
     store = _store_for(args)
     try:
-        entries = AuditTrail(store).entries(args.ca, args.count)
+        entries = AuditTrail(store, archive=open_archive(store.settings)).entries(args.ca, args.count)
+    except ArchiveDown as exc:
+        print(f"pcaq: {exc}", file=sys.stderr)
+        return 1
     except PcaqError as exc:
         print(f"pcaq: {exc.message}", file=sys.stderr)
         return 2

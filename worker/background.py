@@ -1,5 +1,6 @@
 """The worker's background thread: a heartbeat (read by ``/readyz``) and, for the one worker that holds
-the fleet-wide sweep lock, the sweeper that re-queues work left behind.
+the fleet-wide sweep lock, the sweeper that re-queues work left behind. Beside it runs the archiver
+(worker/archiver.py), in a thread of its own so that a slow archive never delays the heartbeat.
 
 Started in the worker's main process when Celery says the worker is ready; stopped at shutdown.
 """
@@ -15,11 +16,13 @@ from celery import signals
 
 from pcaq.records import STORE_DOWN
 from pcaq.worker.app import settings
+from pcaq.worker.archiver import Archiver
 from pcaq.worker.services import services
 from pcaq.worker.sweeper import sweep
 
 log = logging.getLogger("pcaq.worker")
 _stop = threading.Event()
+_archiver: list[Archiver] = []  # the running one, once the worker is ready
 
 
 def _background_loop() -> None:
@@ -46,8 +49,13 @@ def _background_loop() -> None:
 @signals.worker_ready.connect
 def _start_background(**_: object) -> None:
     threading.Thread(target=_background_loop, name="pcaq-heartbeat", daemon=True).start()
+    archiver = Archiver(services().store, settings)
+    _archiver.append(archiver)
+    archiver.start()
 
 
 @signals.worker_shutdown.connect
 def _stop_background(**_: object) -> None:
     _stop.set()
+    for archiver in _archiver:
+        archiver.stop.set()

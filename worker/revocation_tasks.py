@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.ocsp import OCSPResponseStatus
 
+from pcaq.archive import ArchiveDown, open_archive
 from pcaq.ca import audit_reports
 from pcaq.ca.authority import Authority
 from pcaq.ca.pkcs11_token import TokenUnavailable
@@ -132,12 +133,18 @@ def write_audit_report(svc: Services, ca_id: str, report_id: str) -> str | None:
     record = svc.store.get_audit_report(ca_id, report_id)
     if record is None or record.status != audit_reports.CREATING:
         return record.status if record else None
+    archive = open_archive(svc.settings)  # a report covers the CA's whole history, archive included
     try:
-        audit_reports.write_report(svc.store, svc.settings.effective_audit_dir, ca_id, report_id)
+        audit_reports.write_report(svc.store, svc.settings.effective_audit_dir, ca_id, report_id, archive)
         status = audit_reports.SUCCESS
+    except ArchiveDown as exc:  # left CREATING: the sweeper asks for it again once the archive is back
+        log.warning("audit report %s of CA %s waits for the archive: %s", report_id, ca_id, exc)
+        return audit_reports.CREATING
     except Exception:  # noqa: BLE001 - a report that cannot be written is FAILED, as in AWS
         log.exception("audit report %s of CA %s failed", report_id, ca_id)
         status = audit_reports.FAILED
+    finally:
+        archive.close()
     svc.store.finish_audit_report(ca_id, report_id, status)
     return status
 

@@ -6,6 +6,8 @@ certificateArn, serial, subject, notBefore, notAfter, issuedAt, revokedAt, revoc
 templateArn). A worker writes it to ``<PCAQ_AUDIT_DIR>/<bucket>/audit-report/<CA id>/<report id>.json``
 (or ``.csv``): that folder stands in for S3, and the API serves it at ``GET /s3/<bucket>/<key>``.
 A CA may make one report per ``PCAQ_AUDIT_REPORT_INTERVAL`` seconds (AWS: one per 30 minutes).
+A report covers the CA's whole history: the certificates Redis holds, then those only the archive
+holds (retention removed them from Redis).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from pcaq.archive import Archive
 from pcaq.ca.arns import CaArn, parse_ca_arn
 from pcaq.ca.audit_trail import ApiCall, AuditTrail
 from pcaq.ca.authorities import Authorities
@@ -111,28 +114,49 @@ def report_row(ca_arn: CaArn, record: IssuedRecord, template_arn: str | None) ->
     return row
 
 
-def issued_templates(store: Store, ca_arn: str, partition: str) -> dict[str, str]:
-    """Certificate ARN -> template ARN, from the IssueCertificate entries of the CA's audit trail."""
+def issued_templates(
+    store: Store, ca_arn: str, partition: str, archive: Archive | None = None
+) -> dict[str, str]:
+    """Certificate ARN -> template ARN, from the IssueCertificate entries of the CA's audit trail (its
+    older entries from the archive)."""
     default = f"arn:{partition}:acm-pca:::template/{profiles.DEFAULT_TEMPLATE}/V1"
     found = {}
-    for entry in AuditTrail(store).entries(ca_arn):
+    for entry in AuditTrail(store, archive=archive).entries(ca_arn):
         arn = entry.details.get("CertificateArn")
         if entry.event == "IssueCertificate" and arn:
             found[arn] = entry.details.get("TemplateArn") or default
     return found
 
 
-def write_report(store: Store, root: Path, ca_id: str, report_id: str) -> Path:
+def whole_history(store: Store, archive: Archive | None, ca_id: str) -> Iterator[IssuedRecord]:
+    """Every certificate the CA issued, each once: Redis's records first (they are the newest word on
+    a revocation), then the archive's that Redis no longer holds."""
+    seen: set[str] = set()
+    for issued in store.issued_certificates(ca_id):
+        seen.add(issued.serial_hex)
+        yield issued
+    if archive is None:
+        return
+    for old in archive.issued(ca_id):
+        if old.serial_hex not in seen and old.certificate_der is not None:
+            yield IssuedRecord(
+                old.serial_hex, old.certificate_der, old.finished_at, old.revoked_at, old.reason
+            )
+
+
+def write_report(
+    store: Store, root: Path, ca_id: str, report_id: str, archive: Archive | None = None
+) -> Path:
     """Write the report file (atomically: a temporary file renamed into place); returns its path."""
     record = store.get_audit_report(ca_id, report_id)
     ca = Authority.read(store, ca_id)
     if record is None or ca is None:
         raise FileNotFoundError(f"audit report {report_id} of {ca_id} or its CA is gone")
     ca_arn = ca.arn
-    templates = issued_templates(store, str(ca_arn), ca_arn.partition)
+    templates = issued_templates(store, str(ca_arn), ca_arn.partition, archive)
     rows = (
         report_row(ca_arn, issued, templates.get(ca_arn.certificate(issued.serial_hex)))
-        for issued in store.issued_certificates(ca_id)
+        for issued in whole_history(store, archive, ca_id)
     )
     path = object_path(root, record.bucket, record.key)
     if path is None:

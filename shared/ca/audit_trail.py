@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pcaq.archive import Archive
 from pcaq.ca.arns import CaArn, parse_ca_arn
 from pcaq.errors import PcaqError
 from pcaq.platform.identity import Caller
@@ -193,9 +194,10 @@ def signing_fields(
 class AuditTrail:
     """Appends audit entries through the record store (``Store.append_audit``)."""
 
-    def __init__(self, store, clock=time.time):
+    def __init__(self, store, clock=time.time, archive: Archive | None = None):
         self.store = store
         self.clock = clock
+        self.archive = archive  # where entries that left Redis are read (None: Redis's only)
 
     def __repr__(self) -> str:
         return "AuditTrail()"
@@ -222,8 +224,15 @@ class AuditTrail:
     def entries(self, ca_arn: str, count: int | None = None) -> list[AuditEntry]:
         """The CA's entries, oldest first (the last ``count`` when given). InvalidArn for a bad ARN."""
         ca_id = parse_ca_arn(ca_arn).ca_id
+        raw = self.store.read_audit(ca_id, count)
+        if self.archive is not None and (count is None or len(raw) < count):
+            # Older entries left Redis once archived: the archive holds those before Redis's oldest.
+            older = self.archive.audit(
+                ca_id, raw[0][0] if raw else None, None if count is None else count - len(raw)
+            )
+            raw = [(e.entry_id, e.fields) for e in older] + raw
         out = []
-        for entry_id, fields in self.store.read_audit(ca_id, count):
+        for entry_id, fields in raw:
             try:
                 details = json.loads(fields.get("details") or "{}")
             except ValueError:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
 
+from pcaq.archive import Archive, ArchiveDown
 from pcaq.ca import audit_trail
 from pcaq.ca.arns import CaArn, parse_ca_arn, parse_certificate_arn, parse_template_arn
 from pcaq.ca.authorities import Authorities
@@ -24,12 +25,13 @@ from pcaq.errors import (
     NotFound,
     PcaqError,
     RequestFailed,
+    Unavailable,
 )
 from pcaq.pki import certificates, keys, profiles, validity
 from pcaq.platform import wakeups
 from pcaq.platform.identity import Caller
 from pcaq.platform.queue import DRAIN_TASK, Queue
-from pcaq.records import Store
+from pcaq.records import CertificateRecord, Store
 from pcaq.records.pending import PendingRequest
 from pcaq.records.requests import CaChanged
 
@@ -57,6 +59,7 @@ class Issuance:
     store: Store
     queue: Queue
     authorities: Authorities
+    archive: Archive | None = None  # where records that left Redis are read (None: nowhere)
     _spki_cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def issue(self, caller: Caller, params: dict, request_id: str = "-") -> str:
@@ -164,13 +167,17 @@ class Issuance:
             raise NotFound(f"Could not find certificate {certificate_arn} issued by {ca_arn}.")
         record = self.store.get_certificate(cert_ca.ca_id, serial_hex)
         if record is None:
+            record = self._archived(cert_ca.ca_id, serial_hex)
+        if record is None:
             raise NotFound(f"Could not find certificate {certificate_arn}.")
         if record.status == "PENDING":
             raise InProgress("The certificate is still being issued.")
         if record.status == "FAILED":
             raise RequestFailed(f"The certificate could not be issued: {record.failure}")
-        pem = certificates.der_to_pem(record.certificate_der)
-        if ca.is_root and self._spki_of(ca) in record.certificate_der:
+        der = record.certificate_der
+        assert der is not None  # ISSUED records carry their certificate
+        pem = certificates.der_to_pem(der)
+        if ca.is_root and self._spki_of(ca) in der:
             return pem, None  # a root's own certificate (it carries the CA's key) has no chain above it
         if ca.certificate_pem is None:
             # A copy read before the CA's certificate was imported (up to 2 s old): the CA has
@@ -179,6 +186,19 @@ class Issuance:
         if ca.certificate_pem is None:
             return pem, None
         return pem, ca.certificate_pem + (ca.chain_pem or "")
+
+    def _archived(self, ca_id: str, serial_hex: str) -> CertificateRecord | None:
+        """The record from the archive, in Redis's shape (retention removed it from Redis)."""
+        if self.archive is None:
+            return None
+        try:
+            found = self.archive.get(ca_id, serial_hex)
+        except ArchiveDown as exc:
+            raise Unavailable("The certificate archive is not reachable; try again later.") from exc
+        if found is None:
+            return None
+        status = "ISSUED" if found.issued else "FAILED"
+        return CertificateRecord(status, found.certificate_der, found.failure, found.created_at)
 
     def _spki_of(self, ca: Authority) -> bytes:
         pem = ca.public_key_pem

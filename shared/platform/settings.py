@@ -45,6 +45,30 @@ def _path(env: dict[str, str], name: str) -> Path | None:
     return Path(env[name]) if env.get(name) else None
 
 
+_DURATION = re.compile(r"([0-9]+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(env: dict[str, str], name: str, default: str) -> int:
+    """A duration such as ``90s``, ``15m``, ``12h`` or ``7d``, in seconds."""
+    raw = (env.get(name) or default).strip().lower()
+    match = _DURATION.fullmatch(raw)
+    if match is None:
+        raise SystemExit(f"pcaq: {name} must be a duration such as 90s, 15m, 12h or 7d, got {raw!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _archive_url(env: dict[str, str]) -> str | None:
+    raw = env.get("PCAQ_ARCHIVE_URL") or None
+    # Only PostgreSQL is an archive server; anything else is a typo that would otherwise fall back to
+    # files without anyone noticing.
+    if raw is not None and not re.match(r"postgres(ql)?://", raw):
+        raise SystemExit(
+            "pcaq: PCAQ_ARCHIVE_URL must be a postgresql:// URL (unset: files in the data folder)"
+        )
+    return raw
+
+
 def _default_data_dir(env: dict[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pcaq"
@@ -102,6 +126,12 @@ class Settings:
     console: bool = True  # PCAQ_CONSOLE: serve GET /console/ on the API's port
     console_session_seconds: int = 28800  # a console session ends this long after sign-in
 
+    # -- Records at scale: retention and the archive (docs/operations.md) --
+    retention_after_expiry: int = 7 * 86400  # seconds a certificate's record stays in Redis after Not After
+    failed_retention: int = 7 * 86400  # seconds a failed request's record stays in Redis after it failed
+    archive_url: str | None = field(default=None, repr=False)  # postgresql://...; None: JSON-lines files
+    archive_batch: int = 500  # records the archiver writes (and retention removes) per step
+
     @property
     def token_configured(self) -> bool:
         """Whether CA keys are made in a PKCS#11 token (all three token settings are given)."""
@@ -111,6 +141,11 @@ class Settings:
     def effective_audit_dir(self) -> Path:
         """Where audit reports are written (the local stand-in for their S3 buckets)."""
         return self.audit_dir or self.data_dir / "s3"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where the file archive lives when no ``PCAQ_ARCHIVE_URL`` is set."""
+        return self.data_dir / "archive"
 
     @property
     def effective_redis_url(self) -> str:
@@ -163,6 +198,11 @@ def load(env: dict[str, str] | None = None) -> Settings:
         # The operator's console.
         console=_choice(env, "PCAQ_CONSOLE", ("on", "off"), "on") == "on",
         console_session_seconds=_bounded(env, "PCAQ_CONSOLE_SESSION_SECONDS", 28800, 60, 7 * 86400),
+        # -- Records at scale: retention and the archive --
+        retention_after_expiry=_duration(env, "PCAQ_RETENTION_AFTER_EXPIRY", "7d"),
+        failed_retention=_duration(env, "PCAQ_FAILED_RETENTION", "7d"),
+        archive_url=_archive_url(env),
+        archive_batch=max(1, _int(env, "PCAQ_ARCHIVE_BATCH", 500)),
     )
 
 

@@ -34,6 +34,7 @@ from pcaq.records.requests import (
     member_of,
     split_member,
 )
+from pcaq.records.retention import RetentionRecords
 from pcaq.records.revocations import RevocationRecords
 from pcaq.records.series import SeriesRecords
 from pcaq.records.throttle import ThrottleRecords
@@ -67,6 +68,7 @@ class Store(
     CertificateIndexRecords,
     SeriesRecords,
     ConsoleSessionRecords,
+    RetentionRecords,
 ):
     """All of pcaq's state in Redis. ``clock`` is injectable so tests can move time without sleeping."""
 

@@ -91,9 +91,13 @@ REPORTS_PENDING = f"{PREFIX}reports-pending"  # "<ca id>/<report id>" -> time th
 OCSP_HASHES = ("sha1", "sha224", "sha256", "sha384", "sha512")  # CertID hashes a cached answer may use
 
 
+REVOKED_PREFIX = f"{PREFIX}revoked:"  # + CA id; the removal script appends the id
+OCSP_PREFIX = f"{PREFIX}ocsp:"  # + "<CA id>:<hash>:<serial hex>"; the removal script appends them
+
+
 def revoked(ca_id: str) -> str:
     """The sorted set of a CA's revoked serials (hex), scored by revocation time."""
-    return f"{PREFIX}revoked:{ca_id}"
+    return f"{REVOKED_PREFIX}{ca_id}"
 
 
 def crl(ca_id: str) -> str:
@@ -108,7 +112,7 @@ def crl_kick(ca_id: str) -> str:
 
 def ocsp_response(ca_id: str, hash_name: str, serial_hex: str) -> str:
     """A signed OCSP answer about one serial, for CertIDs made with one hash."""
-    return f"{PREFIX}ocsp:{ca_id}:{hash_name}:{serial_hex}"
+    return f"{OCSP_PREFIX}{ca_id}:{hash_name}:{serial_hex}"
 
 
 def reply(token: str) -> str:
@@ -170,3 +174,12 @@ def series(minute: int) -> str:
 def console_session(digest: str) -> str:
     """A console session, by the SHA-256 of its cookie (the cookie itself is never stored)."""
     return f"{PREFIX}console-session:{digest}"
+
+
+# -- retention and the archive (shared/records/retention.py) ----------------------------------------
+
+ARCHIVE_QUEUE = f"{PREFIX}archive-queue"  # stream: field m = members finished (space-separated), oldest first
+RETENTION = f"{PREFIX}retention"  # member -> time its record may leave Redis (set once archived)
+ARCHIVE_LOCK = f"{PREFIX}archive-lock"  # held by the one worker of the fleet that archives and removes
+AUDIT_ARCHIVED = f"{PREFIX}audit-archived"  # CA id -> id of the last audit entry the archive confirmed
+METRICS_RECORDS = f"{PREFIX}metrics:records"  # archived, removed, cpu (archiver seconds); ok/failed/error

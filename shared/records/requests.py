@@ -267,6 +267,7 @@ class RequestRecords:
                 keys.URGENT,
                 keys.INDEX_PREFIX,
                 keys.SERIES_PREFIX,
+                keys.ARCHIVE_QUEUE,
             ],
             [*lease, self.settings.audit_stream_maxlen, *extra],
         )
@@ -335,6 +336,7 @@ class RequestRecords:
                 keys.METRICS_OUTCOMES,
                 keys.INDEX_PREFIX,
                 keys.SERIES_PREFIX,
+                keys.ARCHIVE_QUEUE,
             ],
             args,
         )

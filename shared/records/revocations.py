@@ -108,6 +108,8 @@ class RevocationRecords:
                 keys.crl(ca_id),
                 keys.CRL_DIRTY,
                 keys.audit_stream(ca_id) if audit else "",
+                keys.ARCHIVE_QUEUE,
+                keys.RETENTION,
                 *cache,
             ],
             args=[

@@ -10,6 +10,7 @@ describe, so a crash (of a worker or of Redis) can never keep one without the ot
 
 from pcaq.records import pending
 from pcaq.records.audit_trail import CERTIFICATE_FAILED, WORKER
+from pcaq.records.keys import OCSP_HASHES
 from pcaq.records.metrics import ABANDONED, LATENCY_BUCKETS
 from pcaq.records.series import SERIES_TTL
 
@@ -68,6 +69,7 @@ local function abandon(key, member, max_attempts)
   redis.call('HDEL', key, 'r', 'o', 'l')
   redis.call('ZREM', KEYS[1], member)
   redis.call('HINCRBY', KEYS[5], 'failed:{ABANDONED}', 1)
+  redis.call('XADD', KEYS[11], '*', 'm', member)
   local ca_id, serial = string.match(member, '^(.*):([^:]*)$')
   redis.call('ZREM', KEYS[9] .. ca_id .. ':pending', serial)
   redis.call('ZADD', KEYS[9] .. ca_id .. ':failed', ARGV[2], serial)
@@ -104,7 +106,8 @@ end
 # answers 1, and the caller sends the message. It also takes up to ARGV[10] urgent jobs
 # (shared/urgent.py), which the drain serves before the batch.
 # KEYS: outbox, record prefix, CA document prefix, audit stream prefix, outcomes hash, draining mark,
-#       helper mark, urgent list, CA index prefix, series prefix.
+#       helper mark, urgent list, CA index prefix, series prefix, archive queue (a request given up is
+#       finished: the archiver takes it).
 # ARGV: owner, now, lease, max attempts, audit MAXLEN, limit, draining ms, helper token ('': never
 #       ask), helper ms, urgent jobs to take.
 # Returns {leased, abandoned, helper, urgent}: (member, request) pairs now leased to the owner, (member,
@@ -182,9 +185,10 @@ return 0
 # ARN -> ISSUED latency from the record's submit time), and its place in the CA's console indexes
 # (out of pending; into issued, expiry and names, or failed). Once per commit, not per result, this
 # minute's series hash gets the issued count of this second, the failures by reason and the latency
-# buckets (kept SERIES_TTL seconds). A result that does not take leaves no trace.
+# buckets (kept SERIES_TTL seconds). A result that does not take leaves no trace. The members finished
+# go to the archive queue as one stream entry (shared/records/retention.py).
 # KEYS: outbox, record prefix, audit stream prefix, latency hash, outcomes hash, CA index prefix,
-#       series prefix.
+#       series prefix, archive queue.
 # ARGV: owner, now, audit MAXLEN, unexpected signing errors, then per result: member, 'I'|'F', DER or
 #       reason, failure reason class ('' if issued), not after (epoch s, '' unknown), m, n, then m
 #       lower-cased names (CN and SANs) and n audit field/value strings (0: no entry).
@@ -242,6 +246,7 @@ while i <= #ARGV do
   i = i + 7 + m + n
 end
 bulk('ZREM', KEYS[1], finished)
+if #finished > 0 then redis.call('XADD', KEYS[8], '*', 'm', table.concat(finished, ' ')) end
 local errors = tonumber(ARGV[4])
 if errors > 0 then redis.call('HINCRBY', KEYS[5], 'error:unexpected', errors) end
 for b, c in pairs(buckets) do redis.call('HINCRBY', KEYS[4], b, c) end
@@ -268,9 +273,11 @@ return done
 )
 
 # Revoke: mark one ISSUED certificate revoked, once; queue its CRL rebuild; drop cached OCSP answers;
-# append the revocation's audit entry (first, so that an error there leaves nothing half written).
-# KEYS: record, revoked set, CRL hash, CRL dirty set, audit stream or '', then the cached OCSP answers
-#       (one per hash).
+# append the revocation's audit entry (first, so that an error there leaves nothing half written);
+# queue the record for the archive again (its archived copy gains the revocation) and take it out of
+# the retention index until the archiver put it back (so it cannot leave Redis before that copy is made).
+# KEYS: record, revoked set, CRL hash, CRL dirty set, audit stream or '', archive queue, retention index,
+#       then the cached OCSP answers (one per hash).
 # ARGV: serial, now, reason, not after, CA id, limit of revoked serials, audit MAXLEN, then the audit
 #       entry's field/value pairs.
 # Returns 1 revoked; 0 already revoked; -1 no record; -2 not ISSUED (code 'P' or 'F' as 2nd item); -3 limit.
@@ -285,7 +292,9 @@ redis.call('HSET', KEYS[1], 'rv', ARGV[2], 'rr', ARGV[3], 'na', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'want', 1)
 redis.call('ZADD', KEYS[4], 'NX', ARGV[2], ARGV[5])
-for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('XADD', KEYS[6], '*', 'm', ARGV[5] .. ':' .. ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[5] .. ':' .. ARGV[1])
+for i = 8, #KEYS do redis.call('DEL', KEYS[i]) end
 return {1, ''}
 """
 
@@ -332,3 +341,36 @@ if now ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
 """
+
+# Remove records whose time has come (shared/records/retention.py): only members still in the retention
+# index with a due score (a revocation takes its record out of the index until it is archived again),
+# each with its revocation entry and cached OCSP answers. Callers pass small batches: this script holds
+# Redis for a fraction of a millisecond. The record leaves the CA's console indexes too (its names are
+# passed in: they are in the certificate, which Lua cannot read).
+# KEYS: retention index, record prefix, revoked set prefix, OCSP answer prefix, records metrics hash,
+#       CA index prefix.
+# ARGV: now, then per member: member, n, then its n lower-cased names. Returns how many were removed.
+REMOVE_RECORDS = """
+local now, removed = tonumber(ARGV[1]), 0
+local hashes = {{{HASHES}}}
+local kinds = {{'pending', 'issued', 'failed', 'expiry'}}
+local i = 2
+while i <= #ARGV do
+  local member, n = ARGV[i], tonumber(ARGV[i + 1])
+  local due = redis.call('ZSCORE', KEYS[1], member)
+  if due and tonumber(due) <= now then
+    local ca_id, serial = string.match(member, '^(.*):([^:]*)$')
+    redis.call('DEL', KEYS[2] .. member)
+    redis.call('ZREM', KEYS[3] .. ca_id, serial)
+    for _, h in ipairs(hashes) do redis.call('DEL', KEYS[4] .. ca_id .. ':' .. h .. ':' .. serial) end
+    redis.call('ZREM', KEYS[1], member)
+    local index = KEYS[6] .. ca_id .. ':'
+    for _, kind in ipairs(kinds) do redis.call('ZREM', index .. kind, serial) end
+    for k = 1, n do redis.call('ZREM', index .. 'names', ARGV[i + 1 + k] .. '\\0' .. serial) end
+    removed = removed + 1
+  end
+  i = i + 2 + n
+end
+if removed > 0 then redis.call('HINCRBY', KEYS[5], 'removed', removed) end
+return removed
+""".format(HASHES=", ".join(repr(h) for h in OCSP_HASHES))

@@ -79,3 +79,14 @@ def test_bulk_ceiling_quick_prints_the_tools_own_rate_for_each_output():
     for row in rows:
         assert row["count"] == 200 and row["rate"] > 0 and row["user_us"] > 0
         assert f"--output-format {row['output']}: {row['rate']:.0f}/s on one core" in proc.stdout
+
+
+def test_archive_rate_bench_prints_its_figures():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "archive_rate.py"), "--records", "300", "--batch", "100"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "files: 300 records in" in proc.stdout and "bytes per record on disk" in proc.stdout

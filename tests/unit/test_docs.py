@@ -14,6 +14,7 @@ PAGES = (
     "operations.md",
     "security.md",
     "revocation.md",
+    "retention.md",
     "architecture.md",
     "wire-contract.md",
     "benchmarks.md",
