@@ -131,6 +131,9 @@ def test_retention_removes_exactly_what_is_due_and_the_archive_answers_for_it(wo
     assert retention_step(flow.svc.store, flow.svc.settings) == 0
     clock.offset = 0
     assert _archive_all(flow) == 5  # the root's own certificate, three leaves, one failure
+    before = indexed(flow, ca_id)
+    assert {serial for _, serial in leaves} <= before["issued"] & before["expiry"] & before["names"]
+    assert "bad1" in before["failed"]
     assert flow.svc.store.retention_counts().backlog == 0
 
     # Before the failed window: nothing goes. After it: only the failure goes.
@@ -156,6 +159,21 @@ def test_retention_removes_exactly_what_is_due_and_the_archive_answers_for_it(wo
     assert "pcaq_records_removed_total 4.0" in metrics and "pcaq_records_held 1.0" in metrics
     assert "pcaq_archive_failing 0.0" in metrics
     assert member_of(ca_id, "bad1") not in flow.svc.store.due_for_removal(clock() + 10**9, 100)
+    # They left the console's indexes with them (its lists and name search stay bounded too).
+    gone = {serial for _, serial in leaves} | {"bad1"}
+    after = indexed(flow, ca_id)
+    assert not gone & set().union(*after.values())
+    assert after["issued"] == after["expiry"] == {own.rsplit("/", 1)[1]}  # the root's own, kept
+
+
+def indexed(flow: Flow, ca_id: str) -> dict[str, set[str]]:
+    """The serials in each of a CA's console indexes (names: the serials the names point at)."""
+    r = flow.svc.store.r
+    found = {}
+    for kind in ("pending", "issued", "failed", "expiry", "names"):
+        members = [m.decode() for m in r.zrange(keys.certificate_index(ca_id, kind), 0, -1)]
+        found[kind] = {m.rpartition("\0")[2] for m in members} if kind == "names" else set(members)
+    return found
 
 
 def test_a_revoked_certificate_stays_on_the_crl_until_it_expires(world):
