@@ -190,7 +190,10 @@ def test_find_a_certificate_by_cn_revoke_it_and_see_it_in_the_crl_and_ocsp(brows
     browser.find_element(By.ID, "certificates-link").click()
     search = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "q"))
     search.send_keys("CONSOLE-TARGET" + Keys.ENTER)  # keyboard only; the search is case-insensitive
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "certificates"))
+    # The list before the search has a table of that id too: wait for the search's own page.
+    WebDriverWait(browser, 10).until(
+        lambda d: "q=" in d.current_url and d.find_elements(By.ID, "certificates")
+    )
     rows = browser.find_elements(By.CSS_SELECTOR, "#certificates tbody tr")
     assert len(rows) == 1 and TARGET_CN in rows[0].text and world["serial"] in rows[0].text
     shot(browser, "certificates")
