@@ -426,8 +426,16 @@ def test_pcaq_up_runs_heals_and_stops_cleanly(tmp_path):
 
         # The embedded Redis killed outright comes back on the same data, and the service with it.
         client = redis.Redis.from_url(stack.redis_url)
-        client.set("pcaq:test:survives", "1")  # answered, so in the append-only file (page cache)
+        client.set("pcaq:test:survives", "1")
         client.close()
+        # With appendfsync everysec Redis may answer a write before it reaches the append-only file (it
+        # holds the write back for up to 2 s while an fsync is still running): wait until it is there,
+        # in the page cache, where a SIGKILL of Redis cannot take it.
+        aof = stack.data_dir / "redis" / "appendonlydir"
+        wait_until(
+            lambda: any(b"pcaq:test:survives" in f.read_bytes() for f in aof.glob("*.aof")),
+            what="the write in the append-only file",
+        )
         os.kill(pids["redis"], signal.SIGKILL)
         new_redis = wait_until(
             lambda: (p := redis_servers_on(stack.data_dir / "redis")) and p[0] != pids["redis"] and p[0],
