@@ -31,7 +31,7 @@ from pcaq.pki import ca_certificates, certificates, key_checks, keys
 from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK
 from pcaq.records import Claimed, Result, split_member
 from pcaq.records.pending import PendingRequest
-from pcaq.records.requests import Sent
+from pcaq.records.sent import Sent
 from pcaq.revocation import urgent
 from pcaq.worker.app import app
 from pcaq.worker.observe import BatchReport, abandoned

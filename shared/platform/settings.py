@@ -38,6 +38,36 @@ def _path(env: dict[str, str], name: str) -> Path | None:
     return Path(env[name]) if env.get(name) else None
 
 
+def _non_negative(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = _int(env, name, default)
+    if value < minimum:
+        raise SystemExit(f"pcaq: {name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _sentinels(env: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    """PCAQ_REDIS_SENTINELS: ``host:port,host:port,...`` (``[v6addr]:port`` for IPv6)."""
+    raw = env.get("PCAQ_REDIS_SENTINELS", "").strip()
+    found = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, sep, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SystemExit(f"pcaq: PCAQ_REDIS_SENTINELS must be host:port,host:port,..., got {item!r}")
+        found.append((host, int(port)))
+    return tuple(found)
+
+
+def _redis_master(env: dict[str, str]) -> str:
+    raw = env.get("PCAQ_REDIS_MASTER") or "mymaster"
+    # Sentinel names a master with one word; a space or a control character would not survive its config.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", raw):
+        raise SystemExit(
+            f"pcaq: PCAQ_REDIS_MASTER must be a Sentinel master name (letters, digits, ._-), got {raw!r}"
+        )
+    return raw
+
+
 def _default_data_dir(env: dict[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pcaq"
@@ -84,6 +114,13 @@ class Settings:
     ocsp_cache_seconds: int = 43200  # an OCSP answer is reused this long; nextUpdate is twice as far
     audit_report_interval: int = 1800  # seconds between two audit reports of one CA
     audit_dir: Path | None = None  # stands in for S3: <audit_dir>/<bucket>/<key>; default <data_dir>/s3
+    # High availability: Redis behind Sentinel (docs/operations.md#high-availability).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()  # PCAQ_REDIS_SENTINELS; set: REDIS_URL is not used
+    redis_master: str = "mymaster"  # the name the Sentinels know the primary by
+    redis_password: str | None = field(default=None, repr=False)  # AUTH of the primary and replicas
+    redis_sentinel_password: str | None = field(default=None, repr=False)  # AUTH of the Sentinels
+    redis_min_replicas: int = 0  # replicas that must hold a write before a client is told it is done
+    redis_replica_wait_ms: int = 2000  # how long such a write waits for them (WAIT's timeout)
 
     @property
     def effective_audit_dir(self) -> Path:
@@ -136,4 +173,11 @@ def load(env: dict[str, str] | None = None) -> Settings:
         ocsp_cache_seconds=_int(env, "PCAQ_OCSP_CACHE_SECONDS", 43200),
         audit_report_interval=_int(env, "PCAQ_AUDIT_REPORT_INTERVAL", 1800),
         audit_dir=_path(env, "PCAQ_AUDIT_DIR"),
+        # High availability: Redis behind Sentinel.
+        redis_sentinels=_sentinels(env),
+        redis_master=_redis_master(env),
+        redis_password=env.get("PCAQ_REDIS_PASSWORD") or None,
+        redis_sentinel_password=env.get("PCAQ_REDIS_SENTINEL_PASSWORD") or None,
+        redis_min_replicas=_non_negative(env, "PCAQ_REDIS_MIN_REPLICAS", 0),
+        redis_replica_wait_ms=_non_negative(env, "PCAQ_REDIS_REPLICA_WAIT_MS", 2000, minimum=1),
     )
