@@ -17,6 +17,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from pcaq.platform import redis_transport
+from pcaq.platform.sentinel_connection import SentinelConnection
 from pcaq.platform.settings import Settings
 
 # Timeouts shared by every client: a dead server is noticed within seconds, not at TCP's pace.
@@ -51,7 +52,7 @@ def client(settings: Settings, socket_timeout: float = SOCKET_TIMEOUT) -> redis.
             common["password"] = settings.redis_password  # a password in the URL wins over this one
         return redis.Redis.from_url(settings.effective_redis_url, **common)
     return sentinel_manager(settings).master_for(
-        settings.redis_master, password=settings.redis_password, **common
+        settings.redis_master, password=settings.redis_password, connection_class=SentinelConnection, **common
     )
 
 

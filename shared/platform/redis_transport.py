@@ -25,6 +25,8 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
+from pcaq.platform.sentinel_connection import SentinelConnection
+
 TRANSPORT = "pcaq.platform.redis_transport:Transport"
 SENTINEL_TRANSPORT = "pcaq.platform.redis_transport:SentinelTransport"
 SOCKET_SCHEME = "pcaqredis"  # kombu alias of this transport, for "<alias>+socket://" broker URLs
@@ -78,7 +80,10 @@ class Transport(kombu_redis.Transport):
 class SentinelChannel(_ReportsTornDown, kombu_redis.SentinelChannel):
     """kombu's Sentinel channel with the same fix as :class:`Channel`: a channel of a torn-down
     connection raises a connection error, and the worker reconnects, through the Sentinels, to
-    whichever server is the primary by then."""
+    whichever server is the primary by then. Its connections find the primary on every path that
+    connects (see pcaq.platform.sentinel_connection)."""
+
+    connection_class = SentinelConnection
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
