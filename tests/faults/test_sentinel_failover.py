@@ -17,9 +17,9 @@ import time
 
 import pytest
 
+from bench.sentinel_cluster import Node, SentinelCluster
 from tests.faults.harness import Audit, ca_records, env_with, root_ca, wait_all_finished
 from tests.faults.sdk_load import SdkLoad, first_success_after, sdk_client
-from tests.faults.sentinel_cluster import Node, SentinelCluster
 from tests.support import Stack, descendants, running_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

@@ -1,7 +1,7 @@
-"""A Sentinel-managed Redis on loopback for the failover tests: a primary, its replicas and three
-Sentinels, each a real ``redis-server`` (``--sentinel`` for the Sentinels) on a port and in a folder
-of its own. Every process started here is stopped by :meth:`SentinelCluster.stop`, even when a test
-fails half-way.
+"""A Sentinel-managed Redis on loopback, for the failover tests and bench/replicated.py: a primary, its
+replicas and three Sentinels, each a real ``redis-server`` (``--sentinel`` for the Sentinels) on a port
+and in a folder of its own. Every process started here is stopped by :meth:`SentinelCluster.stop`,
+even when a test or a run fails half-way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support import free_port, wait_until
+from bench.stack import free_port, wait_for
 
 MASTER = "mymaster"
 DOWN_AFTER_MS = 1000  # Sentinel's down-after-milliseconds: the issue's figure for the recovery aim
@@ -29,10 +29,14 @@ class Node:
     argv: list[str]
     proc: subprocess.Popen | None = None
 
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(self.argv, cwd=self.folder, stdout=subprocess.DEVNULL, process_group=0)
-        wait_until(self._answers, timeout=20, what=f"redis-server on port {self.port}")
+        wait_for(self._answers, 20, f"redis-server on port {self.port}")
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -97,7 +101,7 @@ class SentinelCluster:
             node = Node(self.folder / f"redis-{n}", port, argv)
             self.data.append(node)
             node.start()
-        wait_until(self._replicas_acknowledge, timeout=30, what="replicas that acknowledge writes")
+        wait_for(self._replicas_acknowledge, 30, "replicas that acknowledge writes")
         for n in range(self.sentinels):
             port = free_port()
             folder = self.folder / f"sentinel-{n}"
@@ -113,7 +117,7 @@ class SentinelCluster:
             node = Node(folder, port, ["redis-server", "sentinel.conf", "--sentinel"])
             self.watchers.append(node)
             node.start()
-        wait_until(self._sentinels_see_all, timeout=30, what="Sentinels that know every node")
+        wait_for(self._sentinels_see_all, 30, "Sentinels that know every node")
         return self
 
     @property
@@ -148,7 +152,7 @@ class SentinelCluster:
             node = self.primary()
             return node if node is not old and node.role() == "master" else None
 
-        node = wait_until(promoted, timeout=timeout, interval=0.05, what="a new primary")
+        node = wait_for(promoted, timeout, "a new primary")
         return node, time.monotonic() - start
 
     def _replicas_acknowledge(self) -> bool:
