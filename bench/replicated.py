@@ -40,10 +40,26 @@ from bench.issuance import make_csrs, raw_loop  # noqa: E402
 from bench.sentinel_cluster import Node, SentinelCluster  # noqa: E402
 from bench.stack import Client, activate_root, free_port  # noqa: E402
 
+ROLES = {"api": "granian", "worker": "celery"}
 FAMILIES = {"evalsha": "scripts", "eval": "scripts", "hmget": "poll"}  # any other command: "other"
 
 
-def _redis_figures(primary: Node, replicas: list[Node]) -> dict:
+def _service_roots(up: PcaqUp) -> dict[str, int]:
+    """The API (granian) and worker (celery) children of ``pcaq up``, by role."""
+    roots = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if int(stat[1]) == up.proc.pid:
+                roots.update({role: int(entry.name) for role, marker in ROLES.items() if marker in cmdline})
+    return roots
+
+
+def _redis_figures(primary: Node, replicas: list[Node], roots: dict[str, int]) -> dict:
     with primary.client() as client:
         memory = client.info("memory")["used_memory"]
         offset = client.info("replication")["master_repl_offset"]
@@ -55,6 +71,7 @@ def _redis_figures(primary: Node, replicas: list[Node]) -> dict:
     return {
         "primary_cpu": tree_seconds(primary.proc.pid),
         "replica_cpu": sum(tree_seconds(node.proc.pid) for node in replicas),
+        **{f"{role}_cpu": tree_seconds(pid) for role, pid in roots.items()},
         "memory": memory,
         "stream": offset,
         **{f"usec_{k}": v for k, v in families.items()},
@@ -65,6 +82,7 @@ def _per_cert(before: dict, after: dict, count: int) -> dict:
     return {
         "redis_us": 1e6 * (after["primary_cpu"] - before["primary_cpu"]) / count,
         "replicas_us": 1e6 * (after["replica_cpu"] - before["replica_cpu"]) / count,
+        **{f"{role}_us": 1e6 * (after[f"{role}_cpu"] - before[f"{role}_cpu"]) / count for role in ROLES},
         "bytes": (after["memory"] - before["memory"]) / count,
         "stream_bytes": (after["stream"] - before["stream"]) / count,
         **{
@@ -86,10 +104,11 @@ def _measure(
             raw = raw_loop(CA, csrs)  # this VM's speed now, against which the run is read
             with primary.client() as client:
                 client.config_resetstat()
-            before = _redis_figures(primary, replicas)
+            roots = _service_roots(up)
+            before = _redis_figures(primary, replicas, roots)
             row = run_once(up.port, ca_arn, csrs, raw)
             time.sleep(0.5)  # the last commits' replication and the replicas' acks land in the figures
-            row |= _per_cert(before, _redis_figures(primary, replicas), len(csrs))
+            row |= _per_cert(before, _redis_figures(primary, replicas, roots), len(csrs))
             row["setup"] = name
             rows.append(row)
             print(
@@ -97,7 +116,8 @@ def _measure(
                 f" p99 {row['p99_ms']:.1f} ms; Redis primary {row['redis_us']:.0f} us CPU/cert (scripts"
                 f" {row.get('scripts_us', 0):.0f}, poll {row.get('poll_us', 0):.0f}, other {row.get('other_us', 0):.0f}"
                 f" us of command time), replicas {row['replicas_us']:.0f} us/cert together,"
-                f" memory {row['bytes']:.0f} B/cert, replication stream {row['stream_bytes']:.0f} B/cert",
+                f" memory {row['bytes']:.0f} B/cert, replication stream {row['stream_bytes']:.0f} B/cert;"
+                f" API {row['api_us']:.0f} us/cert, worker {row['worker_us']:.0f} us/cert",
                 flush=True,
             )
     finally:

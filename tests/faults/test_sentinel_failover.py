@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from bench.sentinel_cluster import Node, SentinelCluster
 from tests.faults.harness import Audit, ca_records, env_with, root_ca, wait_all_finished
 from tests.faults.sdk_load import SdkLoad, first_success_after, sdk_client
-from tests.support import Stack, descendants, running_stack, wait_until
+from tests.support import Stack, descendants, pcaq_argv, running_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -110,6 +111,15 @@ def test_primary_killed_mid_load(tmp_path, cluster, bulk_csrs):
         wait_until(lambda: set(ca_records(old.client(), ca_arn)) == records, timeout=30, what="resync")
         assert set(ca_records(new.client(), ca_arn)) == records
         assert Audit.of(new.client(), ca_arn, arns, before).problems() == []
+        # pcaq's own commands find the new primary from the same variables.
+        audit = subprocess.run(
+            pcaq_argv("audit", "--ca", ca_arn, "--count", "1"),
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert audit.returncode == 0 and "CertificateIssued" in audit.stdout, audit.stderr
 
 
 def test_primary_workers_and_one_api_process_killed_at_once(tmp_path, cluster, bulk_csrs):
