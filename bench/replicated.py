@@ -94,14 +94,21 @@ def _per_cert(before: dict, after: dict, count: int) -> dict:
 
 
 def _measure(
-    name: str, settings: dict[str, str], primary: Node, replicas: list[Node], csrs, runs, tmp
+    name: str,
+    settings: dict[str, str],
+    primary: Node,
+    replicas: list[Node],
+    csrs,
+    runs,
+    tmp,
+    raw_seconds: float,
 ) -> list:
     rows = []
     up = PcaqUp(Path(tempfile.mkdtemp(dir=tmp)), ["--workers", "1"], settings)
     try:
         ca_arn = activate_root(Client(up.port), CA)
         for number in range(1, runs + 1):
-            raw = raw_loop(CA, csrs)  # this VM's speed now, against which the run is read
+            raw = raw_loop(CA, csrs, raw_seconds)  # this VM's speed now, against which the run is read
             with primary.client() as client:
                 client.config_resetstat()
             roots = _service_roots(up)
@@ -151,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="runs per setup")
     parser.add_argument("--quick", action="store_true", help="tiny run (a smoke test of the benchmark)")
     args = parser.parse_args(argv)
+    raw_seconds = 3.0
     if args.quick:
-        args.count, args.runs = 100, 1
+        args.count, args.runs, raw_seconds = 100, 1, 0.5
     if not shutil.which("redis-server"):
         raise SystemExit("bench: redis-server is not installed")
     print(
@@ -167,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pcaq-bench-ha-") as tmp:
         single = _single(Path(tmp) / "single")
         try:
-            rows += _measure("single", {"REDIS_URL": single.url, **key}, single, [], csrs, args.runs, tmp)
+            rows += _measure(
+                "single", {"REDIS_URL": single.url, **key}, single, [], csrs, args.runs, tmp, raw_seconds
+            )
         finally:
             single.stop()
         cluster = SentinelCluster(Path(tmp) / "cluster")
@@ -180,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                     "PCAQ_REDIS_MIN_REPLICAS": wait,
                     **key,
                 }
-                rows += _measure(f"sentinel, {wait}", settings, primary, replicas, csrs, args.runs, tmp)
+                rows += _measure(
+                    f"sentinel, {wait}", settings, primary, replicas, csrs, args.runs, tmp, raw_seconds
+                )
         finally:
             cluster.stop()
     print(json.dumps(rows))
