@@ -14,11 +14,25 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import redis
+from redis import _parsers
 from redis.sentinel import Sentinel
 
 from pcaq.platform import redis_transport
 from pcaq.platform.sentinel_connection import SentinelConnection
 from pcaq.platform.settings import Settings
+
+
+class NoGoodReplicas(redis.ConnectionError):
+    """The primary refused a write with NOREPLICAS: it has fewer good replicas than its
+    ``min-replicas-to-write`` (it may be a primary cut off by a partition). The write was not made,
+    so it is safe to make again; for a write this primary is as good as down, so it is handled as a
+    connection error: retried (through the Sentinels, which may name another primary by then), a
+    retryable 503 at the API, a reconnection for the Celery broker, never a task that dies."""
+
+
+# redis-py maps the first word of an error reply to an exception class; without this entry NOREPLICAS
+# would be a plain ResponseError, which pcaq treats as a bug.
+_parsers.BaseParser.EXCEPTION_CLASSES.setdefault("NOREPLICAS", NoGoodReplicas)
 
 # Timeouts shared by every client: a dead server is noticed within seconds, not at TCP's pace.
 CONNECT_TIMEOUT = 2.0

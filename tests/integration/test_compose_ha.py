@@ -15,11 +15,14 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
+from pcaq.records import keys
 from tests.acmpca import activate_root, fetch, issue, make_csr, pca_client
 from tests.support import REPO, base_env, free_port, http_status, kill_groups, wait_until
 
@@ -74,6 +77,12 @@ def test_every_pcaq_process_finds_redis_through_the_sentinels_and_reads_the_key_
         assert env["PCAQ_MASTER_KEY_FILE"] == "/run/secrets/pcaq_master_key"
         assert services[name]["secrets"] == ["pcaq_master_key"]
     assert yaml.safe_load(COMPOSE_HA.read_text())["secrets"]["pcaq_master_key"] == {"file": "./master.key"}
+
+
+def _here(argv: list[str]) -> list[str]:
+    """A service's command (``granian ...`` or ``celery ...``) run by this interpreter, so that it runs
+    this checkout's pcaq whatever else ``PATH`` holds (as ``pcaq up`` runs them)."""
+    return [sys.executable, "-m", *argv]
 
 
 class _Processes:
@@ -133,9 +142,9 @@ def test_the_commands_of_the_file_run_a_failover_ready_pcaq(tmp_path):
         env["PCAQ_MASTER_KEY_FILE"] = str(key_file)
         env["PCAQ_PUBLIC_HOST"] = f"127.0.0.1:{ports['api-1']}"
         env["PROMETHEUS_MULTIPROC_DIR"] = ""
-        procs.start([str(word) for word in services["worker"]["command"]], env)
+        procs.start(_here([str(word) for word in services["worker"]["command"]]), env)
         for name in APIS:
-            argv = [str(word) for word in services[name]["command"]]
+            argv = _here([str(word) for word in services[name]["command"]])
             argv[argv.index("--port") + 1] = str(ports[name])
             argv[argv.index("--host") + 1] = "127.0.0.1"
             procs.start(argv, env)
@@ -148,6 +157,9 @@ def test_the_commands_of_the_file_run_a_failover_ready_pcaq(tmp_path):
         cert_arn = issue(first, ca_arn, make_csr())
         cert, _, chain = fetch(second, ca_arn, cert_arn)  # through the other API, as behind a balancer
         assert chain and cert.serial_number == int(cert_arn.rsplit("/", 1)[1], 16)
+        # On the primary the Sentinels name, and nowhere else.
+        with redis.Redis(port=ports["redis-primary"]) as primary:
+            assert primary.exists(keys.ca(ca_arn.rsplit("/", 1)[1])) == 1
     except AssertionError as exc:
         raise AssertionError(
             f"{exc}\n--- log ---\n{(tmp_path / 'run.log').read_text(errors='replace')[-4000:]}"

@@ -7,12 +7,16 @@ half, writes that replicas do confirm, runs in tests/faults/test_sentinel_failov
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 import redis
 
+from pcaq.platform.redis_connect import NoGoodReplicas
 from pcaq.platform.settings import load
 from pcaq.records import STORE_DOWN, NotReplicated, Store, keys, member_of
-from tests.support import private_redis_db
+from tests.support import free_port, private_redis_db, wait_until
 
 CA = "0b5c3a1e-1111-4222-8333-444455556666"
 ACCOUNT = "111122223333"
@@ -82,3 +86,41 @@ def test_the_script_cache_flushed_under_a_waiting_submit(url):
     with pytest.raises(NotReplicated):  # loaded again, run, and still waits for its replica
         store.submit_certificate(CA, ACCOUNT, "e5", b"request", None)
     assert store.held.command("HGET", keys.certificate(member_of(CA, "e5")), "s") == b"P"
+
+
+@pytest.fixture
+def refusing_primary(tmp_path):
+    """A redis-server of its own with ``min-replicas-to-write 1`` and no replica: it refuses writes."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(
+        [*argv, "--min-replicas-to-write", "1", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL
+    )
+    try:
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+        wait_until(lambda: _answers(client), what="redis-server")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_a_primary_short_of_its_min_replicas_to_write_is_down_for_writes(refusing_primary):
+    """NOREPLICAS (the server's min-replicas-to-write, e.g. a primary cut off by a partition) is a
+    retryable 503 like a primary that is down, not a bug (a 500) nor a thread that dies."""
+    store = Store.from_settings(load({"REDIS_URL": refusing_primary}))
+    assert store.get_certificate(CA, "a1") is None  # reads are still served
+    with pytest.raises(STORE_DOWN) as refused:
+        store.submit_certificate(CA, ACCOUNT, "a1", b"request", None)  # a script, on the held connection
+    assert isinstance(refused.value, NoGoodReplicas)
+    with pytest.raises(NoGoodReplicas):
+        store.heartbeat("w1")  # a plain write through the client
