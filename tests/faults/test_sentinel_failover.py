@@ -76,6 +76,10 @@ def _audit_after_failover(
     client = new.client()
     wait_all_finished(client, timeout=90)
     audit = Audit.of(client, ca_arn, arns, before)
+    doubled = sum(n - 1 for n in audit.issued_events.values() if n > 1)
+    serials = [member.rsplit(":", 1)[1] for member in audit.records]
+    doubled += len(serials) - len(set(serials))
+    print(f"\n{len(arns)} ARNs answered: {len(audit.lost)} lost, {doubled} doubled")
     return audit.problems()
 
 
