@@ -54,6 +54,15 @@ class Node:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, but reads, answers and replicates nothing until :meth:`resume`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -165,4 +174,6 @@ class SentinelCluster:
     def stop(self) -> None:
         """Stop every process this cluster started (Sentinels first, so none fails over meanwhile)."""
         for node in [*self.watchers, *self.data]:
+            if node.proc is not None and node.proc.poll() is None:
+                node.resume()  # a paused process would not act on SIGTERM
             node.stop()
