@@ -141,7 +141,8 @@ def test_the_commands_of_the_file_run_a_failover_ready_pcaq(tmp_path):
         env["PCAQ_REDIS_SENTINELS"] = ",".join(f"127.0.0.1:{ports[name]}" for name in SENTINELS)
         env["PCAQ_MASTER_KEY_FILE"] = str(key_file)
         env["PCAQ_PUBLIC_HOST"] = f"127.0.0.1:{ports['api-1']}"
-        env["PROMETHEUS_MULTIPROC_DIR"] = ""
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")  # the file's /tmp/pcaq-metrics, here
+        (tmp_path / "metrics").mkdir()
         procs.start(_here([str(word) for word in services["worker"]["command"]]), env)
         for name in APIS:
             argv = _here([str(word) for word in services[name]["command"]])
