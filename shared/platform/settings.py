@@ -38,7 +38,8 @@ def _path(env: dict[str, str], name: str) -> Path | None:
     return Path(env[name]) if env.get(name) else None
 
 
-def _non_negative(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _at_least(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    """A whole number no smaller than ``minimum`` (a negative count or timeout stops the process)."""
     value = _int(env, name, default)
     if value < minimum:
         raise SystemExit(f"pcaq: {name} must be at least {minimum}, got {value}")
@@ -114,7 +115,7 @@ class Settings:
     ocsp_cache_seconds: int = 43200  # an OCSP answer is reused this long; nextUpdate is twice as far
     audit_report_interval: int = 1800  # seconds between two audit reports of one CA
     audit_dir: Path | None = None  # stands in for S3: <audit_dir>/<bucket>/<key>; default <data_dir>/s3
-    # High availability: Redis behind Sentinel (docs/operations.md#high-availability).
+    # High availability: Redis behind Sentinel (docs/operations.md, high availability).
     redis_sentinels: tuple[tuple[str, int], ...] = ()  # PCAQ_REDIS_SENTINELS; set: REDIS_URL is not used
     redis_master: str = "mymaster"  # the name the Sentinels know the primary by
     redis_password: str | None = field(default=None, repr=False)  # AUTH of the primary and replicas
@@ -178,6 +179,6 @@ def load(env: dict[str, str] | None = None) -> Settings:
         redis_master=_redis_master(env),
         redis_password=env.get("PCAQ_REDIS_PASSWORD") or None,
         redis_sentinel_password=env.get("PCAQ_REDIS_SENTINEL_PASSWORD") or None,
-        redis_min_replicas=_non_negative(env, "PCAQ_REDIS_MIN_REPLICAS", 0),
-        redis_replica_wait_ms=_non_negative(env, "PCAQ_REDIS_REPLICA_WAIT_MS", 2000, minimum=1),
+        redis_min_replicas=_at_least(env, "PCAQ_REDIS_MIN_REPLICAS", 0),
+        redis_replica_wait_ms=_at_least(env, "PCAQ_REDIS_REPLICA_WAIT_MS", 2000, minimum=1),
     )

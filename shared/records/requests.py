@@ -16,7 +16,7 @@ import redis
 from pcaq.records import keys
 from pcaq.records.held import HeldConnection
 from pcaq.records.replicas import ReplicaWait, WaitingPipeline
-from pcaq.records.sent import Sent, _Done
+from pcaq.records.sent import Sent, Done
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ class RequestRecords:
     ) -> Sent[int]:
         """:meth:`commit`, sent now, how many results took read by ``result()`` (see :class:`Sent`)."""
         if not results and not unexpected_errors:
-            return _Done(0)
+            return Done(0)
         call_keys, args = self._commit_call(owner, results, unexpected_errors)
         return Sent(self.r, self._commit, call_keys, args, int, self.replica_wait)
 

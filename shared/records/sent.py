@@ -121,7 +121,7 @@ class Sent(Generic[T]):
             connection.disconnect()
 
 
-class _Done(Generic[T]):
+class Done(Generic[T]):
     """A :class:`Sent` that needed no call."""
 
     def __init__(self, value: T):
