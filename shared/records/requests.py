@@ -16,7 +16,7 @@ import redis
 from pcaq.records import keys
 from pcaq.records.held import HeldConnection
 from pcaq.records.replicas import ReplicaWait, WaitingPipeline
-from pcaq.records.sent import Sent, Done
+from pcaq.records.sent import Done, Sent
 
 
 @dataclass(frozen=True)
