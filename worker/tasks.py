@@ -29,7 +29,7 @@ from pcaq.ca.issuance import ROOT_TEMPLATES
 from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
 from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK
-from pcaq.records import Claimed, Result, split_member
+from pcaq.records import STORE_DOWN, Claimed, Result, split_member
 from pcaq.records.pending import PendingRequest
 from pcaq.records.sent import Sent
 from pcaq.revocation import urgent
@@ -44,6 +44,9 @@ log = logging.getLogger("pcaq.worker")
 # A drain task signs for at most this long, then hands the rest to a new drain message: under a
 # steady load a task still ends, so a warm shutdown (SIGTERM) waits for one slice, not for the load.
 DRAIN_SLICE_SECONDS = 5.0
+# How long a drain that lost Redis part-way keeps trying to hand back what it holds (a failover takes
+# seconds; past this, the requests wait for their lease).
+HAND_BACK_SECONDS = 20.0
 
 
 def _owner() -> str:
@@ -250,6 +253,36 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     may take it). ``helper``: the token this drain was asked for with, if it is a helper.
     """
     owner = _owner()
+    holding: dict[str, None] = {}  # members leased to this drain and not yet committed, oldest first
+    try:
+        return _drain(svc, owner, holding, slice_seconds, helper)
+    except STORE_DOWN:
+        _hand_back(svc, owner, list(holding))
+        raise
+
+
+def _hand_back(svc: Services, owner: str, members: list[str]) -> None:
+    """After Redis was lost part-way (a failover, an outage), hand back the requests this drain holds,
+    so that they are signed at once by the next drain instead of after their lease. Retried for a
+    bounded time: a failover takes seconds (docs/operations.md)."""
+    ends = time.monotonic() + HAND_BACK_SECONDS
+    while members:
+        try:
+            released = svc.store.release(owner, members)
+        except STORE_DOWN:
+            if time.monotonic() >= ends:
+                log.warning("could not hand back %d leased requests: they wait for their lease", len(members))
+                return
+            time.sleep(0.5)  # a pace between attempts while Redis is away, not a wait for a state
+            continue
+        log.info("Redis was lost part-way: handed back %d leased requests", released)
+        return
+
+
+def _drain(
+    svc: Services, owner: str, holding: dict[str, None], slice_seconds: float, helper: str | None
+) -> int:
+    """The loop of :func:`drain_outbox`; ``holding`` is kept up to date with what it holds leased."""
     done = 0
     ends = time.monotonic() + slice_seconds
 
@@ -258,10 +291,20 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     tokens = (f"{owner}:{n}" for n in itertools.count())  # one per claim: the helper it may ask for
     if helper:
         store.helper_started(helper)
-    committing: tuple[Sent[int], int, BatchReport] | None = None  # the commit of the batch signed last
+    committing: tuple[Sent[int], int, BatchReport, list[str]] | None = None  # of the batch signed last
     ahead: Sent[Claimed] | None = None  # the claim of the next batch, sent before this one is signed
     batch: tuple[Claimed, dict] | None = None
     claimed_at = time.monotonic()  # when the last claim was sent (the linger counts from it)
+
+    def took(entry: tuple[Sent[int], int, BatchReport, list[str]]) -> int:
+        count = _took(*entry[:3])
+        for member in entry[3]:  # written, or no longer this drain's: nothing to hand back
+            holding.pop(member, None)
+        return count
+
+    def taken(claimed: tuple[Claimed, dict]) -> tuple[Claimed, dict]:
+        holding.update((member, None) for member, _ in claimed[0])
+        return claimed
 
     def claim(take_urgent: bool = True) -> Sent[Claimed]:
         nonlocal claimed_at
@@ -278,10 +321,10 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
                 if time.monotonic() >= ends:
                     svc.queue.drain()
                     break
-                batch = _batch(svc, claim())
+                batch = taken(_batch(svc, claim()))
             if not batch[0]:
                 store.clear_drain_kick()
-                batch = _batch(svc, claim())
+                batch = taken(_batch(svc, claim()))
                 if not batch[0]:
                     break
             full = len(batch[0]) >= batch_size
@@ -290,10 +333,11 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
             results, report = _sign_all(svc, *batch, between=watch)
             if committing is not None:
                 previous, committing = committing, None
-                done += _took(*previous)
+                done += took(previous)
             # The next batch is read before this one's commit is sent: its reads do not queue behind it.
-            batch, ahead = (None if ahead is None else _batch(svc, ahead)), None
-            committing = (store.send_commit(owner, results, report.errors), len(results), report)
+            batch, ahead = (None if ahead is None else taken(_batch(svc, ahead))), None
+            members = [result[0] for result in results]
+            committing = (store.send_commit(owner, results, report.errors), len(results), report, members)
             if not full:
                 # Let requests gather for the next claim (a deliberate batching delay, as Kafka's
                 # linger.ms; the commit is already on its way meanwhile).
@@ -304,7 +348,7 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
         if ahead is not None:  # only on an exception: its batch stays leased until its leases end
             ahead.close()
         if committing is not None:  # the last results are written, even on the way out of an exception
-            done += _took(*committing)
+            done += took(committing)
     return done
 
 

@@ -82,6 +82,7 @@ class Store(
         self._claim_ready = client.register_script(scripts.CLAIM_READY)
         self._commit = client.register_script(scripts.COMMIT)
         self._helper_started = client.register_script(scripts.HELPER_STARTED)
+        self._release = client.register_script(scripts.RELEASE)
         # With PCAQ_REDIS_MIN_REPLICAS, writes an answer depends on wait for replicas (records/replicas.py).
         self.replica_wait = replica_wait(settings.redis_min_replicas, settings.redis_replica_wait_ms)
         self.held = HeldConnection(client.connection_pool, self.replica_wait)

@@ -258,6 +258,17 @@ class RequestRecords:
             args,
         )
 
+    def release(self, owner: str, members: list[str]) -> int:
+        """Hand back requests leased to ``owner`` that it will not sign (its drain lost Redis part-way):
+        ready at once, their attempt given back; returns how many it held still."""
+        if not members:
+            return 0
+        return int(
+            self._release(
+                keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=[owner, f"{self.clock():.3f}", *members]
+            )
+        )
+
     def stale_ready_count(self, older_than: float) -> int:
         """How many requests have been ready since before ``older_than`` without a worker taking them."""
         return int(self.r.zcount(keys.PENDING_CERTS, "-inf", older_than))

@@ -294,3 +294,23 @@ if now ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
 """
+
+# Release: a drain that lost Redis part-way (a failover, an outage) hands back the requests it still
+# holds, so that they are ready at once on whichever server is the primary now, instead of after their
+# lease. Only requests still PENDING and leased to this owner are touched; the attempt the claim counted
+# is given back (the request was never signed to the end).
+# KEYS: outbox, record prefix. ARGV: owner, now, then the members. Returns how many were handed back.
+RELEASE = """
+local n = 0
+for i = 3, #ARGV do
+  local key = KEYS[2] .. ARGV[i]
+  local state = redis.call('HMGET', key, 's', 'o')
+  if state[1] == 'P' and state[2] == ARGV[1] then
+    redis.call('HDEL', key, 'o', 'l')
+    redis.call('HINCRBY', key, 'a', -1)
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
