@@ -253,25 +253,25 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     may take it). ``helper``: the token this drain was asked for with, if it is a helper.
     """
     owner = _owner()
-    holding: dict[str, None] = {}  # members leased to this drain and not yet committed, oldest first
+    started = svc.store.clock()  # the claims' times, and so their leases' ends, come after this
     try:
-        return _drain(svc, owner, holding, slice_seconds, helper)
+        return _drain(svc, owner, slice_seconds, helper)
     except STORE_DOWN:
-        _hand_back(svc, owner, list(holding))
+        _hand_back(svc, owner, started)
         raise
 
 
-def _hand_back(svc: Services, owner: str, members: list[str]) -> None:
+def _hand_back(svc: Services, owner: str, started: float) -> None:
     """After Redis was lost part-way (a failover, an outage), hand back the requests this drain holds,
     so that they are signed at once by the next drain instead of after their lease. Retried for a
     bounded time: a failover takes seconds (docs/operations.md)."""
     ends = time.monotonic() + HAND_BACK_SECONDS
-    while members:
+    while True:
         try:
-            released = svc.store.release(owner, members)
+            released = svc.store.release(owner, started, svc.store.clock())
         except STORE_DOWN:
             if time.monotonic() >= ends:
-                log.warning("could not hand back %d leased requests: they wait for their lease", len(members))
+                log.warning("could not hand back this drain's leased requests: they wait for their lease")
                 return
             time.sleep(0.5)  # a pace between attempts while Redis is away, not a wait for a state
             continue
@@ -279,10 +279,8 @@ def _hand_back(svc: Services, owner: str, members: list[str]) -> None:
         return
 
 
-def _drain(
-    svc: Services, owner: str, holding: dict[str, None], slice_seconds: float, helper: str | None
-) -> int:
-    """The loop of :func:`drain_outbox`; ``holding`` is kept up to date with what it holds leased."""
+def _drain(svc: Services, owner: str, slice_seconds: float, helper: str | None) -> int:
+    """The loop of :func:`drain_outbox`."""
     done = 0
     ends = time.monotonic() + slice_seconds
 
@@ -291,20 +289,10 @@ def _drain(
     tokens = (f"{owner}:{n}" for n in itertools.count())  # one per claim: the helper it may ask for
     if helper:
         store.helper_started(helper)
-    committing: tuple[Sent[int], int, BatchReport, list[str]] | None = None  # of the batch signed last
+    committing: tuple[Sent[int], int, BatchReport] | None = None  # the commit of the batch signed last
     ahead: Sent[Claimed] | None = None  # the claim of the next batch, sent before this one is signed
     batch: tuple[Claimed, dict] | None = None
     claimed_at = time.monotonic()  # when the last claim was sent (the linger counts from it)
-
-    def took(entry: tuple[Sent[int], int, BatchReport, list[str]]) -> int:
-        count = _took(*entry[:3])
-        for member in entry[3]:  # written, or no longer this drain's: nothing to hand back
-            holding.pop(member, None)
-        return count
-
-    def taken(claimed: tuple[Claimed, dict]) -> tuple[Claimed, dict]:
-        holding.update((member, None) for member, _ in claimed[0])
-        return claimed
 
     def claim(take_urgent: bool = True) -> Sent[Claimed]:
         nonlocal claimed_at
@@ -321,10 +309,10 @@ def _drain(
                 if time.monotonic() >= ends:
                     svc.queue.drain()
                     break
-                batch = taken(_batch(svc, claim()))
+                batch = _batch(svc, claim())
             if not batch[0]:
                 store.clear_drain_kick()
-                batch = taken(_batch(svc, claim()))
+                batch = _batch(svc, claim())
                 if not batch[0]:
                     break
             full = len(batch[0]) >= batch_size
@@ -333,11 +321,10 @@ def _drain(
             results, report = _sign_all(svc, *batch, between=watch)
             if committing is not None:
                 previous, committing = committing, None
-                done += took(previous)
+                done += _took(*previous)
             # The next batch is read before this one's commit is sent: its reads do not queue behind it.
-            batch, ahead = (None if ahead is None else taken(_batch(svc, ahead))), None
-            members = [result[0] for result in results]
-            committing = (store.send_commit(owner, results, report.errors), len(results), report, members)
+            batch, ahead = (None if ahead is None else _batch(svc, ahead)), None
+            committing = (store.send_commit(owner, results, report.errors), len(results), report)
             if not full:
                 # Let requests gather for the next claim (a deliberate batching delay, as Kafka's
                 # linger.ms; the commit is already on its way meanwhile).
@@ -348,7 +335,7 @@ def _drain(
         if ahead is not None:  # only on an exception: its batch stays leased until its leases end
             ahead.close()
         if committing is not None:  # the last results are written, even on the way out of an exception
-            done += took(committing)
+            done += _took(*committing)
     return done
 
 

@@ -258,14 +258,15 @@ class RequestRecords:
             args,
         )
 
-    def release(self, owner: str, members: list[str]) -> int:
-        """Hand back requests leased to ``owner`` that it will not sign (its drain lost Redis part-way):
-        ready at once, their attempt given back; returns how many it held still."""
-        if not members:
-            return 0
+    def release(self, owner: str, claimed_from: float, claimed_to: float) -> int:
+        """Hand back the requests leased to ``owner`` by claims made between ``claimed_from`` and
+        ``claimed_to`` (this store's clock) that it will not sign, its drain having lost Redis
+        part-way: ready at once, their attempt given back. Returns how many it still held."""
+        lease = self.settings.lease_seconds
+        window = [f"{claimed_from + lease - 1:.3f}", f"{claimed_to + lease + 1:.3f}"]
         return int(
             self._release(
-                keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=[owner, f"{self.clock():.3f}", *members]
+                keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=[owner, f"{self.clock():.3f}", *window]
             )
         )
 

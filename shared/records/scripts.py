@@ -295,20 +295,21 @@ redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# Release: a drain that lost Redis part-way (a failover, an outage) hands back the requests it still
-# holds, so that they are ready at once on whichever server is the primary now, instead of after their
-# lease. Only requests still PENDING and leased to this owner are touched; the attempt the claim counted
-# is given back (the request was never signed to the end).
-# KEYS: outbox, record prefix. ARGV: owner, now, then the members. Returns how many were handed back.
+# Release: a drain that lost Redis part-way (a failover, an outage) hands back the requests leased to
+# it, so that they are ready at once on whichever server is the primary now, instead of after their
+# lease. It names the window its leases end in (its claims' times plus the lease), which also finds
+# leases of claims whose reply it never read; only requests still PENDING and leased to this owner
+# are touched, and the attempt the claim counted is given back (nothing was signed to the end).
+# KEYS: outbox, record prefix. ARGV: owner, now, earliest and latest lease end. Returns how many.
 RELEASE = """
 local n = 0
-for i = 3, #ARGV do
-  local key = KEYS[2] .. ARGV[i]
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[4])) do
+  local key = KEYS[2] .. member
   local state = redis.call('HMGET', key, 's', 'o')
   if state[1] == 'P' and state[2] == ARGV[1] then
     redis.call('HDEL', key, 'o', 'l')
     redis.call('HINCRBY', key, 'a', -1)
-    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    redis.call('ZADD', KEYS[1], ARGV[2], member)
     n = n + 1
   end
 end
