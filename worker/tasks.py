@@ -262,8 +262,8 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
 
 
 def _hand_back(svc: Services, owner: str, started: float) -> None:
-    """After Redis was lost part-way (a failover, an outage), hand back the requests this drain holds,
-    so that they are signed at once by the next drain instead of after their lease. Retried for a
+    """After Redis was lost part-way (a failover, an outage), hand back the requests this drain holds
+    and ask for a drain, so that they are signed at once instead of after their lease. Retried for a
     bounded time: a failover takes seconds (docs/operations.md)."""
     ends = time.monotonic() + HAND_BACK_SECONDS
     while True:
@@ -276,6 +276,11 @@ def _hand_back(svc: Services, owner: str, started: float) -> None:
             time.sleep(0.5)  # a pace between attempts while Redis is away, not a wait for a state
             continue
         log.info("Redis was lost part-way: handed back %d leased requests", released)
+        if released:
+            try:
+                svc.queue.drain()  # they are ready now: a drain takes them without waiting for the sweeper
+            except Exception:  # noqa: BLE001 - the broker may still be reconnecting; the sweeper finds them
+                log.warning("could not ask for a drain after handing back requests", exc_info=True)
         return
 
 
