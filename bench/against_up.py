@@ -43,10 +43,11 @@ UP_TARGETS = {name: TARGETS[name] for name in ("e2e/raw", "p99")}  # what a run 
 class PcaqUp:
     """`pcaq up` as a child in a session of its own, with its own data folder; stopped with SIGINT."""
 
-    def __init__(self, data_dir: Path, extra: list[str]):
+    def __init__(self, data_dir: Path, extra: list[str], settings: dict[str, str] | None = None):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PCAQ_", "REDIS_"))}
         env.update(PCAQ_DATA_DIR=str(data_dir), PCAQ_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
+        env.update(settings or {})  # bench/replicated.py: which Redis, and how many replicas to wait for
         self.log = data_dir / "up.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pcaq.cli", "up", "--port", str(self.port), *extra],

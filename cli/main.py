@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 
@@ -30,7 +29,9 @@ from pcaq.cli import archive_backfill, bulk_issue, console_index, embedded_redis
 from pcaq.cli.supervisor import ChildSpec, StopSignals, Supervisor
 from pcaq.errors import MasterKeyError, PcaqError
 from pcaq.pki import key_checks
+from pcaq.platform import redis_connect
 from pcaq.platform.credentials import OPEN_MODE_WARNING, CredentialsError, check_bind, load_credentials
+from pcaq.platform.redis_connect import redact
 from pcaq.platform.settings import Settings, load
 from pcaq.platform.throttle import parse_rate_limits
 from pcaq.records import Store
@@ -82,22 +83,6 @@ def worker_args(concurrency: int | None = None) -> list[str]:
     if concurrency is not None:
         args += ["--concurrency", str(concurrency)]
     return args
-
-
-def redact(url: str) -> str:
-    """``url`` with any password (in its user part or a ``password=`` query) replaced by ``***``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    in_query = any(name == "password" for name, _ in query)
-    if parts.password is None and not in_query:
-        return url
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    shown = urlencode([(name, "***" if name == "password" else value) for name, value in query], safe="*/")
-    # Not urlunsplit: it drops the "//" of a URL with no host (unix:///path), which redis-py needs.
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{shown}" if shown else "")
 
 
 def default_workers(cpus: int | None = None) -> int:
@@ -195,8 +180,12 @@ def _check_security_config(settings: Settings) -> None:
 
 def _store_for(args: argparse.Namespace) -> Store:
     settings = load()
+    if args.redis_url:  # named on the command line: that one server, whatever the environment says
+        return Store.from_settings(replace(settings, redis_url=args.redis_url, redis_sentinels=()))
+    if redis_connect.uses_sentinel(settings):
+        return Store.from_settings(settings)
     # The embedded Redis asks for the password kept in the data folder: found there, never typed.
-    url = args.redis_url or settings.redis_url or embedded_redis.embedded_redis_url(settings.data_dir)
+    url = settings.redis_url or embedded_redis.embedded_redis_url(settings.data_dir)
     if url:
         settings = replace(settings, redis_url=url)
     return Store.from_settings(settings)
@@ -213,7 +202,7 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"pcaq: {exc.message}", file=sys.stderr)
         return 2
     except redis.RedisError as exc:
-        print(f"pcaq: Redis at {redact(store.settings.effective_redis_url)}: {exc}", file=sys.stderr)
+        print(f"pcaq: Redis at {redis_connect.describe(store.settings)}: {exc}", file=sys.stderr)
         return 1
     for entry in entries:
         print(entry.as_json() if args.json else entry.line())
@@ -244,7 +233,7 @@ def _blocklist(args: argparse.Namespace) -> int:
         else:
             changed = store.blocklist_remove(fingerprints)
     except redis.RedisError as exc:
-        print(f"pcaq: Redis at {redact(store.settings.effective_redis_url)}: {exc}", file=sys.stderr)
+        print(f"pcaq: Redis at {redis_connect.describe(store.settings)}: {exc}", file=sys.stderr)
         return 1
     for fingerprint in sorted(fingerprints):
         print(fingerprint)
@@ -307,7 +296,11 @@ def _run_up(args: argparse.Namespace, settings: Settings, signals: StopSignals) 
     else:
         log.info("master key: file %s (keep a copy: without it the CA keys cannot be opened)", key_path)
     with ExitStack() as stack:
-        if settings.redis_url:
+        if redis_connect.uses_sentinel(settings):
+            # The children find the primary as this process does, from the same variables.
+            redis_url = None
+            log.info("using Redis: the %s (PCAQ_REDIS_SENTINELS)", redis_connect.describe(settings))
+        elif settings.redis_url:
             redis_url = settings.redis_url
             log.info("using Redis at %s (REDIS_URL)", redact(redis_url))
         else:
@@ -315,7 +308,7 @@ def _run_up(args: argparse.Namespace, settings: Settings, signals: StopSignals) 
             running = stack.enter_context(embedded_redis.embedded_redis(settings.data_dir, prefer))
             redis_url = running.url
             log.info("using the embedded Redis (%s) at %s", running.kind, redact(redis_url))
-        _check_redis(replace(settings, redis_url=redis_url), kek, signals)
+        _check_redis(replace(settings, redis_url=redis_url or settings.redis_url), kek, signals)
         if signals.requested:
             return 0
         env = _child_env(settings, redis_url, key_path, args.host, args.port)
@@ -333,7 +326,7 @@ def _run_up(args: argparse.Namespace, settings: Settings, signals: StopSignals) 
 def _check_redis(settings: Settings, kek: bytes, signals: StopSignals) -> None:
     """Wait (bounded) for Redis to answer, then check the master key against what it holds."""
     store = Store.from_settings(settings)
-    shown = redact(settings.effective_redis_url)
+    shown = redis_connect.describe(settings)
     try:
         deadline = time.monotonic() + _REDIS_DEADLINE
         waiting_logged = False
@@ -341,7 +334,9 @@ def _check_redis(settings: Settings, kek: bytes, signals: StopSignals) -> None:
             if signals.requested:
                 return
             if time.monotonic() > deadline:
-                raise StartError(f"Redis at {shown} does not answer; start it or fix REDIS_URL")
+                raise StartError(
+                    f"Redis at {shown} does not answer; start it or fix REDIS_URL or PCAQ_REDIS_SENTINELS"
+                )
             if not waiting_logged:
                 log.info("waiting for Redis at %s", shown)
                 waiting_logged = True
@@ -355,10 +350,11 @@ def _check_redis(settings: Settings, kek: bytes, signals: StopSignals) -> None:
 
 
 def _child_env(
-    settings: Settings, redis_url: str, key_path: os.PathLike | None, host: str, port: int
+    settings: Settings, redis_url: str | None, key_path: os.PathLike | None, host: str, port: int
 ) -> dict[str, str]:
-    env = dict(os.environ)
-    env["REDIS_URL"] = redis_url
+    env = dict(os.environ)  # PCAQ_REDIS_SENTINELS and the rest of the Sentinel settings pass as they are
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
     env["PCAQ_DATA_DIR"] = str(settings.data_dir)
     if key_path is not None:
         env["PCAQ_MASTER_KEY_FILE"] = str(key_path)

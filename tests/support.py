@@ -350,7 +350,9 @@ def running_stack(
         try:
             wait_ready(endpoint_url, proc, log_path)
             stack.remember_groups()
-            if not redis_url:  # as pcaq's own commands find it: the data folder says where, and the password
+            # As pcaq's own commands find it: the data folder says where, and the password (with
+            # Sentinel there is no embedded Redis: the test knows its cluster).
+            if not redis_url and not stack_env.get("PCAQ_REDIS_SENTINELS"):
                 embedded = embedded_redis_url(data_dir)
                 assert embedded, f"pcaq up did not publish its embedded Redis in {data_dir}:\n{stack.log()}"
                 stack.redis_url = embedded

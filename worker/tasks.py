@@ -33,9 +33,9 @@ from pcaq.errors import PcaqError
 from pcaq.pki import ca_certificates, certificates, key_checks, keys
 from pcaq.pki.names import searchable_names
 from pcaq.platform.queue import CREATE_CA_KEY_TASK, DRAIN_TASK
-from pcaq.records import Claimed, Result, split_member
+from pcaq.records import STORE_DOWN, Claimed, Result, split_member
 from pcaq.records.pending import PendingRequest
-from pcaq.records.requests import Sent
+from pcaq.records.sent import Sent
 from pcaq.revocation import urgent
 from pcaq.worker.app import app
 from pcaq.worker.observe import BatchReport, abandoned
@@ -48,6 +48,9 @@ log = logging.getLogger("pcaq.worker")
 # A drain task signs for at most this long, then hands the rest to a new drain message: under a
 # steady load a task still ends, so a warm shutdown (SIGTERM) waits for one slice, not for the load.
 DRAIN_SLICE_SECONDS = 5.0
+# How long a drain that lost Redis part-way keeps trying to hand back what it holds (a failover takes
+# seconds; past this, the requests wait for their lease).
+HAND_BACK_SECONDS = 20.0
 
 
 def _owner() -> str:
@@ -300,6 +303,39 @@ def drain_outbox(svc: Services, slice_seconds: float = DRAIN_SLICE_SECONDS, help
     if not _token_ready(svc):
         return 0  # claims would only count attempts: the requests wait, the sweeper wakes a drain later
     owner = _owner()
+    started = svc.store.clock()  # the claims' times, and so their leases' ends, come after this
+    try:
+        return _drain(svc, owner, slice_seconds, helper)
+    except STORE_DOWN:
+        _hand_back(svc, owner, started)
+        raise
+
+
+def _hand_back(svc: Services, owner: str, started: float) -> None:
+    """After Redis was lost part-way (a failover, an outage), hand back the requests this drain holds
+    and ask for a drain, so that they are signed at once instead of after their lease. Retried for a
+    bounded time: a failover takes seconds (docs/operations.md)."""
+    ends = time.monotonic() + HAND_BACK_SECONDS
+    while True:
+        try:
+            released = svc.store.release(owner, started, svc.store.clock())
+        except STORE_DOWN:
+            if time.monotonic() >= ends:
+                log.warning("could not hand back this drain's leased requests: they wait for their lease")
+                return
+            time.sleep(0.5)  # a pace between attempts while Redis is away, not a wait for a state
+            continue
+        log.info("Redis was lost part-way: handed back %d leased requests", released)
+        if released:
+            try:
+                svc.queue.drain()  # they are ready now: a drain takes them without waiting for the sweeper
+            except Exception:  # noqa: BLE001 - the broker may still be reconnecting; the sweeper finds them
+                log.warning("could not ask for a drain after handing back requests", exc_info=True)
+        return
+
+
+def _drain(svc: Services, owner: str, slice_seconds: float, helper: str | None) -> int:
+    """The loop of :func:`drain_outbox`."""
     done = 0
     ends = time.monotonic() + slice_seconds
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from pcaq.platform import redis_transport
+from pcaq.platform import redis_connect
 from pcaq.platform.settings import Settings
 
 DRAIN_TASK = "pcaq.drain"
@@ -24,7 +24,8 @@ AUDIT_REPORT_TASK = "pcaq.audit_report"
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app configured for pcaq's delivery guarantees (docs/architecture.md, invariant 5)."""
-    app = Celery("pcaq", broker=redis_transport.broker_url(settings.effective_redis_url))
+    url, transport_options, transport = redis_connect.broker(settings)
+    app = Celery("pcaq", broker=url)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -32,7 +33,7 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,  # with acks_late, a killed child's message is redelivered
         worker_prefetch_multiplier=settings.prefetch_multiplier,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout, **transport_options},
         broker_connection_retry_on_startup=True,
         # A broker outage leaves running tasks alone (they fail on Redis and their work is retried from
         # the outbox); said explicitly, as Celery warns that its default will change.
@@ -41,8 +42,8 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,  # what Flower watches (as `celery worker -E`); a few PUBLISHes per task
         task_default_queue="pcaq",
     )
-    if settings.effective_redis_url.startswith("redis://"):
-        app.conf.broker_transport = redis_transport.TRANSPORT  # lives through a Redis restart (see there)
+    if transport is not None:
+        app.conf.broker_transport = transport  # lives through a Redis restart or failover (see there)
     return app
 
 

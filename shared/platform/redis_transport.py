@@ -18,13 +18,17 @@ one over loopback TCP on both ends.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
+from pcaq.platform.sentinel_connection import SentinelConnection
+
 TRANSPORT = "pcaq.platform.redis_transport:Transport"
+SENTINEL_TRANSPORT = "pcaq.platform.redis_transport:SentinelTransport"
 SOCKET_SCHEME = "pcaqredis"  # kombu alias of this transport, for "<alias>+socket://" broker URLs
 TRANSPORT_ALIASES.setdefault(SOCKET_SCHEME, TRANSPORT)
 
@@ -52,16 +56,37 @@ def broker_url(redis_url: str) -> str:
     return f"{SOCKET_SCHEME}+socket://{credentials}{parts.path}?virtual_host={db}"
 
 
-class Channel(kombu_redis.Channel):
-    """A Redis channel that reports a torn-down connection as a connection error."""
+class _ReportsTornDown:
+    """Makes a channel report a torn-down connection as a connection error (mixed into both)."""
+
+    connection: Any
 
     def _connparams(self, asynchronous: bool = False) -> dict:
         if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the connection to the broker was closed; reconnecting")
-        return super()._connparams(asynchronous=asynchronous)
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
+
+
+class Channel(_ReportsTornDown, kombu_redis.Channel):
+    """A Redis channel that reports a torn-down connection as a connection error."""
 
 
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+class SentinelChannel(_ReportsTornDown, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel with the same fix as :class:`Channel`: a channel of a torn-down
+    connection raises a connection error, and the worker reconnects, through the Sentinels, to
+    whichever server is the primary by then. Its connections find the primary on every path that
+    connects (see pcaq.platform.sentinel_connection)."""
+
+    connection_class = SentinelConnection
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with :class:`SentinelChannel` (``sentinel://`` broker URLs)."""
+
+    Channel = SentinelChannel

@@ -69,6 +69,37 @@ def _archive_url(env: dict[str, str]) -> str | None:
     return raw
 
 
+def _at_least(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    """A whole number no smaller than ``minimum`` (a negative count or timeout stops the process)."""
+    value = _int(env, name, default)
+    if value < minimum:
+        raise SystemExit(f"pcaq: {name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _sentinels(env: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    """PCAQ_REDIS_SENTINELS: ``host:port,host:port,...`` (``[v6addr]:port`` for IPv6)."""
+    raw = env.get("PCAQ_REDIS_SENTINELS", "").strip()
+    found = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, sep, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SystemExit(f"pcaq: PCAQ_REDIS_SENTINELS must be host:port,host:port,..., got {item!r}")
+        found.append((host, int(port)))
+    return tuple(found)
+
+
+def _redis_master(env: dict[str, str]) -> str:
+    raw = env.get("PCAQ_REDIS_MASTER") or "mymaster"
+    # Sentinel names a master with one word; a space or a control character would not survive its config.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", raw):
+        raise SystemExit(
+            f"pcaq: PCAQ_REDIS_MASTER must be a Sentinel master name (letters, digits, ._-), got {raw!r}"
+        )
+    return raw
+
+
 def _default_data_dir(env: dict[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pcaq"
@@ -131,6 +162,13 @@ class Settings:
     failed_retention: int = 7 * 86400  # seconds a failed request's record stays in Redis after it failed
     archive_url: str | None = field(default=None, repr=False)  # postgresql://...; None: JSON-lines files
     archive_batch: int = 500  # records the archiver writes (and retention removes) per step
+    # High availability: Redis behind Sentinel (docs/operations.md, high availability).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()  # PCAQ_REDIS_SENTINELS; set: REDIS_URL is not used
+    redis_master: str = "mymaster"  # the name the Sentinels know the primary by
+    redis_password: str | None = field(default=None, repr=False)  # AUTH of the primary and replicas
+    redis_sentinel_password: str | None = field(default=None, repr=False)  # AUTH of the Sentinels
+    redis_min_replicas: int = 0  # replicas that must hold a write before a client is told it is done
+    redis_replica_wait_ms: int = 2000  # how long such a write waits for them (WAIT's timeout)
 
     @property
     def token_configured(self) -> bool:
@@ -203,6 +241,13 @@ def load(env: dict[str, str] | None = None) -> Settings:
         failed_retention=_duration(env, "PCAQ_FAILED_RETENTION", "7d"),
         archive_url=_archive_url(env),
         archive_batch=max(1, _int(env, "PCAQ_ARCHIVE_BATCH", 500)),
+        # High availability: Redis behind Sentinel.
+        redis_sentinels=_sentinels(env),
+        redis_master=_redis_master(env),
+        redis_password=env.get("PCAQ_REDIS_PASSWORD") or None,
+        redis_sentinel_password=env.get("PCAQ_REDIS_SENTINEL_PASSWORD") or None,
+        redis_min_replicas=_at_least(env, "PCAQ_REDIS_MIN_REPLICAS", 0),
+        redis_replica_wait_ms=_at_least(env, "PCAQ_REDIS_REPLICA_WAIT_MS", 2000, minimum=1),
     )
 
 

@@ -15,6 +15,7 @@ class AuthorityRecords:
     """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
+    durable_pipeline: Callable[..., redis.client.Pipeline]  # Store's: confirmed by replicas when required
 
     # -- the key-encryption key check and CA private keys -----------------------------------------
 
@@ -48,7 +49,7 @@ class AuthorityRecords:
         # The token is claimed in the same transaction as the document: claimed alone first, a
         # concurrent or retried request could be answered with the id of a CA not (yet) stored.
         for _ in range(20):
-            with self.r.pipeline() as pipe:
+            with self.durable_pipeline() as pipe:
                 try:
                     if idem_key:
                         pipe.watch(idem_key)
@@ -90,7 +91,7 @@ class AuthorityRecords:
         """
         key = keys.ca(ca_id)
         for _ in range(20):
-            with self.r.pipeline() as pipe:
+            with self.durable_pipeline() as pipe:
                 try:
                     pipe.watch(key)
                     raw = pipe.get(key)
@@ -118,7 +119,7 @@ class AuthorityRecords:
 
     def remove_ca(self, ca_id: str, account: str) -> None:
         """Delete a CA for good: its document, key and index entry (its certificates stay)."""
-        pipe = self.r.pipeline()
+        pipe = self.durable_pipeline()
         self._remove_ca(pipe, ca_id, account)
         pipe.execute()
 

@@ -17,6 +17,8 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from pcaq.records.replicas import NotReplicated, ReplicaWait
+
 
 class HeldConnection:
     """Runs commands on a connection of the calling thread's own, made from ``pool``'s settings.
@@ -26,8 +28,9 @@ class HeldConnection:
     made a connection makes its own (a socket is never shared by two processes).
     """
 
-    def __init__(self, pool: redis.ConnectionPool):
+    def __init__(self, pool: redis.ConnectionPool, wait: ReplicaWait | None = None):
         self._pool = pool
+        self._wait = wait  # scripts are confirmed by replicas before their reply is returned
         self._local = threading.local()
 
     def _connection(self) -> Any:
@@ -64,8 +67,60 @@ class HeldConnection:
 
     def script(self, script: Any, keys: list, args: list) -> Any:
         """Run a registered script (``redis.commands.core.Script``) by its SHA; loads it if Redis
-        does not have it (a new or restarted server)."""
+        does not have it (a new or restarted server). With a :class:`ReplicaWait`, the reply is
+        returned only once the replicas confirmed the script's writes (else :class:`NotReplicated`)."""
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return self.command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return self._confirmed(call) if self._wait else self.command(*call)
         except NoScriptError:
-            return script(keys=keys, args=args)
+            if not self._wait:
+                return script(keys=keys, args=args)
+            self.command("SCRIPT", "LOAD", script.script)
+            return self._confirmed(call)
+
+    def _confirmed(self, call: tuple) -> Any:
+        """``call`` and the replicas' confirmation in one round trip on the held connection."""
+        try:
+            return self._once_confirmed(call)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._once_confirmed(call)  # on a new connection, as :meth:`command` does
+
+    def _once_confirmed(self, call: tuple) -> Any:
+        assert self._wait is not None
+        connection = self._connection()
+        try:
+            connection.send_packed_command(connection.pack_commands([call, *self._wait.commands()]))
+        except BaseException:
+            self._drop()
+            raise
+        try:
+            reply = connection.read_response()
+        except redis.ResponseError:
+            # An error reply (NOSCRIPT, a script's error): nothing was written, but the two commands
+            # behind it still answer; read them so the connection stays in step.
+            self._read_rest(connection)
+            raise
+        except BaseException:
+            self._drop()
+            raise
+        try:
+            connection.read_response()  # the mark's INCR
+            acknowledged = connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._drop()
+            raise NotReplicated(
+                f"the connection broke before the replicas confirmed the write: {exc}"
+            ) from exc
+        except BaseException:
+            self._drop()
+            raise
+        self._wait.check(acknowledged)
+        return reply
+
+    def _read_rest(self, connection: Any) -> None:
+        try:
+            connection.read_response()
+            connection.read_response()
+        except BaseException:
+            self._drop()
+            raise

@@ -18,6 +18,8 @@ URGENT = f"{PREFIX}urgent"  # urgent jobs an API process waits on (shared/revoca
 URGENT_SIGNAL = f"{PREFIX}urgent-signal"  # pub/sub channel: an urgent job came while a drain runs
 CA_PREFIX = f"{PREFIX}ca:"  # + CA id; the claim script appends the id (audit of abandoned requests)
 AUDIT_PREFIX = f"{PREFIX}audit:"  # + CA id; the claim and commit scripts append the id
+# Counted up right before a WAIT, so the WAIT covers what the answer read (records/replicas.py).
+REPLICATION_MARK = f"{PREFIX}replication-mark"
 
 
 def token_digest(token: str) -> str:

@@ -7,15 +7,16 @@ the reply when it needs it (:class:`Sent`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import NamedTuple
 
 import redis
-from redis.exceptions import NoScriptError
 
 from pcaq.records import keys
 from pcaq.records.held import HeldConnection
+from pcaq.records.replicas import ReplicaWait, WaitingPipeline
+from pcaq.records.sent import Done, Sent
 
 
 @dataclass(frozen=True)
@@ -77,73 +78,6 @@ class CaChanged(Exception):
     """The CA document changed after the caller read it; re-read it and submit again."""
 
 
-T = TypeVar("T")
-
-
-class Sent(Generic[T]):
-    """One script call written to a connection of its own, its reply read later by :meth:`result`.
-
-    Redis runs the script as soon as it arrives; the caller goes on working and reads the reply when
-    it needs it, so the round trip and the script's run overlap the caller's work. Read it exactly once
-    (the connection is held until then). Whatever keeps the write or the read from completing (no
-    connection, a lost connection, a server that has not loaded the script yet) makes :meth:`result`
-    run the script the ordinary way, with the client's retries: both scripts sent this way are safe to
-    run again (a commit writes only results whose lease it still holds; a claim repeated after a lost
-    reply leaves the first batch leased until its lease ends, as the client's own retry would).
-    """
-
-    def __init__(self, client: redis.Redis, script: Any, keys: list, args: list, parse: Callable[[Any], T]):
-        self._client, self._script, self._keys, self._args, self._parse = client, script, keys, args, parse
-        self._connection = None
-        self._open = True  # until result() or close()
-        pool = client.connection_pool
-        try:
-            connection = pool.get_connection()
-        except (redis.ConnectionError, redis.TimeoutError):
-            return  # result() runs it the ordinary way
-        try:
-            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        except (redis.ConnectionError, redis.TimeoutError):
-            self._drop(connection)
-            return
-        except BaseException:
-            self._drop(connection)
-            raise
-        self._connection = connection
-
-    def _drop(self, connection: Any) -> None:
-        """Hand back a connection whose reply will not be read (closed: nothing stale stays on it)."""
-        connection.disconnect()
-        self._client.connection_pool.release(connection)
-
-    def close(self) -> None:
-        """Give up the reply (the script still runs) and hand the connection back."""
-        connection, self._connection, self._open = self._connection, None, False
-        if connection is not None:
-            self._drop(connection)
-
-    def result(self) -> T:
-        """The script's reply, parsed (waits for it). Only once: the reply is read, not kept."""
-        if not self._open:
-            raise RuntimeError("the reply of this call was already read or given up")
-        connection, self._connection, self._open = self._connection, None, False
-        if connection is not None:
-            pool = self._client.connection_pool
-            try:
-                reply = connection.read_response()
-            except NoScriptError:  # not run: the server does not have the script (yet); run it below
-                pool.release(connection)
-            except (redis.ConnectionError, redis.TimeoutError):  # lost, outcome unknown: run it again below
-                self._drop(connection)
-            except BaseException:
-                self._drop(connection)
-                raise
-            else:
-                pool.release(connection)
-                return self._parse(reply)
-        return self._parse(self._script(keys=self._keys, args=self._args))
-
-
 def member_of(ca_id: str, serial_hex: str) -> str:
     """The id of one certificate request inside the store (also what Celery messages carry)."""
     return f"{ca_id}:{serial_hex}"
@@ -170,6 +104,7 @@ class RequestRecords:
 
     r: redis.Redis
     held: HeldConnection  # IssueCertificate's and GetCertificate's one call each go through it
+    replica_wait: ReplicaWait | None  # commits are confirmed by replicas when set (records/replicas.py)
 
     def submit_certificate(
         self,
@@ -293,15 +228,21 @@ class RequestRecords:
         returns how many results took."""
         if not results and not unexpected_errors:
             return 0
-        return int(self._commit(*self._commit_call(owner, results, unexpected_errors)))
+        call_keys, args = self._commit_call(owner, results, unexpected_errors)
+        if self.replica_wait is None:
+            return int(self._commit(keys=call_keys, args=args))
+        pipe = WaitingPipeline(self.r, False, self.replica_wait)
+        self._commit(keys=call_keys, args=args, client=pipe)
+        return int(pipe.execute()[0])
 
     def send_commit(
         self, owner: str, results: list[Result] | list[tuple[str, bool, bytes]], unexpected_errors: int = 0
     ) -> Sent[int]:
         """:meth:`commit`, sent now, how many results took read by ``result()`` (see :class:`Sent`)."""
         if not results and not unexpected_errors:
-            return _Done(0)
-        return Sent(self.r, self._commit, *self._commit_call(owner, results, unexpected_errors), int)
+            return Done(0)
+        call_keys, args = self._commit_call(owner, results, unexpected_errors)
+        return Sent(self.r, self._commit, call_keys, args, int, self.replica_wait)
 
     def _commit_call(
         self, owner: str, results: list[Result] | list[tuple[str, bool, bytes]], unexpected_errors: int
@@ -341,6 +282,18 @@ class RequestRecords:
             args,
         )
 
+    def release(self, owner: str, claimed_from: float, claimed_to: float) -> int:
+        """Hand back the requests leased to ``owner`` by claims made between ``claimed_from`` and
+        ``claimed_to`` (this store's clock) that it will not sign, its drain having lost Redis
+        part-way: ready at once, their attempt given back. Returns how many it still held."""
+        lease = self.settings.lease_seconds
+        window = [f"{claimed_from + lease - 1:.3f}", f"{claimed_to + lease + 1:.3f}"]
+        return int(
+            self._release(
+                keys=[keys.PENDING_CERTS, keys.CERT_PREFIX], args=[owner, f"{self.clock():.3f}", *window]
+            )
+        )
+
     def stale_ready_count(self, older_than: float) -> int:
         """How many requests have been ready since before ``older_than`` without a worker taking them."""
         return int(self.r.zcount(keys.PENDING_CERTS, "-inf", older_than))
@@ -358,16 +311,3 @@ def _claimed(reply: list, helper: str = "") -> Claimed:
         helper if helper_asked == 1 else None,
         urgent_jobs,
     )
-
-
-class _Done(Generic[T]):
-    """A :class:`Sent` that needed no call."""
-
-    def __init__(self, value: T):
-        self._value = value
-
-    def close(self) -> None:
-        pass
-
-    def result(self) -> T:
-        return self._value

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -66,6 +67,7 @@ class RevocationRecords:
     """Mixin of :class:`pcaq.records.Store`."""
 
     r: redis.Redis
+    durable_script: Callable[..., Any]  # Store's: confirmed by replicas when required
 
     @functools.cached_property
     def _revoke(self):
@@ -101,7 +103,8 @@ class RevocationRecords:
         """Revoke one ISSUED certificate atomically; ``(code, record status letter)`` (codes above).
         ``audit`` fields are appended to the CA's audit stream in the same step, if it revokes."""
         cache = [keys.ocsp_response(ca_id, h, serial_hex) for h in keys.OCSP_HASHES]
-        code, state = self._revoke(
+        code, state = self.durable_script(
+            self._revoke,
             keys=[
                 keys.certificate(member_of(ca_id, serial_hex)),
                 keys.revoked(ca_id),

@@ -374,3 +374,24 @@ end
 if removed > 0 then redis.call('HINCRBY', KEYS[5], 'removed', removed) end
 return removed
 """.format(HASHES=", ".join(repr(h) for h in OCSP_HASHES))
+
+# Release: a drain that lost Redis part-way (a failover, an outage) hands back the requests leased to
+# it, so that they are ready at once on whichever server is the primary now, instead of after their
+# lease. It names the window its leases end in (its claims' times plus the lease), which also finds
+# leases of claims whose reply it never read; only requests still PENDING and leased to this owner
+# are touched, and the attempt the claim counted is given back (nothing was signed to the end).
+# KEYS: outbox, record prefix. ARGV: owner, now, earliest and latest lease end. Returns how many.
+RELEASE = """
+local n = 0
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[4])) do
+  local key = KEYS[2] .. member
+  local state = redis.call('HMGET', key, 's', 'o')
+  if state[1] == 'P' and state[2] == ARGV[1] then
+    redis.call('HDEL', key, 'o', 'l')
+    redis.call('HINCRBY', key, 'a', -1)
+    redis.call('ZADD', KEYS[1], ARGV[2], member)
+    n = n + 1
+  end
+end
+return n
+"""
