@@ -17,6 +17,8 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
+from pcaq.pki.profiles import KEY_USAGE_BITS
+
 
 def _names_of(holder: type) -> dict[ObjectIdentifier, str]:
     """The public constant names of a class of OIDs (SERVER_AUTH, ECDSA_WITH_SHA256...), by OID."""
@@ -68,18 +70,9 @@ def _san(value: x509.SubjectAlternativeName) -> list[str]:
 def _extension_text(ext: x509.Extension) -> str:
     value = ext.value
     if isinstance(value, x509.KeyUsage):
+        # encipher_only and decipher_only mean something (and can be read) only with key_agreement
         bits = [
-            n
-            for n in (
-                "digital_signature",
-                "content_commitment",
-                "key_encipherment",
-                "data_encipherment",
-                "key_agreement",
-                "key_cert_sign",
-                "crl_sign",
-            )
-            if getattr(value, n)
+            n for n in KEY_USAGE_BITS if (value.key_agreement or "cipher_only" not in n) and getattr(value, n)
         ]
         return ", ".join(bits)
     if isinstance(value, x509.ExtendedKeyUsage):

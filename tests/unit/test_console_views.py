@@ -86,3 +86,30 @@ def test_failures_and_latency_bars():
     latency, mean = charts.latency([minute])
     assert [label for label, _, _ in latency.bars] == ["<= 0.05 s", "> 1800 s"]
     assert mean == 2000.1 / 5
+
+
+def test_key_usage_is_shown_bit_by_bit_with_encipher_only_under_key_agreement():
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ka.example.com")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+    def shown(usage: x509.KeyUsage) -> str:
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=1))
+            .add_extension(usage, True)
+            .sign(key, hashes.SHA256())
+        )
+        return dict(decode(cert.public_bytes(serialization.Encoding.DER)).extensions)["Key usage (critical)"]
+
+    assert (
+        shown(x509.KeyUsage(True, False, False, False, False, False, False, False, False))
+        == "digital_signature"
+    )
+    agreement = x509.KeyUsage(False, False, False, False, True, False, False, True, False)
+    assert shown(agreement) == "key_agreement, encipher_only"
