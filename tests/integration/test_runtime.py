@@ -123,6 +123,22 @@ def test_compose_workers_scale_and_share_the_settings():
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
+def test_compose_archives_to_a_postgresql_service_every_container_shares():
+    services = _compose()["services"]
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert any(str(volume).endswith(":/var/lib/postgresql/data") for volume in postgres["volumes"])
+    assert "ports" not in postgres, "PostgreSQL must not be published on the host"
+    assert re.fullmatch(r"\$\{PCAQ_ARCHIVE_PASSWORD:\?.+\}", postgres["environment"]["POSTGRES_PASSWORD"])
+    user, db = postgres["environment"]["POSTGRES_USER"], postgres["environment"]["POSTGRES_DB"]
+    for name in ("api", "worker"):
+        url = services[name]["environment"]["PCAQ_ARCHIVE_URL"]
+        assert re.fullmatch(
+            rf"postgresql://{user}:\$\{{PCAQ_ARCHIVE_PASSWORD:\?.+\}}@postgres:5432/{db}", url
+        )
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
 def test_dockerfile_installs_the_package_and_drops_root():
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
