@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import yaml
 
 from pcaq.records import keys
 from tests.acmpca import activate_root, fetch, issue, make_csr, pca_client
+from tests.archive_db import SERVER_URL, private_database
 from tests.support import REPO, base_env, free_port, http_status, kill_groups, wait_until
 
 COMPOSE_HA = REPO / "docker-compose.ha.yml"
@@ -48,7 +50,7 @@ def _flags(command: list) -> dict[str, str]:
 
 def test_the_shape_primary_two_replicas_three_sentinels_two_apis_scaled_workers():
     services = _services()
-    assert set(services) == {*DATA, *SENTINELS, *APIS, "worker"}
+    assert set(services) == {*DATA, *SENTINELS, *APIS, "worker", "postgres"}
     for name in DATA:
         flags = _flags(services[name]["command"])
         assert flags["--appendonly"] == "yes" and flags["--maxmemory-policy"] == "noeviction"
@@ -79,6 +81,17 @@ def test_every_pcaq_process_finds_redis_through_the_sentinels_and_reads_the_key_
     assert yaml.safe_load(COMPOSE_HA.read_text())["secrets"]["pcaq_master_key"] == {"file": "./master.key"}
 
 
+def test_every_host_shares_one_postgresql_archive():
+    services = _services()
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:") and "ports" not in postgres
+    assert any(str(volume).endswith(":/var/lib/postgresql/data") for volume in postgres["volumes"])
+    for name in (*APIS, "worker"):
+        url = services[name]["environment"]["PCAQ_ARCHIVE_URL"]
+        assert re.fullmatch(r"postgresql://pcaq:\$\{PCAQ_ARCHIVE_PASSWORD:\?.+\}@postgres:5432/pcaq", url)
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
 def _here(argv: list[str]) -> list[str]:
     """A service's command (``granian ...`` or ``celery ...``) run by this interpreter, so that it runs
     this checkout's pcaq whatever else ``PATH`` holds (as ``pcaq up`` runs them)."""
@@ -91,6 +104,7 @@ class _Processes:
     def __init__(self, log: Path):
         self.log = log
         self.procs: list[subprocess.Popen] = []
+        self.databases = ExitStack()
 
     def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
         with open(self.log, "ab") as out:
@@ -100,10 +114,15 @@ class _Processes:
                 )
             )
 
+    def database(self) -> str:
+        """A PostgreSQL database of its own, dropped at :meth:`stop`."""
+        return self.databases.enter_context(private_database())
+
     def stop(self) -> None:
         kill_groups({proc.pid for proc in self.procs})
         for proc in self.procs:
             proc.wait(10)
+        self.databases.close()
 
 
 @pytest.mark.integration
@@ -142,6 +161,10 @@ def test_the_commands_of_the_file_run_a_failover_ready_pcaq(tmp_path):
         env["PCAQ_MASTER_KEY_FILE"] = str(key_file)
         env["PCAQ_PUBLIC_HOST"] = f"127.0.0.1:{ports['api-1']}"
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")  # the file's /tmp/pcaq-metrics, here
+        if SERVER_URL:  # the file's PostgreSQL service: a database of the test's own on the test server
+            env["PCAQ_ARCHIVE_URL"] = procs.database()
+        else:  # none here: the file archive in the data folder
+            del env["PCAQ_ARCHIVE_URL"]
         (tmp_path / "metrics").mkdir()
         procs.start(_here([str(word) for word in services["worker"]["command"]]), env)
         for name in APIS:
