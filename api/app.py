@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.blueprint(settings, store, accounts))
     if settings.console:
         app.register_blueprint(
-            console_blueprint(settings, store, authorities, authenticator.credentials, throttle)
+            console_blueprint(settings, store, authorities, authenticator.credentials, throttle, archive)
         )
 
     # POST / (the API itself) is served ahead of Flask: see api/wire.py for why.

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 from werkzeug.exceptions import HTTPException
 
 from pcaq.api.console.access import Access, Visitor, csrf_ok
+from pcaq.archive import Archive
 from pcaq.ca.authorities import Authorities
 from pcaq.errors import InProgress, NotFound, PcaqError, Throttled
 from pcaq.platform.credentials import Credentials, is_loopback
@@ -47,10 +48,16 @@ class Services:
     authorities: Authorities
     access: Access
     throttle: Throttle  # PCAQ_RATE_LIMITS apply to the calls the console makes, as to the API's
+    archive: Archive | None = None  # where certificates that left Redis are read (docs/retention.md)
 
 
 def console_blueprint(
-    settings: Settings, store: Store, authorities: Authorities, credentials: Credentials, throttle: Throttle
+    settings: Settings,
+    store: Store,
+    authorities: Authorities,
+    credentials: Credentials,
+    throttle: Throttle,
+    archive: Archive | None = None,
 ) -> Blueprint:
     """The blueprint serving ``/console/``."""
     from pcaq.api.console import display, pages_cas, pages_certificates, pages_issuance, sign_in
@@ -63,7 +70,7 @@ def console_blueprint(
         static_folder="static",
         static_url_path="/static",
     )
-    services = Services(settings, store, authorities, Access(settings, store, credentials), throttle)
+    services = Services(settings, store, authorities, Access(settings, store, credentials), throttle, archive)
 
     @bp.before_request
     def who() -> Response | None:

@@ -18,8 +18,10 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 from pcaq.api.console.decoding import brief, decode
 from pcaq.api.console.pages_cas import ca_arn, common_name
 from pcaq.api.dispatch import new_request_id
+from pcaq.archive import ArchiveDown
 from pcaq.ca.audit_trail import ApiCall
-from pcaq.errors import InvalidRequest, NotFound
+from pcaq.errors import InvalidRequest, NotFound, Unavailable
+from pcaq.records.certificate_index import CertificateRow
 from pcaq.revocation.revoke import REASONS, Revocations, normalise_serial
 
 if TYPE_CHECKING:
@@ -80,6 +82,30 @@ def _wanted(row: dict, status: str, days: int) -> bool:
     return not status or row["status"].lower() == status
 
 
+def row_of(services: Services, ca_id: str, serial: str) -> CertificateRow | None:
+    """One certificate request by serial: from Redis, else from the archive once retention removed it
+    (as GetCertificate answers)."""
+    found = services.store.certificate_rows(ca_id, [serial])[0]
+    if found is not None or services.archive is None:
+        return found
+    try:
+        kept = services.archive.get(ca_id, serial)
+    except ArchiveDown as exc:
+        raise Unavailable("The certificate archive is not reachable; try again later.") from exc
+    if kept is None:
+        return None
+    return CertificateRow(
+        serial,
+        "ISSUED" if kept.issued else "FAILED",
+        kept.certificate_der,
+        kept.failure,
+        kept.created_at,
+        kept.finished_at,
+        kept.revoked_at,
+        kept.reason,
+    )
+
+
 def find(services: Services, ca_id: str, query: str, status: str, days: int, after: str | None):
     """One page of rows and the cursor of the next page (None at the end)."""
     store = services.store
@@ -87,7 +113,7 @@ def find(services: Services, ca_id: str, query: str, status: str, days: int, aft
     if query:
         if _SERIAL.fullmatch(query) and not after:
             serial = normalise_serial(query)
-            found = store.certificate_rows(ca_id, [serial])[0]
+            found = row_of(services, ca_id, serial)
             if found is not None:
                 row = _row(found, "serial")
                 return ([row] if _wanted(row, status, days) else []), None
@@ -127,7 +153,7 @@ def register(bp: Blueprint, services: Services) -> None:
         caller = g.visitor.caller
         arn = ca_arn(services, caller, ca_id)
         serial = normalise_serial(serial_text[:80])
-        record = services.store.certificate_rows(ca_id, [serial])[0]
+        record = row_of(services, ca_id, serial)
         if record is None:
             raise NotFound(f"This CA has no certificate with serial {serial_text[:80]}.")
         return arn, serial, record

@@ -153,6 +153,14 @@ def test_retention_removes_exactly_what_is_due_and_the_archive_answers_for_it(wo
     for cert_arn, _ in leaves:
         body = {"CertificateAuthorityArn": arn, "CertificateArn": cert_arn}
         assert flow.ok("GetCertificate", body) == get[cert_arn]  # the same answer, from the archive
+    # The console finds them there too, by serial (its page and its search).
+    serial = leaves[0][1]
+    page = flow.client.get(f"/console/cas/{ca_id}/certificates/{serial}")
+    assert page.status_code == 200 and get[leaves[0][0]]["Certificate"].splitlines()[1] in page.text
+    found = flow.client.get(f"/console/cas/{ca_id}/certificates", query_string={"q": serial})
+    assert found.status_code == 200 and f"/certificates/{serial}" in found.text
+    missing = flow.client.get(f"/console/cas/{ca_id}/certificates/{'0' * 30}ff")
+    assert missing.status_code == 404
     counts = flow.svc.store.retention_counts()
     assert (counts.retained, counts.archived, counts.removed) == (1, 5, 4)
     metrics = flow.client.get("/metrics").data.decode()
