@@ -36,6 +36,8 @@ import botocore.session
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from pcaq.api.sigv4 import signing_key
+from pcaq.ca.arns import parse_ca_arn
+from pcaq.errors import InvalidArn
 
 SERVICE = "acm-pca"
 TARGET_PREFIX = "ACMPrivateCA."
@@ -355,6 +357,8 @@ def make_lean_client(
 
 
 def arn_region(arn: str | None) -> str | None:
-    """The region named in an ARN (its fourth field), or None when there is none."""
-    fields = (arn or "").split(":")
-    return fields[3] or None if len(fields) > 5 and fields[0] == "arn" else None
+    """The region of a CA's ARN (as pcaq parses it), or None when ``arn`` is not one."""
+    try:
+        return parse_ca_arn(arn).region if arn else None
+    except InvalidArn:
+        return None
