@@ -20,7 +20,7 @@ from cryptography import x509
 from pcaq.archive import Archive, ArchiveDown, ArchivedRecord, open_archive
 from pcaq.archive.entries import AuditRecord
 from pcaq.platform.settings import Settings
-from pcaq.records import STORE_DOWN, Store
+from pcaq.records import STORE_DOWN, Store, member_of
 from pcaq.records.retention import FinishedRecord
 from pcaq.revocation.revoke import all_ca_ids
 
@@ -78,7 +78,7 @@ def archive_step(store: Store, archive: Archive, settings: Settings) -> int:
     except ArchiveDown as exc:
         store.archive_failed(str(exc))
         raise
-    due = {f"{r.ca_id}:{r.serial_hex}": remove_after(r, settings) for r in records}
+    due = {member_of(r.ca_id, r.serial_hex): remove_after(r, settings) for r in records}
     store.confirm_archived(batch, due, time.thread_time() - started)
     return len(batch.members)
 

@@ -18,9 +18,12 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"pcaq: {name} must be a whole number, got {raw!r}") from exc
 
 
-def _bounded(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+def _bounded(env: dict[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
+    """A whole number in [low, high] (no upper bound when ``high`` is None); else the process stops."""
     value = _int(env, name, default)
-    if not low <= value <= high:
+    if high is None and value < low:
+        raise SystemExit(f"pcaq: {name} must be at least {low}, got {value}")
+    if high is not None and not low <= value <= high:
         raise SystemExit(f"pcaq: {name} must be between {low} and {high}, got {value}")
     return value
 
@@ -67,14 +70,6 @@ def _archive_url(env: dict[str, str]) -> str | None:
             "pcaq: PCAQ_ARCHIVE_URL must be a postgresql:// URL (unset: files in the data folder)"
         )
     return raw
-
-
-def _at_least(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
-    """A whole number no smaller than ``minimum`` (a negative count or timeout stops the process)."""
-    value = _int(env, name, default)
-    if value < minimum:
-        raise SystemExit(f"pcaq: {name} must be at least {minimum}, got {value}")
-    return value
 
 
 def _sentinels(env: dict[str, str]) -> tuple[tuple[str, int], ...]:
@@ -246,8 +241,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         redis_master=_redis_master(env),
         redis_password=env.get("PCAQ_REDIS_PASSWORD") or None,
         redis_sentinel_password=env.get("PCAQ_REDIS_SENTINEL_PASSWORD") or None,
-        redis_min_replicas=_at_least(env, "PCAQ_REDIS_MIN_REPLICAS", 0),
-        redis_replica_wait_ms=_at_least(env, "PCAQ_REDIS_REPLICA_WAIT_MS", 2000, minimum=1),
+        redis_min_replicas=_bounded(env, "PCAQ_REDIS_MIN_REPLICAS", 0, 0),
+        redis_replica_wait_ms=_bounded(env, "PCAQ_REDIS_REPLICA_WAIT_MS", 2000, 1),
     )
 
 

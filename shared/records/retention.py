@@ -73,6 +73,10 @@ class RetentionRecords:
     r: redis.Redis
 
     @functools.cached_property
+    def _extend_own_lock(self):
+        return self.r.register_script(scripts.EXTEND_OWN_LOCK)
+
+    @functools.cached_property
     def _remove_records(self):
         return self.r.register_script(scripts.REMOVE_RECORDS)
 
@@ -81,11 +85,7 @@ class RetentionRecords:
         ms = max(1, int(seconds * 1000))
         if self.r.set(keys.ARCHIVE_LOCK, owner, nx=True, px=ms):
             return True
-        # Our own lock: extend it (a small race with its lapse is harmless, archiving is idempotent).
-        if self.r.get(keys.ARCHIVE_LOCK) == owner.encode():
-            self.r.pexpire(keys.ARCHIVE_LOCK, ms)
-            return True
-        return False
+        return bool(self._extend_own_lock(keys=[keys.ARCHIVE_LOCK], args=[owner, ms]))
 
     def archive_queue(self, limit: int) -> QueuedBatch:
         """The oldest entries of the archive queue naming at most about ``limit`` members."""

@@ -172,6 +172,14 @@ end
 return 1
 """
 
+# Keep a lock that is still one's own: extend its expiry only if it holds the owner's token (a GET then a
+# PEXPIRE could extend a lock that lapsed in between and was taken by another owner).
+# KEYS: the lock. ARGV: owner token, milliseconds. Returns 1 kept, 0 not ours.
+EXTEND_OWN_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 # A helper drain has started: its mark is cleared (only if it is still its own), so that the next full
 # claim may ask for another. KEYS: helper mark. ARGV: the helper's token.
 HELPER_STARTED = """
