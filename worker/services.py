@@ -46,7 +46,7 @@ def services() -> Services:
 def token_of(settings: Settings) -> Token | None:
     """The process's PKCS#11 token (None without one): its session opens on first use, in the
     process that signs (see pcaq.worker.app for the fork)."""
-    if settings.pkcs11_module is None or settings.pkcs11_token_label is None or settings.pkcs11_pin is None:
+    if not settings.token_configured:  # the settings require label and PIN with a module
         return None
     return Token(settings.pkcs11_module, settings.pkcs11_token_label, settings.pkcs11_pin)
 

@@ -70,7 +70,8 @@ class CaKeys:
         Raises :class:`NotFound` when the CA has no key record and :class:`TokenUnavailable` when its
         key is in a token that cannot be reached now (the caller's work is retried later).
         """
-        cached = self._token_keys.get(ca_id)
+        # A key opened before is signed with at once: no Redis read on the hot path (OCSP, drains).
+        cached = self._token_keys.get(ca_id) or self._software.cached(ca_id)
         if cached is not None:
             return cached
         blob = self._store.get_ca_key(ca_id)

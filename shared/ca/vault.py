@@ -203,6 +203,10 @@ class EncryptedRedisVault(KeyVault):
         """The private key of CA ``ca_id`` encrypted (bound to that id), for the caller to store."""
         return self._sealer.seal(keys.private_key_to_pem(private_key), _ca_aad(ca_id))
 
+    def cached(self, ca_id: str) -> Any | None:
+        """The key of CA ``ca_id`` if this process has opened it already (no Redis read), else None."""
+        return self._cache.get(ca_id)
+
     def get(self, ca_id: str) -> Any:
         """The private key of CA ``ca_id``.
 
