@@ -98,17 +98,18 @@ def register(bp: Blueprint, services: Services) -> None:
     @bp.get("/cas/<ca_id>/certificate.pem")
     def ca_certificate(ca_id: str) -> Response:
         certificate, _ = authorities.certificate(g.visitor.caller, ca_arn(services, g.visitor.caller, ca_id))
-        return _download(certificate, f"{ca_id}.pem")
+        return download(certificate, f"{ca_id}.pem")
 
     @bp.get("/cas/<ca_id>/chain.pem")
     def ca_chain(ca_id: str) -> Response:
         certificate, chain = authorities.certificate(
             g.visitor.caller, ca_arn(services, g.visitor.caller, ca_id)
         )
-        return _download(certificate + "\n" + (chain or ""), f"{ca_id}-chain.pem")
+        return download(certificate + "\n" + (chain or ""), f"{ca_id}-chain.pem")
 
 
-def _download(pem: str, filename: str) -> Response:
+def download(pem: str, filename: str) -> Response:
+    """A PEM file for the browser to save as ``filename``."""
     return Response(
         pem,
         200,

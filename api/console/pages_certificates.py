@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from pcaq.api.console.decoding import brief, decode
-from pcaq.api.console.pages_cas import ca_arn, common_name
+from pcaq.api.console.pages_cas import ca_arn, common_name, download
 from pcaq.api.dispatch import new_request_id
-from pcaq.archive import ArchiveDown
+from pcaq.archive import kept
 from pcaq.ca.audit_trail import ApiCall
-from pcaq.errors import InvalidRequest, NotFound, Unavailable
+from pcaq.errors import InvalidRequest, NotFound
 from pcaq.records.certificate_index import CertificateRow
 from pcaq.revocation.revoke import REASONS, Revocations, normalise_serial
 
@@ -88,21 +88,18 @@ def row_of(services: Services, ca_id: str, serial: str) -> CertificateRow | None
     found = services.store.certificate_rows(ca_id, [serial])[0]
     if found is not None or services.archive is None:
         return found
-    try:
-        kept = services.archive.get(ca_id, serial)
-    except ArchiveDown as exc:
-        raise Unavailable("The certificate archive is not reachable; try again later.") from exc
-    if kept is None:
+    found = kept(services.archive, ca_id, serial)
+    if found is None:
         return None
     return CertificateRow(
         serial,
-        "ISSUED" if kept.issued else "FAILED",
-        kept.certificate_der,
-        kept.failure,
-        kept.created_at,
-        kept.finished_at,
-        kept.revoked_at,
-        kept.reason,
+        "ISSUED" if found.issued else "FAILED",
+        found.certificate_der,
+        found.failure,
+        found.created_at,
+        found.finished_at,
+        found.revoked_at,
+        found.reason,
     )
 
 
@@ -204,14 +201,7 @@ def register(bp: Blueprint, services: Services) -> None:
         _, serial, record = certificate_of(ca_id, serial)
         if not record.certificate_der:
             raise NotFound("This request has no certificate (it is pending or failed).")
-        return Response(
-            decode(record.certificate_der).pem,
-            200,
-            {
-                "Content-Type": "application/x-pem-file",
-                "Content-Disposition": f'attachment; filename="{serial}.pem"',
-            },
-        )
+        return download(decode(record.certificate_der).pem, f"{serial}.pem")
 
     @bp.route("/cas/<ca_id>/certificates/<serial>/revoke", methods=["GET", "POST"])
     def revoke(ca_id: str, serial: str) -> Response | str:

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from pcaq.archive.base import Archive, ArchiveDown
 from pcaq.archive.entries import ArchivedRecord
+from pcaq.errors import Unavailable
 from pcaq.platform.settings import Settings
 
-__all__ = ["Archive", "ArchiveDown", "ArchivedRecord", "open_archive"]
+__all__ = ["Archive", "ArchiveDown", "ArchivedRecord", "kept", "open_archive"]
+
+
+def kept(archive: Archive, ca_id: str, serial_hex: str) -> ArchivedRecord | None:
+    """The archived record of one certificate request (None if the archive has none); an archive
+    that does not answer is a retryable :class:`Unavailable` for the caller."""
+    try:
+        return archive.get(ca_id, serial_hex)
+    except ArchiveDown as exc:
+        raise Unavailable("The certificate archive is not reachable; try again later.") from exc
 
 
 def open_archive(settings: Settings) -> Archive:

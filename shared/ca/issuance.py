@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
 
-from pcaq.archive import Archive, ArchiveDown
+from pcaq.archive import Archive, kept
 from pcaq.ca import audit_trail
 from pcaq.ca.arns import CaArn, parse_ca_arn, parse_certificate_arn, parse_template_arn
 from pcaq.ca.authorities import Authorities
@@ -25,7 +25,6 @@ from pcaq.errors import (
     NotFound,
     PcaqError,
     RequestFailed,
-    Unavailable,
 )
 from pcaq.pki import certificates, keys, profiles, validity
 from pcaq.platform import wakeups
@@ -191,10 +190,7 @@ class Issuance:
         """The record from the archive, in Redis's shape (retention removed it from Redis)."""
         if self.archive is None:
             return None
-        try:
-            found = self.archive.get(ca_id, serial_hex)
-        except ArchiveDown as exc:
-            raise Unavailable("The certificate archive is not reachable; try again later.") from exc
+        found = kept(self.archive, ca_id, serial_hex)
         if found is None:
             return None
         status = "ISSUED" if found.issued else "FAILED"
