@@ -105,30 +105,39 @@ BULK_ENV = {
 }
 
 
-def bulk_run(port: int, ca_arn: str, csrs: list[bytes], folder: Path, options: list[str]) -> dict:
-    """`pcaq bulk-issue` over ``csrs`` (written to ``folder``) against the service on ``port``: its
-    rate as it reports it, and its CPU per certificate in microseconds (user, system)."""
-    (folder / "csrs").mkdir(parents=True)
-    for i, csr in enumerate(csrs):
-        (folder / "csrs" / f"c{i:06d}.csr").write_bytes(csr)
+def run_tool(
+    port: int, ca_arn: str, csr_dir: Path, out: Path, options: list[str], prefix: tuple = ()
+) -> dict:
+    """`pcaq bulk-issue` over the CSRs in ``csr_dir`` against the service on ``port`` (its command after
+    ``prefix``, e.g. ``taskset``): the rate as the tool computed it, certificates issued, and its CPU per
+    certificate in microseconds (user, system; its own processes and their children)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PCAQ_", "REDIS_"))} | BULK_ENV
-    command = [sys.executable, "-m", "pcaq.cli", "bulk-issue", "--ca", ca_arn, "--quiet"]
-    command += ["--csr-dir", str(folder / "csrs"), "--out", str(folder / "out")]
-    command += ["--endpoint-url", f"http://127.0.0.1:{port}", *options]
+    command = [*prefix, sys.executable, "-m", "pcaq.cli", "bulk-issue", "--ca", ca_arn, "--quiet"]
+    command += ["--csr-dir", str(csr_dir), "--out", str(out), "--endpoint-url", f"http://127.0.0.1:{port}"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run([*command, *options], env=env, capture_output=True, text=True, timeout=1800)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"bench: pcaq bulk-issue failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     summary = done.stdout.strip().splitlines()[0]  # "issued N, failed 0, skipped 0 in S s (R/s)"
     issued = int(summary.split()[1].rstrip(","))
-    # The rate as the tool computed it: S is rounded to a tenth of a second, too coarse for a run of one.
-    rate = float(summary.rsplit("(", 1)[1].split("/s")[0])
     return {
-        "bulk": rate,
-        "bulk_user_us": 1e6 * (after.ru_utime - before.ru_utime) / issued,
-        "bulk_system_us": 1e6 * (after.ru_stime - before.ru_stime) / issued,
+        # The rate as the tool computed it: S is rounded to a tenth of a second, too coarse for a run of one.
+        "rate": float(summary.rsplit("(", 1)[1].split("/s")[0]),
+        "issued": issued,
+        "user_us": 1e6 * (after.ru_utime - before.ru_utime) / issued,
+        "system_us": 1e6 * (after.ru_stime - before.ru_stime) / issued,
     }
+
+
+def bulk_run(port: int, ca_arn: str, csrs: list[bytes], folder: Path, options: list[str]) -> dict:
+    """`pcaq bulk-issue` over ``csrs`` (written to ``folder``) against the service on ``port``: its
+    rate and its CPU per certificate, as the row's ``bulk`` figures."""
+    (folder / "csrs").mkdir(parents=True)
+    for i, csr in enumerate(csrs):
+        (folder / "csrs" / f"c{i:06d}.csr").write_bytes(csr)
+    tool = run_tool(port, ca_arn, folder / "csrs", folder / "out", options)
+    return {"bulk": tool["rate"], "bulk_user_us": tool["user_us"], "bulk_system_us": tool["system_us"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,11 +179,14 @@ def main(argv: list[str] | None = None) -> int:
                 # Every other run the tool goes first: neither client always meets a service that has
                 # just taken a burst from the other.
                 tool_first = number % 2 == 0
-                tool = (
-                    bulk_run(up.port, ca_arn, fresh, folder, args.bulk_options.split()) if tool_first else {}
-                )
-                row = run_once(up.port, ca_arn, csrs, raw)
-                row |= tool or bulk_run(up.port, ca_arn, fresh, folder, args.bulk_options.split())
+                options = args.bulk_options.split()
+                if tool_first:
+                    tool = bulk_run(up.port, ca_arn, fresh, folder, options)
+                    row = run_once(up.port, ca_arn, csrs, raw)
+                else:
+                    row = run_once(up.port, ca_arn, csrs, raw)
+                    tool = bulk_run(up.port, ca_arn, fresh, folder, options)
+                row |= tool
                 row["order"] = "tool first" if tool_first else "load client first"
                 rows.append(row)
                 print(

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import selectors
 import socket
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.against_up import BULK_ENV  # noqa: E402
+from bench.against_up import run_tool  # noqa: E402
 from bench.issuance import make_csrs  # noqa: E402
 
 CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
@@ -99,32 +97,12 @@ def start_server() -> tuple[int, int]:
 
 def tool_run(port: int, csr_dir: Path, out: Path, options: list[str]) -> dict:
     """`pcaq bulk-issue` on core 1: its rate as it reports it and its CPU per certificate (us)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PCAQ_", "REDIS_"))} | BULK_ENV
-    command = [
-        "taskset",
-        "-c",
-        "1",
-        sys.executable,
-        "-m",
-        "pcaq.cli",
-        "bulk-issue",
-        "--ca",
-        CA_ARN,
-        "--quiet",
-    ]
-    command += ["--csr-dir", str(csr_dir), "--out", str(out), "--endpoint-url", f"http://127.0.0.1:{port}"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([*command, *options], env=env, capture_output=True, text=True, timeout=1800)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"bench: pcaq bulk-issue failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    summary = done.stdout.strip().splitlines()[0]  # "issued N, failed 0, skipped 0 in S s (R/s)"
-    issued = int(summary.split()[1].rstrip(","))
+    tool = run_tool(port, CA_ARN, csr_dir, out, options, prefix=("taskset", "-c", "1"))
     return {
-        "rate": float(summary.rsplit("(", 1)[1].split("/s")[0]),
-        "user_us": 1e6 * (after.ru_utime - before.ru_utime) / issued,
-        "system_us": 1e6 * (after.ru_stime - before.ru_stime) / issued,
-        "count": issued,
+        "rate": tool["rate"],
+        "user_us": tool["user_us"],
+        "system_us": tool["system_us"],
+        "count": tool["issued"],
     }
 
 

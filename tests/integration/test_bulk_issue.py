@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pcaq.records import keys
 from tests.acmpca import CLIENT_ENV, activate_root
 from tests.support import wait_until
 from tests.tls_proxy import TlsProxy
@@ -132,7 +133,7 @@ def assert_each_issued_once(stack, ca_arn: str, root_pem: str, out, public_keys:
     # Exactly one record per CSR in Redis (plus the root's own certificate): nothing issued twice.
     ca_id = ca_arn.rsplit("/", 1)[1]
     client = redis.Redis.from_url(stack.redis_url)
-    records = list(client.scan_iter(f"pcaq:cert:{ca_id}:*", count=1000))
+    records = list(client.scan_iter(keys.certificate_pattern(ca_id), count=1000))
     assert len(records) == len(public_keys) + 1
 
 
@@ -272,5 +273,8 @@ def test_jsonl_output_from_several_processes_resumes_and_issues_each_once(stack,
     assert len(serials) == 200
     ca_id = ca_arn.rsplit("/", 1)[1]
     assert (
-        len(list(redis.Redis.from_url(stack.redis_url).scan_iter(f"pcaq:cert:{ca_id}:*", count=1000))) == 201
+        len(
+            list(redis.Redis.from_url(stack.redis_url).scan_iter(keys.certificate_pattern(ca_id), count=1000))
+        )
+        == 201
     )
