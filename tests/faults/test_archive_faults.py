@@ -122,7 +122,15 @@ def test_sigkill_of_the_archiver_postgres_and_redis_loses_and_doubles_nothing(re
             timeout=30,
             what="the archiver noticing PostgreSQL is gone",
         )
+        # While it is down, records wait in Redis: the archiver tries again, fails again, archives nothing.
+        down = store.retention_counts()
+        wait_until(
+            lambda: store.retention_counts().last_failure > down.last_failure,
+            timeout=30,
+            what="the archiver failing once more while PostgreSQL is down",
+        )
         backlog_during_outage = store.retention_counts().backlog
+        assert archived() == down.archived and backlog_during_outage >= down.backlog
         pg.start()
 
         wait_until(lambda: archived() > 2000, timeout=90, what="2,000 records archived")
