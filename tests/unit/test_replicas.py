@@ -124,3 +124,56 @@ def test_a_primary_short_of_its_min_replicas_to_write_is_down_for_writes(refusin
     assert isinstance(refused.value, NoGoodReplicas)
     with pytest.raises(NoGoodReplicas):
         store.heartbeat("w1")  # a plain write through the client
+
+
+@pytest.fixture
+def replicated_primary(tmp_path):
+    """A redis-server of its own with one replica of it, in step: WAIT 1 is answered."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    ports = free_port(), free_port()
+    procs = []
+    try:
+        for name, port in zip(("primary", "replica"), ports, strict=True):
+            folder = tmp_path / name
+            folder.mkdir()
+            argv = [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(folder),
+            ]
+            if name == "replica":
+                argv += ["--replicaof", "127.0.0.1", str(ports[0])]
+            procs.append(subprocess.Popen([*argv, "--appendonly", "no"], stdout=subprocess.DEVNULL))
+        primary = redis.Redis(port=ports[0], socket_connect_timeout=1)
+        wait_until(
+            lambda: _answers(primary) and primary.info("replication")["connected_slaves"] == 1,
+            what="a replica",
+        )
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_answered_writes_succeed_once_a_replica_confirms_them(replicated_primary):
+    """The other side of the failures above: with a replica in step, every write a client is told about
+    goes through, and the replica holds it when the call returns."""
+    store = _store(replicated_primary, PCAQ_REDIS_MIN_REPLICAS="1", PCAQ_REDIS_REPLICA_WAIT_MS="5000")
+    assert store.submit_certificate(CA, ACCOUNT, "f6", b"request", "token-f6").created
+    member = member_of(CA, "f6")
+    assert store.claim_ready("w1", 10)
+    assert store.commit("w1", [(member, True, b"der")]) == 1
+    assert store.revoke(CA, "f6", 1.0e9, "SUPERSEDED", 2.0e9, 10)[0] == 1
+    store.create_ca("ca-3", {"Arn": "ca-3", "CreatedAt": 1.0, "tags": []}, ACCOUNT, None)
+    replica_port = int(redis.Redis.from_url(replicated_primary).info("replication")["slave0"]["port"])
+    replica = redis.Redis(port=replica_port)
+    assert replica.hget(keys.certificate(member), "s") == b"I"  # there already: WAIT held the answer
+    assert replica.exists(keys.ca("ca-3")) == 1
