@@ -69,7 +69,8 @@ def test_bench_against_pcaq_up_quick_prints_each_run():
         f"{row['bulk']:.0f}/s = {row['bulk'] / row['e2e']:.2f} of the load client's end to end" in proc.stdout
     )
     # The load client's own CPU beside the tool's, and which went first.
-    assert row["load_user_us"] > 0 and row["order"] == "load client first"
+    # (>= 0: at the quick size the load client's few ms of CPU can fall under the kernel's accounting tick)
+    assert row["load_user_us"] >= 0 and row["order"] == "load client first"
     assert f"(load client: {row['load_user_us']:.0f} us," in proc.stdout
 
 
