@@ -8,7 +8,11 @@ import json
 import os
 import queue
 import threading
+import time
 from pathlib import Path
+
+WRITE_BATCH = 64  # certificates handed to the writer thread at once
+WRITE_DELAY = 0.1  # seconds: a certificate waits at most about this long for its batch to fill
 
 
 class Outputs:
@@ -42,6 +46,8 @@ class Outputs:
         self._writes: queue.SimpleQueue | None = None  # certificates for the writer thread
         self._writer: threading.Thread | None = None
         self._write_error: OSError | None = None
+        self._batch: list[tuple[str, str, str | None]] = []  # certificates not yet handed over
+        self._batch_since = 0.0  # when the first of them came
 
     def _read_journal(self, path: Path) -> None:
         for line in path.read_bytes().splitlines():
@@ -66,7 +72,8 @@ class Outputs:
     def _write(self, name: str, suffix: str, text: str, atomic: bool = True) -> None:
         # Write then rename, so an interrupted run never leaves a half-written certificate behind.
         final = self.path(name, suffix)
-        target = final.with_name(final.name + ".tmp") if atomic else final
+        # The temporary name is the process's own: with --processes, several write the shared chain.
+        target = final.with_name(f"{final.name}.{os.getpid()}.tmp") if atomic else final
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, text.encode())
@@ -86,23 +93,38 @@ class Outputs:
         """``name`` is issued: its certificate and chain written (``arn`` is the certificate's).
 
         The files are written by a thread of their own, so that the calls go on while the kernel
-        makes them (creating a file is a system call of 100 us and more on some file systems);
-        :meth:`close` waits for the last. A certificate not written when the process dies is asked
-        for again by the next run, from its journalled ARN."""
+        makes them (creating a file is a system call of 100 us and more on some file systems), and
+        handed to it in batches (:data:`WRITE_BATCH`, or what came within :data:`WRITE_DELAY`): a
+        hand-off per certificate cost two context switches, dear where the tool shares its cores
+        with the service. :meth:`flush` hands over what is waiting, :meth:`close` waits for the
+        last. A certificate not written when the process dies is asked for again by the next run,
+        from its journalled ARN."""
         if self._writer is None:
             self._writes = queue.SimpleQueue()
             self._writer = threading.Thread(target=self._write_files, name="bulk-issue-files", daemon=True)
             self._writer.start()
         if self._write_error is not None:
             raise SystemExit(f"pcaq bulk-issue: cannot write to {self.out}: {self._write_error}")
-        self._writes.put((name, certificate, chain))
+        if not self._batch:
+            self._batch_since = time.monotonic()
+        self._batch.append((name, certificate, chain))
+        if len(self._batch) >= WRITE_BATCH or time.monotonic() - self._batch_since >= WRITE_DELAY:
+            self.flush()
+
+    def flush(self, due_only: bool = False) -> None:
+        """Hand the certificates waiting to be written to the writer thread (with ``due_only``, only
+        once the first has waited :data:`WRITE_DELAY`)."""
+        if self._batch and not (due_only and time.monotonic() - self._batch_since < WRITE_DELAY):
+            self._writes.put(self._batch)
+            self._batch = []
 
     def _write_files(self) -> None:
-        while (item := self._writes.get()) is not None:
-            try:
-                self._write_certificate(*item)
-            except OSError as exc:  # disk full, folder gone: reported by finish() and close()
-                self._write_error = exc
+        while (batch := self._writes.get()) is not None:
+            for item in batch:
+                try:
+                    self._write_certificate(*item)
+                except OSError as exc:  # disk full, folder gone: reported by finish() and close()
+                    self._write_error = exc
 
     def _write_certificate(self, name: str, certificate: str, chain: str | None) -> None:
         if chain:  # no rename needed: a chain counts only once its certificate is there
@@ -144,6 +166,7 @@ class Outputs:
     def close(self) -> None:
         """Wait for the files still to be written and close the journal."""
         if self._writer is not None:
+            self.flush()
             self._writes.put(None)
             self._writer.join()
             self._writer = None

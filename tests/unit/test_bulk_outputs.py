@@ -6,9 +6,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 
 import pytest
 
+from pcaq.cli import bulk_outputs
 from pcaq.cli.bulk_outputs import Outputs, outputs_for
 
 CHAIN = "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
@@ -119,3 +121,51 @@ def test_a_certificate_that_cannot_be_written_stops_the_run_with_the_reason(monk
         outputs.close()
     # The ARN was journalled before: a later run asks for the certificate again.
     assert not (tmp_path / "n0.pem").exists()
+
+
+def test_certificates_reach_the_writer_thread_in_batches_and_none_waits_long(monkeypatch, tmp_path):
+    outputs = Outputs(tmp_path)
+    handed: list[int] = []
+    outputs.finish("first", "cert\n", CHAIN, "arn")  # starts the writer thread and its queue
+    outputs.flush()
+    queue = outputs._writes
+
+    class Counted:  # the writer thread's queue, counting what is put in it
+        def put(self, batch):
+            handed.append(len(batch or ()))
+            queue.put(batch)
+
+    monkeypatch.setattr(outputs, "_writes", Counted())
+    for i in range(2 * bulk_outputs.WRITE_BATCH):
+        outputs.finish(f"n{i}", "cert\n", CHAIN, "arn")
+    assert handed == [bulk_outputs.WRITE_BATCH, bulk_outputs.WRITE_BATCH]  # two hand-offs for 128 files
+    outputs.finish("late", "cert\n", CHAIN, "arn")
+    outputs.flush(due_only=True)
+    assert handed[2:] == []  # "late" has not waited WRITE_DELAY yet
+    clock = time.monotonic() + bulk_outputs.WRITE_DELAY
+    monkeypatch.setattr(bulk_outputs.time, "monotonic", lambda: clock)
+    outputs.flush(due_only=True)
+    assert handed[2:] == [1]  # now it is handed over, without waiting for a batch to fill
+    monkeypatch.setattr(outputs, "_writes", queue)
+    outputs.close()
+    written = {p.name for p in tmp_path.glob("*.pem") if not p.name.startswith(".")}
+    assert len(written) == 2 * (2 * bulk_outputs.WRITE_BATCH + 2)  # every certificate and chain
+
+
+def test_processes_writing_the_shared_chain_at_once_do_not_trip_over_each_other(monkeypatch, tmp_path):
+    # With --processes, two processes may write the same shared copy of the chain at the same moment.
+    first, second = Outputs(tmp_path), Outputs(tmp_path)
+    replace = os.replace
+    pid = os.getpid()
+
+    def other_process_meanwhile(source, target):
+        monkeypatch.setattr(bulk_outputs.os, "replace", replace)
+        monkeypatch.setattr(bulk_outputs.os, "getpid", lambda: pid + 1)
+        second._shared_chain(CHAIN, 0)  # the other process writes and renames its copy first
+        monkeypatch.setattr(bulk_outputs.os, "getpid", lambda: pid)
+        replace(source, target)
+
+    monkeypatch.setattr(bulk_outputs.os, "replace", other_process_meanwhile)
+    shared = first._shared_chain(CHAIN, 0)
+    assert shared.read_text() == CHAIN
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
