@@ -68,9 +68,9 @@ def read_jobs(csr_dir: Path | None, jsonl: Path | None) -> list[Job]:
     jobs: list[Job] = []
     if csr_dir is not None:
         for entry in sorted(os.scandir(csr_dir), key=lambda e: e.name):  # by name: Paths compare slowly
-            path = Path(entry.path)
-            if entry.is_file() and path.suffix.lower() in CSR_SUFFIXES:
-                jobs.append(Job(path.stem, path.read_bytes()))
+            stem, _, suffix = entry.name.rpartition(".")
+            if stem and ("." + suffix).lower() in CSR_SUFFIXES and entry.is_file():
+                jobs.append(Job(stem, _read(entry.path)))
     if jsonl is not None:
         for number, line in enumerate(jsonl.read_text().splitlines(), 1):
             if line.strip():
@@ -88,6 +88,18 @@ def read_jobs(csr_dir: Path | None, jsonl: Path | None) -> list[Job]:
         if not name or "/" in name or name.startswith("."):
             raise SystemExit(f"pcaq bulk-issue: {name!r} cannot be used as a file name")
     return jobs
+
+
+def _read(path: str) -> bytes:
+    """A CSR file's bytes (unbuffered: Path.read_bytes made seven system calls a file, this three or four)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class Issuer:

@@ -72,6 +72,7 @@ class _Loop:
                 timeout = min(timeout, share.schedule.wait())
                 if self.retries:
                     timeout = min(timeout, max(self.retries[0].at - time.monotonic(), 0.0))
+            self.issuer.outputs.flush(due_only=bool(self.calls))  # idle: write what waits meanwhile
             if not self.calls:
                 share.stop.wait(timeout)
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 from datetime import UTC, datetime
 from unittest import mock
@@ -276,3 +277,45 @@ def test_connections_the_server_closes_between_calls_are_reopened(monkeypatch, s
     # (the script answers calls in the order they come, so which name gets which text is not fixed)
     written = sorted((tmp_path / "out" / f"{name}.pem").read_text() for name in names)
     assert written == sorted(f"cert {name}\n" for name in names)
+
+
+def raw_exchange(answer: bytes) -> tuple[bulk_wire.Connection, list[tuple[int, bytes]]]:
+    """Read every response in ``answer`` (bytes a server sent) with the lean client's connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    conn = bulk_wire.Connection("127.0.0.1", listener.getsockname()[1], None, 5.0)
+    peer, _ = listener.accept()
+    listener.close()
+    peer.sendall(answer)
+    peer.shutdown(socket.SHUT_WR)
+    answers = []
+    try:
+        while not conn.closed:
+            answers.append(conn.response())
+    except ConnectionError:
+        pass  # the server closed the connection after its last answer
+    finally:
+        conn.close()
+        peer.close()
+    return conn, answers
+
+
+def test_responses_are_read_whatever_the_case_of_their_fields_and_however_framed():
+    _, answers = raw_exchange(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nCONTENT-LENGTH: 2\r\n\r\n{}"
+        b'HTTP/1.1 400 Bad Request\r\ncontent-length:  13\r\nx-amzn-requestid: 1\r\n\r\n{"__type":1}\n'
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n"
+        b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: Close\r\n\r\n"
+    )
+    assert answers == [(200, b"{}"), (400, b'{"__type":1}\n'), (200, b"abcde"), (503, b"")]
+
+
+def test_an_http_1_0_answer_closes_the_connection_and_garbage_is_an_error():
+    conn, answers = raw_exchange(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx")
+    assert answers == [(200, b"x")] and conn.closed
+    listener = socket.create_server(("127.0.0.1", 0))
+    conn = bulk_wire.Connection("127.0.0.1", listener.getsockname()[1], None, 5.0)
+    peer, _ = listener.accept()
+    peer.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+    with pytest.raises(ValueError):
+        conn.response()
+    conn.close(), peer.close(), listener.close()
