@@ -23,7 +23,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcaq.cli.main import api_args, worker_args  # noqa: E402
+from pcaq.cli.children import api_args, worker_args  # noqa: E402
 from pcaq.records import keys  # noqa: E402
 
 CA_SIGNING = {"EC_prime256v1": "SHA256WITHECDSA", "RSA_2048": "SHA256WITHRSA", "RSA_4096": "SHA256WITHRSA"}

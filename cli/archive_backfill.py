@@ -4,21 +4,7 @@ writes them and retention removes them in time, as any other (docs/retention.md)
 
 from __future__ import annotations
 
-import argparse
-
 from pcaq.records import Store
-
-
-def add_parser(commands, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register ``pcaq archive-backfill``; the caller sets its function (it resolves the Redis)."""
-    return commands.add_parser(
-        "archive-backfill",
-        parents=parents,
-        help="queue for the archive the finished records Redis held before the archive existed",
-        description="Walk Redis's certificate records (SCAN, in small steps) and queue every finished one "
-        "that is not archived yet; the workers archive them, then retention removes them when due. Safe "
-        "to run again.",
-    )
 
 
 def run(store: Store) -> int:

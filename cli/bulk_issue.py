@@ -321,60 +321,6 @@ class _Share:
         return None
 
 
-def add_parser(commands) -> None:
-    """Register ``pcaq bulk-issue`` on the CLI's subcommands."""
-    p = commands.add_parser(
-        "bulk-issue",
-        help="issue a folder of CSRs through the API (resumable, never issues twice)",
-        description="Issue every CSR in --csr-dir (*.csr, *.pem, *.der, *.req) or --jsonl through the ACM PCA "
-        "API, writing <name>.pem and <name>.chain.pem to --out. Interrupt it and run it again to resume. Credentials "
-        "and region come from the usual AWS environment variables or files.",
-    )
-    p.add_argument("--ca", required=True, help="ARN of the issuing CA")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--csr-dir", type=Path, help="folder of CSR files")
-    source.add_argument("--jsonl", type=Path, help='file of JSON lines {"name": ..., "csr": "<PEM>"}')
-    p.add_argument("--out", type=Path, required=True, help="folder for certificates, chains and the journal")
-    p.add_argument(
-        "--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL_ACM_PCA"), help="the pcaq API URL"
-    )
-    p.add_argument(
-        "--region",
-        default=None,
-        help="region for SigV4 (default: the CA ARN's, else the AWS configuration's)",
-    )
-    p.add_argument(
-        "--ca-bundle",
-        default=None,
-        help="PEM file of the CAs that an https endpoint's certificate is checked against (default: "
-        "AWS_CA_BUNDLE or the profile's ca_bundle, else the system's)",
-    )
-    p.add_argument("--signing-algorithm", default="SHA256WITHECDSA", help="default: %(default)s")
-    p.add_argument("--validity-days", type=int, default=365, help="default: %(default)s")
-    p.add_argument("--template-arn", default=None, help="default: the service's EndEntityCertificate/V1")
-    p.add_argument(
-        "--concurrency", type=int, default=8, help="requests in flight per process (default: %(default)s)"
-    )
-    p.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        help="client processes, each with a disjoint share of the CSRs (default: %(default)s); the tool's "
-        "own CPU (HTTP, SigV4, JSON, files) is then spread over that many cores",
-    )
-    p.add_argument(
-        "--output-format",
-        choices=("files", "jsonl"),
-        default="files",
-        help="files: <name>.pem and <name>.chain.pem per CSR (<name>.error for a failure); jsonl: a line "
-        'per certificate in certificates.jsonl ({"name", "arn", "certificate", "chain"}) and per failure '
-        "in errors.jsonl, cheaper for large runs (default: %(default)s)",
-    )
-    p.add_argument("--retry-failed", action="store_true", help="try again CSRs that failed in an earlier run")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=main)
-
-
 def main(args: argparse.Namespace) -> int:
     """Run and print the summary; exit status 0 all done, 1 some failed, 130 interrupted."""
     if args.concurrency < 1:

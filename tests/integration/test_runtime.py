@@ -27,7 +27,8 @@ import yaml
 
 from pcaq.ca.vault import verify_master_key
 from pcaq.cli import embedded_redis as er
-from pcaq.cli.main import api_args, redact, worker_args
+from pcaq.cli.children import api_args, worker_args
+from pcaq.platform.redis_connect import redact
 from pcaq.platform.settings import load
 from pcaq.records import Store
 from tests.acmpca import activate_root, fetch, issue, make_csr

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from pcaq.cli import main as cli
+from pcaq.cli import up
 from pcaq.platform.credentials import (
     Credential,
     Credentials,
@@ -134,14 +135,14 @@ def no_pcaq_env(monkeypatch):
 
 def test_pcaq_up_refuses_a_public_address_without_credentials(no_pcaq_env, monkeypatch, capsys):
     started = []
-    monkeypatch.setattr(cli, "_run_up", lambda *a: started.append(a) or 0)
+    monkeypatch.setattr(up, "_run_up", lambda *a: started.append(a) or 0)
     assert cli.main(["up", "--host", "0.0.0.0"]) == 2
     assert "refusing to listen on 0.0.0.0 without credentials" in capsys.readouterr().err
     assert not started
 
 
 def test_pcaq_up_warns_loudly_in_open_mode(no_pcaq_env, monkeypatch, caplog):
-    monkeypatch.setattr(cli, "_run_up", lambda *a: 0)
+    monkeypatch.setattr(up, "_run_up", lambda *a: 0)
     with caplog.at_level(logging.WARNING):
         assert cli.main(["up", "--host", "127.0.0.1"]) == 0
     assert any(
@@ -151,7 +152,7 @@ def test_pcaq_up_warns_loudly_in_open_mode(no_pcaq_env, monkeypatch, caplog):
 
 def test_pcaq_up_with_credentials_binds_anywhere_without_the_warning(no_pcaq_env, monkeypatch, caplog):
     monkeypatch.setenv("PCAQ_CREDENTIALS", "AKIDA:s1:111122223333")
-    monkeypatch.setattr(cli, "_run_up", lambda *a: 0)
+    monkeypatch.setattr(up, "_run_up", lambda *a: 0)
     with caplog.at_level(logging.INFO):
         assert cli.main(["up", "--host", "0.0.0.0"]) == 0
     assert not any("OPEN DEVELOPMENT MODE" in r.getMessage() for r in caplog.records)
@@ -168,7 +169,7 @@ def test_pcaq_up_with_credentials_binds_anywhere_without_the_warning(no_pcaq_env
 def test_pcaq_up_refuses_bad_security_settings(no_pcaq_env, monkeypatch, capsys, env, message):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(cli, "_run_up", lambda *a: 0)
+    monkeypatch.setattr(up, "_run_up", lambda *a: 0)
     assert cli.main(["up"]) == 2
     assert message in capsys.readouterr().err
 
