@@ -111,8 +111,9 @@ class Signer:
         )
         scope = f"{day}/{self.region}/{self.service}/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        # hmac.digest: one call into OpenSSL, where hmac.new builds a Python object per request.
-        signature = hmac.digest(self._signing_key(frozen.secret_key, day), to_sign.encode(), "sha256").hex()
+        signature = hmac.new(
+            self._signing_key(frozen.secret_key, day), to_sign.encode(), "sha256"
+        ).hexdigest()
         authorization = (
             f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, SignedHeaders={names},"
             f" Signature={signature}"
