@@ -106,7 +106,7 @@ class _Loop:
             if conn is not None:
                 self._drop(conn)
             self.free.append(None)
-            self._attempt_failed(call, exc)
+            self._attempt_failed(call, exc, conn)
             return
         self.calls[conn] = call
 
@@ -117,7 +117,7 @@ class _Loop:
         except (OSError, ValueError, IndexError) as exc:  # reset, timed out, garbled
             self._drop(conn)
             self.free.append(None)
-            self._attempt_failed(call, exc)
+            self._attempt_failed(call, exc, conn)
             return
         if conn.closed:  # the server said Connection: close
             self._drop(conn)
@@ -128,8 +128,11 @@ class _Loop:
         else:
             self._finish(call, judged)
 
-    def _attempt_failed(self, call: _Call, exc: Exception) -> None:
-        if call.attempt >= MAX_ATTEMPTS:
+    def _attempt_failed(self, call: _Call, exc: Exception, conn: Connection | None) -> None:
+        if conn is not None and conn.stale(exc):  # the server had closed it: again at once, not counted
+            call.attempt -= 1
+            heapq.heappush(self.retries, _Retry(time.monotonic(), next(self.seq), call))
+        elif call.attempt >= MAX_ATTEMPTS:
             error = self.client.unreachable(exc)
             self.share.record(call.job, call.poll, "failed", f"{type(error).__name__}: {error}")
         else:

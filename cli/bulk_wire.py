@@ -146,6 +146,7 @@ class Connection:
         self.sock = tls.wrap_socket(sock, server_hostname=host) if tls else sock
         self.buf = bytearray()
         self.closed = False
+        self.answered = 0  # responses read whole: a connection that answered before may have gone stale
 
     def exchange(self, request: bytes) -> tuple[int, bytes]:
         self.sock.sendall(request)
@@ -168,7 +169,15 @@ class Connection:
             body = self._take(int(_field(head, b"content-length") or b"0"))
         if b"close" in _field(head, b"connection") or head.startswith(b"http/1.0"):
             self.close()
+        self.answered += 1
         return status, body
+
+    def stale(self, exc: Exception) -> bool:
+        """Whether ``exc`` says the server had closed this kept-alive connection before the request
+        came (an idle timeout racing the request): nothing of an answer read, so the request was not
+        handled and goes again at once on a new connection, as HTTP clients do, without counting as
+        a failed attempt. A new connection that fails is an attempt."""
+        return self.answered > 0 and not self.buf and isinstance(exc, (ConnectionError, BrokenPipeError))
 
     def _fill(self) -> None:
         chunk = self.sock.recv(65536)
@@ -264,7 +273,13 @@ class LeanClient:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 conn = self.connection()
-                status, answer = conn.exchange(self.encode(operation, params))
+                try:
+                    status, answer = conn.exchange(self.encode(operation, params))
+                except OSError as exc:
+                    if not conn.stale(exc):
+                        raise
+                    self._drop()
+                    status, answer = self.connection().exchange(self.encode(operation, params))
             except (OSError, ValueError, IndexError) as exc:  # refused, reset, timed out, garbled
                 self._drop()
                 if attempt == MAX_ATTEMPTS:

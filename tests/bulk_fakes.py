@@ -71,10 +71,13 @@ class ScriptedServer:
     An answer is ``(status, body)`` (a dict sent as JSON), ``(status, body, "then close")``: answered,
     then the connection closed without a word (as a server's idle timeout does), or ``"drop"``: close the
     connection without answering. When the script runs out, every request is answered 200 ``{}``.
+    ``answers`` may also be a dict of such lists by operation (``{"GetCertificate": [...]}``).
     """
 
-    def __init__(self, answers: list):
-        self.answers = list(answers)
+    def __init__(self, answers: list | dict):
+        self.answers = (
+            {op: list(a) for op, a in answers.items()} if isinstance(answers, dict) else list(answers)
+        )
         self.received: list[tuple[str, dict[str, str], bytes]] = []  # (path, lower-case headers, body)
         self.connections = 0
         server = self
@@ -91,7 +94,10 @@ class ScriptedServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with server.lock:
                     server.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                    answer = server.answers.pop(0) if server.answers else (200, {})
+                    script = server.answers
+                    if isinstance(script, dict):  # a script per operation
+                        script = script.get(self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1], [])
+                    answer = script.pop(0) if script else (200, {})
                 if answer == "drop":
                     self.close_connection = True
                     return

@@ -122,3 +122,56 @@ def test_an_answer_in_progress_pauses_polls_then_probes_one_at_a_time(monkeypatc
     assert schedule.wait() > 0  # ... and the callers sleep till its answer comes, not spin on a due poll
     schedule.collected(probe)  # the service caught up
     assert {schedule.due().job, schedule.due().job, probe.job} == {a, b, c}  # the others go out again
+
+
+def in_progress_until_backed_off(schedule, now, poll, times: int):
+    """``poll`` answers "in progress" ``times`` times over (each retry polled when its time comes)."""
+    for _ in range(times):
+        schedule.signing(poll.job, poll.arn, poll)
+        now[0] = max(now[0] + bulk_schedule.HOLD, min(p.at for p in schedule._polls))
+        poll = schedule.due()
+    return poll
+
+
+def test_a_certificate_that_comes_brings_forward_those_asked_for_before_it(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(bulk_schedule.time, "monotonic", lambda: now[0])
+    schedule = bulk_schedule.Schedule([], max_polls=100)
+    a, b = bulk_issue.Job("a", b"a"), bulk_issue.Job("b", b"b")
+    schedule.signing(a, "a", None)
+    now[0] += bulk_schedule.FIRST_POLL
+    poll_a = in_progress_until_backed_off(schedule, now, schedule.due(), 5)
+    assert poll_a is not None and poll_a.job is a
+    schedule.signing(a, "a", poll_a)  # in progress again: a's next poll is 0.64 s away
+    schedule.signing(b, "b", None)  # b is asked for after a
+    now[0] += bulk_schedule.FIRST_POLL
+    poll_b = schedule.due()
+    assert poll_b is not None and poll_b.job is b
+    assert schedule.due() is None  # a's time has not come
+    schedule.collected(poll_b)  # b came: a, asked for before it, is signed too
+    again = schedule.due()
+    assert again is not None and again.job is a  # now, not at its backed-off time
+
+
+def test_once_every_csr_is_sent_probes_go_out_without_waiting_for_backed_off_polls(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(bulk_schedule.time, "monotonic", lambda: now[0])
+    schedule = bulk_schedule.Schedule([], max_polls=100)
+    assert schedule.next_job() is None  # every CSR is sent
+    job = bulk_issue.Job("last", b"last")
+    schedule.signing(job, "last", None)
+    now[0] += bulk_schedule.FIRST_POLL
+    poll = schedule.due()
+    holds = []
+    for _ in range(6):  # the last certificate of the run is still being signed
+        schedule.signing(job, "last", poll)
+        started = now[0]
+        assert schedule.due() is None  # a pause after each answer "in progress"
+        now[0] += schedule.wait()  # ... as long as the caller is told to sleep
+        poll = schedule.due()
+        assert poll is not None and poll.job is job  # probed, though its own poll is backed off
+        holds.append(round(now[0] - started, 3))
+    assert poll.at > now[0]  # (its backed-off time had not come)
+    assert holds == [0.02, 0.04, 0.08, 0.08, 0.08, 0.08]  # growing to LAST_PROBE, no further
+    schedule.collected(poll)
+    assert schedule._hold == bulk_schedule.HOLD  # the next answer "in progress" pauses briefly again

@@ -11,6 +11,7 @@ import base64
 import json
 import socket
 import threading
+import time
 from datetime import UTC, datetime
 from unittest import mock
 
@@ -43,8 +44,9 @@ ISSUE = {
 def server():
     started: list[ScriptedServer] = []
 
-    def start(*answers) -> ScriptedServer:
-        started.append(ScriptedServer(list(answers)))
+    def start(*answers) -> ScriptedServer:  # the answers in order, or one dict of them by operation
+        one = len(answers) == 1 and isinstance(answers[0], dict)
+        started.append(ScriptedServer(answers[0] if one else list(answers)))
         return started[-1]
 
     yield start
@@ -163,6 +165,19 @@ def test_a_dropped_connection_is_reopened_and_the_call_retried(server):
     assert len(scripted.received) == 2 and scripted.connections == 2
 
 
+def test_a_kept_alive_connection_the_server_closed_is_replaced_at_once_not_counted(server):
+    # Each answer is followed by the server hanging up unannounced (an idle timeout racing the next
+    # request): the next call finds the connection dead and goes again on a new one, at once.
+    scripted = server(*[(200, {"CertificateArn": f"{CA}/certificate/{i}"}, "then close") for i in range(6)])
+    client = lean(scripted.url)
+    client.backoff_base = 60.0  # a counted retry would wait here for up to a minute
+    started = time.monotonic()
+    for i in range(6):
+        assert client.issue_certificate(**ISSUE)["CertificateArn"] == f"{CA}/certificate/{i}"
+    assert time.monotonic() - started < 10
+    assert len(scripted.received) == 6  # the requests sent on dead connections never arrived
+
+
 def test_no_server_is_a_connection_error_after_the_retries(server):
     scripted = server()
     url = scripted.url
@@ -261,12 +276,15 @@ def test_a_ca_bundle_that_cannot_be_read_is_a_clear_error(monkeypatch, tmp_path)
 
 def test_connections_the_server_closes_between_calls_are_reopened(monkeypatch, server, tmp_path):
     names = [f"n{i}" for i in range(6)]
-    answers = []
+    answers = {"IssueCertificate": [], "GetCertificate": []}
     for name in names:  # every answer followed by the server hanging up, as at an idle timeout
-        answers.append((200, {"CertificateArn": f"{CA}/certificate/{name}"}, "then close"))
-    for name in names:
-        answers.append((200, {"Certificate": f"cert {name}\n", "CertificateChain": "chain\n"}, "then close"))
-    scripted = server(*answers)
+        answers["IssueCertificate"].append(
+            (200, {"CertificateArn": f"{CA}/certificate/{name}"}, "then close")
+        )
+        answers["GetCertificate"].append(
+            (200, {"Certificate": f"cert {name}\n", "CertificateChain": "chain\n"}, "then close")
+        )
+    scripted = server(answers)
     client = lean(scripted.url)
     monkeypatch.setattr(bulk_issue, "make_client", lambda *a: client)
     jsonl = tmp_path / "in.jsonl"
