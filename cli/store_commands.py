@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,18 +45,13 @@ def _store_for(args: argparse.Namespace) -> Store:
 
 
 def audit(args: argparse.Namespace) -> int:
+    """``pcaq audit``: a CA's audit trail, oldest first (from the archive too, when there is one)."""
     store = store_for(args)
-    try:
-        entries = AuditTrail(store, archive=open_archive(store.settings)).entries(args.ca, args.count)
-    except ArchiveDown as exc:
-        print(f"pcaq: {exc}", file=sys.stderr)
-        return 1
-    except PcaqError as exc:
-        print(f"pcaq: {exc.message}", file=sys.stderr)
-        return 2
-    except redis.RedisError as exc:
-        print(f"pcaq: Redis at {redis_connect.describe(store.settings)}: {exc}", file=sys.stderr)
-        return 1
+    return _reported(store, lambda: _print_audit(args, store))
+
+
+def _print_audit(args: argparse.Namespace, store: Store) -> int:
+    entries = AuditTrail(store, archive=open_archive(store.settings)).entries(args.ca, args.count)
     for entry in entries:
         print(entry.as_json() if args.json else entry.line())
     if not entries:
@@ -75,30 +71,45 @@ def blocklist(args: argparse.Namespace) -> int:
             print(f"pcaq: {name}: {exc}", file=sys.stderr)
             return 2
     store = store_for(args)
-    try:
-        if args.action == "list":
-            for fingerprint in sorted(store.blocklist_members()):
-                print(fingerprint)
-            return 0
-        if args.action == "add":
-            changed = store.blocklist_add(fingerprints)
-        else:
-            changed = store.blocklist_remove(fingerprints)
-    except redis.RedisError as exc:
-        print(f"pcaq: Redis at {redis_connect.describe(store.settings)}: {exc}", file=sys.stderr)
-        return 1
+    return _reported(store, lambda: _change_blocklist(args.action, fingerprints, store))
+
+
+def _change_blocklist(action: str, fingerprints: set[str], store: Store) -> int:
+    if action == "list":
+        for fingerprint in sorted(store.blocklist_members()):
+            print(fingerprint)
+        return 0
+    changed = store.blocklist_add(fingerprints) if action == "add" else store.blocklist_remove(fingerprints)
     for fingerprint in sorted(fingerprints):
         print(fingerprint)
-    verb = "added" if args.action == "add" else "removed"
+    verb = "added" if action == "add" else "removed"
     print(f"pcaq: {verb} {changed} of {len(fingerprints)} fingerprints", file=sys.stderr)
     return 0
 
 
 def index_for_console(args: argparse.Namespace) -> int:
     """``pcaq console-index``."""
-    return console_index.run(args, store_for(args))
+    store = store_for(args)
+    return _reported(store, lambda: console_index.run(args, store))
 
 
 def backfill_archive(args: argparse.Namespace) -> int:
     """``pcaq archive-backfill``."""
-    return archive_backfill.run(store_for(args))
+    store = store_for(args)
+    return _reported(store, lambda: archive_backfill.run(store))
+
+
+def _reported(store: Store, command: Callable[[], int]) -> int:
+    """``command``'s exit status; what stops it said in one line: 2 for a bad request (an ARN that is
+    not one), 1 for the service's Redis or archive out of reach."""
+    try:
+        return command()
+    except ArchiveDown as exc:
+        print(f"pcaq: {exc}", file=sys.stderr)
+        return 1
+    except PcaqError as exc:
+        print(f"pcaq: {exc.message}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:
+        print(f"pcaq: Redis at {redis_connect.describe(store.settings)}: {exc}", file=sys.stderr)
+        return 1
