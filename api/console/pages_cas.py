@@ -19,18 +19,27 @@ AUDIT_ENTRIES_SHOWN = 50
 _ID_CHARS = frozenset("0123456789abcdef-")
 
 
-def ca_arn(services: Services, caller: Caller, ca_id: str) -> str:
-    """The ARN of the CA with this id if the caller may see it (the domain's own check decides);
-    NotFound otherwise, as the API answers for another account's CA."""
+def visible_ca(services: Services, caller: Caller, ca_id: str) -> dict:
+    """The CA with this id as DescribeCertificateAuthority gives it, if the caller may see it (the
+    domain's own check decides); NotFound otherwise, as the API answers for another account's CA."""
     missing = NotFound(f"There is no certificate authority {ca_id[:64]} in your account.")
     doc = services.store.get_ca(ca_id) if len(ca_id) <= 64 and set(ca_id) <= _ID_CHARS else None
     if doc is None:
         raise missing
     try:
-        services.authorities.describe(caller, doc["Arn"])  # the account and partition check of every call
+        return services.authorities.describe(caller, doc["Arn"])  # the account and partition check
     except NotFound:
         raise missing from None  # the same words whether it is another account's or none at all
-    return doc["Arn"]
+
+
+def ca_arn(services: Services, caller: Caller, ca_id: str) -> str:
+    """The ARN of the CA with this id if the caller may see it (see :func:`visible_ca`)."""
+    return visible_ca(services, caller, ca_id)["Arn"]
+
+
+def ca_page(template: str, ca: dict, ca_id: str, **context) -> str:
+    """A page about one CA: ``template`` with the CA, its id and its name, and ``context``."""
+    return render_template(template, ca=ca, id=ca_id, name=common_name(ca), **context)
 
 
 def all_cas(services: Services, caller: Caller) -> list[dict]:
@@ -68,8 +77,8 @@ def register(bp: Blueprint, services: Services) -> None:
     @bp.get("/cas/<ca_id>")
     def authority(ca_id: str) -> str:
         caller = g.visitor.caller
-        arn = ca_arn(services, caller, ca_id)
-        ca = authorities.describe(caller, arn)
+        ca = visible_ca(services, caller, ca_id)
+        arn = ca["Arn"]
         try:
             certificate, chain = authorities.certificate(caller, arn)
         except InvalidState:
@@ -81,11 +90,10 @@ def register(bp: Blueprint, services: Services) -> None:
         except NotFound:
             policy = None
         trail = list(reversed(AuditTrail(services.store).entries(arn, AUDIT_ENTRIES_SHOWN)))
-        return render_template(
+        return ca_page(
             "ca.html",
-            ca=ca,
-            id=ca_id,
-            name=common_name(ca),
+            ca,
+            ca_id,
             certificate=certificate,
             chain=chain,
             tags=tags,

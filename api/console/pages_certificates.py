@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from pcaq.api.console.decoding import brief, decode
-from pcaq.api.console.pages_cas import ca_arn, common_name, download
+from pcaq.api.console.pages_cas import ca_page, download, visible_ca
 from pcaq.api.dispatch import new_request_id
 from pcaq.archive import kept
 from pcaq.ca.audit_trail import ApiCall
@@ -147,30 +147,26 @@ def register(bp: Blueprint, services: Services) -> None:
     """Add the certificate pages to the console's blueprint."""
 
     def certificate_of(ca_id: str, serial_text: str):
-        caller = g.visitor.caller
-        arn = ca_arn(services, caller, ca_id)
+        ca = visible_ca(services, g.visitor.caller, ca_id)
         serial = normalise_serial(serial_text[:80])
         record = row_of(services, ca_id, serial)
         if record is None:
             raise NotFound(f"This CA has no certificate with serial {serial_text[:80]}.")
-        return arn, serial, record
+        return ca, serial, record
 
     @bp.get("/cas/<ca_id>/certificates")
     def certificates(ca_id: str) -> str:
-        caller = g.visitor.caller
-        arn = ca_arn(services, caller, ca_id)
-        ca = services.authorities.describe(caller, arn)
+        ca = visible_ca(services, g.visitor.caller, ca_id)
         query = request.args.get("q", "")[:256]
         status = request.args.get("status", "")
         if status and status not in FILTERS:
             raise InvalidRequest(f"Status must be one of {', '.join(FILTERS)}.")
         days = _days(request.args.get("days"))
         rows, nxt = find(services, ca_id, query, status, days, request.args.get("after"))
-        return render_template(
+        return ca_page(
             "certificates.html",
-            ca=ca,
-            id=ca_id,
-            name=common_name(ca),
+            ca,
+            ca_id,
             rows=rows,
             next_cursor=nxt,
             paged=bool(request.args.get("after")),
@@ -182,14 +178,12 @@ def register(bp: Blueprint, services: Services) -> None:
 
     @bp.get("/cas/<ca_id>/certificates/<serial>")
     def certificate(ca_id: str, serial: str) -> str:
-        arn, serial, record = certificate_of(ca_id, serial)
-        ca = services.authorities.describe(g.visitor.caller, arn)
+        ca, serial, record = certificate_of(ca_id, serial)
         decoded = decode(record.certificate_der) if record.certificate_der else None
-        return render_template(
+        return ca_page(
             "certificate.html",
-            ca=ca,
-            id=ca_id,
-            name=common_name(ca),
+            ca,
+            ca_id,
             record=record,
             serial=serial,
             decoded=decoded,
@@ -205,7 +199,8 @@ def register(bp: Blueprint, services: Services) -> None:
 
     @bp.route("/cas/<ca_id>/certificates/<serial>/revoke", methods=["GET", "POST"])
     def revoke(ca_id: str, serial: str) -> Response | str:
-        arn, serial, record = certificate_of(ca_id, serial)
+        ca, serial, record = certificate_of(ca_id, serial)
+        arn = ca["Arn"]
         if request.method == "GET":
             decoded = decode(record.certificate_der) if record.certificate_der else None
             return render_template(
